@@ -1,0 +1,1 @@
+"""Everything the Lambda needs besides app.py: one concern per module."""

@@ -1,0 +1,132 @@
+"""The only bedrock-runtime I/O: client configuration, the calls, error translation.
+
+The client is created lazily (no AWS call or credential lookup at import) by
+``make_client``; ``BedrockGateway`` takes any client, so tests pass one pointed
+at the emulator. botocore errors become domain errors here, with the cause
+kept (``raise ... from exc``) for the log and never shown to the client.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
+                                 EndpointConnectionError, EventStreamError, ReadTimeoutError)
+
+from chalicelib.config import Settings
+from chalicelib.errors import (ApiError, ContextWindowExceededError, UpstreamError,
+                               UpstreamMisconfiguredError, UpstreamRejectedError,
+                               UpstreamThrottledError, UpstreamTimeoutError,
+                               UpstreamUnavailableError)
+
+log = logging.getLogger(__name__)
+
+_THROTTLES = {"ThrottlingException", "ModelNotReadyException", "ServiceQuotaExceededException"}
+_UPSTREAM_FAILURES = {"InternalServerException", "ModelErrorException",
+                      "ModelStreamErrorException"}
+_MISCONFIGURED = {"AccessDeniedException", "ResourceNotFoundException",
+                  "UnrecognizedClientException", "ExpiredTokenException"}
+
+
+def _no_retry_after_read_timeout(caught_exception: Exception | None = None, **_: Any) -> None:
+    # A generation that outlived the read timeout would do so again, and a
+    # second wait would push the request past API Gateway's 29 s. Raising here
+    # ends botocore's retry loop with the original error.
+    if isinstance(caught_exception, ReadTimeoutError):
+        raise caught_exception
+
+
+def make_client(settings: Settings) -> Any:
+    """A bedrock-runtime client with explicit retries and timeouts.
+
+    Endpoint, region and credentials come from the environment as usual
+    (``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` points it at the emulator locally).
+    """
+    client = boto3.client("bedrock-runtime", config=Config(
+        retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
+        connect_timeout=settings.bedrock_connect_timeout_s,
+        read_timeout=settings.bedrock_read_timeout_s,
+        tcp_keepalive=True,
+    ))
+    client.meta.events.register_first("needs-retry.bedrock-runtime", _no_retry_after_read_timeout)
+    return client
+
+
+def _error_code(exc: ClientError) -> str:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    # In-stream errors arrive camel-cased (throttlingException): normalise.
+    return code[:1].upper() + code[1:]
+
+
+def translate_error(exc: Exception, retry_after: int) -> ApiError:
+    """A botocore failure as the domain error a client may see."""
+    if isinstance(exc, ReadTimeoutError):
+        return UpstreamTimeoutError("The model did not answer in time.")
+    if isinstance(exc, (ConnectTimeoutError, EndpointConnectionError)):
+        return UpstreamUnavailableError("The model service could not be reached.")
+    if isinstance(exc, ClientError):
+        code = _error_code(exc)
+        if code in _THROTTLES:
+            return UpstreamThrottledError("The model is busy; retry after a short wait.",
+                                          retry_after=retry_after)
+        if code == "ModelTimeoutException":
+            return UpstreamTimeoutError("The model did not answer in time.")
+        if code == "ServiceUnavailableException":
+            return UpstreamUnavailableError("The model service is unavailable; try again later.")
+        if code == "ValidationException":
+            message = str(exc.response.get("Error", {}).get("Message", ""))
+            if "context length" in message or "too long" in message:
+                return ContextWindowExceededError(
+                    "The prompt is longer than the model's context window.", param="messages")
+            return UpstreamRejectedError("The model rejected the request as invalid.")
+        if code in _UPSTREAM_FAILURES:
+            return UpstreamError("The model failed to answer.")
+        if code in _MISCONFIGURED:
+            return UpstreamMisconfiguredError("The model is not reachable from this deployment.")
+    return UpstreamError("The model service failed.")
+
+
+class BedrockGateway:
+    """InvokeModel and InvokeModelWithResponseStream, errors translated."""
+
+    def __init__(self, client: Any, *, retry_after: int = 2) -> None:
+        self._client = client
+        self._retry_after = retry_after
+
+    def _fail(self, exc: Exception, model_id: str) -> ApiError:
+        error = translate_error(exc, self._retry_after)
+        # Details (which may name ARNs) go to the log only, never to clients.
+        log.warning("bedrock call failed: model=%s code=%s cause=%s: %s",
+                    model_id, error.code, type(exc).__name__, exc)
+        return error
+
+    def invoke(self, model_id: str, body: dict[str, Any]) -> Any:
+        try:
+            response = self._client.invoke_model(
+                modelId=model_id, body=json.dumps(body), contentType="application/json",
+                accept="application/json")
+            return json.loads(response["body"].read())
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, model_id) from exc
+        except ValueError as exc:
+            raise UpstreamError("The model returned a malformed answer.") from exc
+
+    def invoke_stream(self, model_id: str, body: dict[str, Any]) -> Iterator[Any]:
+        """The stream's chunks, JSON-decoded; errors before or inside the
+        stream raise the same domain errors."""
+        try:
+            response = self._client.invoke_model_with_response_stream(
+                modelId=model_id, body=json.dumps(body), contentType="application/json",
+                accept="application/json")
+            for event in response["body"]:
+                chunk = event.get("chunk")
+                if chunk is not None:
+                    yield json.loads(chunk["bytes"])
+        except (ClientError, EventStreamError, BotoCoreError) as exc:
+            raise self._fail(exc, model_id) from exc
+        except ValueError as exc:
+            raise UpstreamError("The model returned a malformed stream.") from exc

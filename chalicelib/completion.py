@@ -1,0 +1,71 @@
+"""The one path from a ChatRequest to Bedrock and back, for every route.
+
+Bedrock's InvokeModel for Llama takes no stop sequences, so they are applied
+here to the generated text: the answer is cut before the first one and its
+stop reason becomes ``"stop"``. Usage stays what Bedrock reported (what is
+billed), even when the text was cut.
+"""
+from __future__ import annotations
+
+from chalicelib.bedrock import BedrockGateway
+from chalicelib.chat import ChatRequest, Completion, StreamedCompletion, Usage
+from chalicelib.errors import UpstreamError
+from chalicelib.models import adapter_for
+
+
+def find_stop(text: str, stops: tuple[str, ...]) -> int:
+    """Index of the earliest stop sequence in ``text``, or -1."""
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found, default=-1)
+
+
+class ChatService:
+    def __init__(self, gateway: BedrockGateway) -> None:
+        self._gateway = gateway
+
+    def complete(self, request: ChatRequest) -> Completion:
+        adapter = adapter_for(request.model)
+        raw = adapter.parse_body(self._gateway.invoke(request.model, adapter.build_body(request)))
+        text, reason = raw.text, raw.stop_reason
+        cut = find_stop(text, request.stop)
+        if cut >= 0:
+            text, reason = text[:cut], "stop"
+        return Completion(model=request.model, text=text, stop_reason=reason, usage=raw.usage)
+
+    def stream(self, request: ChatRequest) -> StreamedCompletion:
+        """Read the whole stream (API Gateway buffers it anyway), keeping the
+        pieces so that a streamed answer can be replayed as chunks."""
+        adapter = adapter_for(request.model)
+        pieces: list[str] = []
+        reason: str | None = None
+        usage: Usage | None = None
+        for payload in self._gateway.invoke_stream(request.model, adapter.build_body(request)):
+            chunk = adapter.parse_chunk(payload)
+            text = chunk.text if pieces else chunk.text.lstrip()
+            if text:
+                pieces.append(text)
+            reason = chunk.stop_reason or reason
+            usage = chunk.usage or usage
+        if reason is None or usage is None:
+            raise UpstreamError("The model's stream ended early.")
+        kept, reason = _cut_pieces(pieces, request.stop, reason)
+        completion = Completion(model=request.model, text="".join(kept),
+                                stop_reason=reason, usage=usage)
+        return StreamedCompletion(deltas=tuple(kept), completion=completion)
+
+
+def _cut_pieces(pieces: list[str], stops: tuple[str, ...],
+                reason: str) -> tuple[list[str], str]:
+    cut = find_stop("".join(pieces), stops)
+    if cut < 0:
+        return pieces, reason
+    kept: list[str] = []
+    length = 0
+    for piece in pieces:
+        if length + len(piece) >= cut:
+            if cut > length:
+                kept.append(piece[:cut - length])
+            break
+        kept.append(piece)
+        length += len(piece)
+    return kept, "stop"

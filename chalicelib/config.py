@@ -1,0 +1,96 @@
+"""Settings, read once from the environment into one frozen object.
+
+Stage values live in ``.chalice/config.json`` (``environment_variables``);
+Chalice puts them in the Lambda's environment and ``chalice.test.Client`` and
+the local stack apply them too. Every name is a constant here, so a typo in one
+place cannot silently fall back to a default.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from chalicelib.models import REGISTRY
+
+DEFAULT_MODEL = "DEFAULT_MODEL"
+ALLOWED_MODELS = "ALLOWED_MODELS"
+MAX_BODY_BYTES = "MAX_BODY_BYTES"
+MAX_PROMPT_CHARS = "MAX_PROMPT_CHARS"
+BEDROCK_CONNECT_TIMEOUT_S = "BEDROCK_CONNECT_TIMEOUT_S"
+BEDROCK_READ_TIMEOUT_S = "BEDROCK_READ_TIMEOUT_S"
+BEDROCK_MAX_ATTEMPTS = "BEDROCK_MAX_ATTEMPTS"
+THROTTLE_RETRY_AFTER_S = "THROTTLE_RETRY_AFTER_S"
+
+
+class ConfigError(ValueError):
+    """The deployment's settings are inconsistent (an operator's error)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_model: str = "us.meta.llama3-1-8b-instruct-v1:0"
+    allowed_models: tuple[str, ...] = ("us.meta.llama3-1-8b-instruct-v1:0",)
+    # Lambda takes 6 MB synchronously; 1 MiB is far above any sane chat turn.
+    max_body_bytes: int = 1_048_576
+    # Llama 3.1 holds 128k tokens, about 512k characters: a bit more is let
+    # through so that Bedrock's own context check stays the last word.
+    max_prompt_chars: int = 600_000
+    # Connect fast, read long enough for ~2k tokens; with 3 attempts for
+    # throttles and 5xx (quick answers) a request ends well inside API
+    # Gateway's 29 s. Read timeouts are not retried (see bedrock.py).
+    bedrock_connect_timeout_s: float = 2.0
+    bedrock_read_timeout_s: float = 20.0
+    bedrock_max_attempts: int = 3
+    throttle_retry_after_s: int = 2
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < low:
+        raise ConfigError(f"{name} must be >= {low}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate settings; ConfigError names the bad variable."""
+    env = os.environ if env is None else env
+    base = Settings()
+    default_model = env.get(DEFAULT_MODEL) or base.default_model
+    allowed = tuple(m.strip() for m in (env.get(ALLOWED_MODELS) or default_model).split(",")
+                    if m.strip())
+    for model_id in allowed:
+        if model_id not in REGISTRY:
+            raise ConfigError(f"{ALLOWED_MODELS} names an unknown model: {model_id}")
+    if default_model not in allowed:
+        raise ConfigError(f"{DEFAULT_MODEL} {default_model} is not in {ALLOWED_MODELS}")
+    return Settings(
+        default_model=default_model,
+        allowed_models=allowed,
+        max_body_bytes=_int(env, MAX_BODY_BYTES, base.max_body_bytes, 1),
+        max_prompt_chars=_int(env, MAX_PROMPT_CHARS, base.max_prompt_chars, 1),
+        bedrock_connect_timeout_s=_float(env, BEDROCK_CONNECT_TIMEOUT_S,
+                                         base.bedrock_connect_timeout_s),
+        bedrock_read_timeout_s=_float(env, BEDROCK_READ_TIMEOUT_S, base.bedrock_read_timeout_s),
+        bedrock_max_attempts=_int(env, BEDROCK_MAX_ATTEMPTS, base.bedrock_max_attempts, 1),
+        throttle_retry_after_s=_int(env, THROTTLE_RETRY_AFTER_S, base.throttle_retry_after_s, 1),
+    )

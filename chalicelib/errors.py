@@ -1,0 +1,123 @@
+"""Domain errors with stable machine codes.
+
+No HTTP status codes live here: app.py maps each class to a status. Every
+error carries a ``code`` (stable, for programs), a ``type`` (the OpenAI error
+family clients already switch on) and a human ``message`` that never contains
+internals such as ARNs, account ids or botocore text.
+"""
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """Base class of every error a client may see."""
+
+    code: str = "internal_error"
+    type: str = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequestError(ApiError):
+    """The request body is malformed or a value is out of range."""
+
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class UnsupportedParameterError(InvalidRequestError):
+    """A well-formed parameter that this backend cannot honour."""
+
+    code = "unsupported_parameter"
+
+
+class RequestTooLargeError(ApiError):
+    """The body or the prompt is over the configured size."""
+
+    code = "request_too_large"
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaTypeError(ApiError):
+    """The request was not sent as JSON."""
+
+    code = "unsupported_media_type"
+    type = "invalid_request_error"
+
+
+class ModelNotFoundError(ApiError):
+    """The model id is unknown or not allowed on this stage."""
+
+    code = "model_not_found"
+    type = "invalid_request_error"
+
+
+class NotFoundError(ApiError):
+    """A route or resource that does not exist."""
+
+    code = "not_found"
+    type = "invalid_request_error"
+
+
+class MethodNotAllowedError(ApiError):
+    """The route exists but not for this HTTP method."""
+
+    code = "method_not_allowed"
+    type = "invalid_request_error"
+
+
+class ContextWindowExceededError(InvalidRequestError):
+    """Bedrock refused the prompt as longer than the model's context."""
+
+    code = "context_length_exceeded"
+
+
+class UpstreamRejectedError(InvalidRequestError):
+    """Bedrock answered ValidationException for another reason."""
+
+    code = "upstream_validation_error"
+
+
+class UpstreamThrottledError(ApiError):
+    """Bedrock still throttled after the client's retries."""
+
+    code = "upstream_throttled"
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: int,
+                 code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class UpstreamTimeoutError(ApiError):
+    """The model did not answer within the read timeout."""
+
+    code = "upstream_timeout"
+    type = "timeout_error"
+
+
+class UpstreamUnavailableError(ApiError):
+    """Bedrock said it is unavailable for now."""
+
+    code = "upstream_unavailable"
+    type = "server_error"
+
+
+class UpstreamError(ApiError):
+    """Bedrock or the model failed while answering."""
+
+    code = "upstream_error"
+    type = "server_error"
+
+
+class UpstreamMisconfiguredError(ApiError):
+    """Our deployment cannot reach the model (access, model id, region)."""
+
+    code = "upstream_misconfigured"
+    type = "server_error"

@@ -1,0 +1,159 @@
+"""Model registry: Bedrock model id -> capabilities and request/response adapter.
+
+Models are described with data so that adding one is a line, not a code path.
+Every Llama 3.x instruct model on Bedrock shares one prompt format and one
+body shape, hence one adapter. Ids come as base ids
+(``meta.llama3-1-8b-instruct-v1:0``) and US cross-region inference profile ids
+(``us.meta.llama3-1-8b-instruct-v1:0``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.chat import ChatRequest, Usage
+from chalicelib.errors import ModelNotFoundError, UpstreamError
+from chalicelib.llama import format_prompt
+
+# Bedrock caps max_gen_len for Meta models at 2048 whatever the context size.
+LLAMA_MAX_OUTPUT = 2048
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    family: str
+    context_window: int
+    max_output_tokens: int
+    supports_streaming: bool = True
+    owned_by: str = "meta"
+
+
+@dataclass(frozen=True)
+class RawCompletion:
+    """A Bedrock answer translated, before stop sequences are applied."""
+
+    text: str
+    stop_reason: str
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class RawChunk:
+    """One streamed piece; ``stop_reason`` and ``usage`` only on the last."""
+
+    text: str
+    stop_reason: str | None
+    usage: Usage | None
+
+
+_LLAMA_BASE_IDS: dict[str, int] = {
+    "meta.llama3-8b-instruct-v1:0": 8_192,
+    "meta.llama3-70b-instruct-v1:0": 8_192,
+    "meta.llama3-1-8b-instruct-v1:0": 128_000,
+    "meta.llama3-1-70b-instruct-v1:0": 128_000,
+    "meta.llama3-1-405b-instruct-v1:0": 128_000,
+    "meta.llama3-2-1b-instruct-v1:0": 128_000,
+    "meta.llama3-2-3b-instruct-v1:0": 128_000,
+    "meta.llama3-2-11b-instruct-v1:0": 128_000,
+    "meta.llama3-2-90b-instruct-v1:0": 128_000,
+    "meta.llama3-3-70b-instruct-v1:0": 128_000,
+}
+
+
+def _build_registry() -> dict[str, ModelSpec]:
+    registry: dict[str, ModelSpec] = {}
+    for base_id, context in _LLAMA_BASE_IDS.items():
+        for model_id in (base_id, f"us.{base_id}"):
+            registry[model_id] = ModelSpec(
+                id=model_id, family="llama3", context_window=context,
+                max_output_tokens=LLAMA_MAX_OUTPUT)
+    return registry
+
+
+REGISTRY: Mapping[str, ModelSpec] = _build_registry()
+
+
+def get_model(model_id: str) -> ModelSpec:
+    """The spec of a known model; ModelNotFoundError for anything else."""
+    spec = REGISTRY.get(model_id)
+    if spec is None:
+        raise ModelNotFoundError(f"The model '{model_id}' does not exist.",
+                                 param="model")
+    return spec
+
+
+# --- Llama adapter: pure translation between ChatRequest and Bedrock bodies.
+
+def build_llama_body(request: ChatRequest) -> dict[str, Any]:
+    """The InvokeModel body for a Meta Llama model."""
+    return {
+        "prompt": format_prompt(request.messages),
+        "max_gen_len": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+    }
+
+
+def _stop_reason(value: Any) -> str:
+    # Bedrock documents "stop" and "length"; anything else is a model-side
+    # end and reads best to clients as a normal stop.
+    return "length" if value == "length" else "stop"
+
+
+def _int_field(payload: Mapping[str, Any], name: str) -> int:
+    value = payload.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UpstreamError("The model returned a malformed answer.")
+    return value
+
+
+def parse_llama_body(payload: Any) -> RawCompletion:
+    """Translate an InvokeModel answer. The generation's leading whitespace
+    is dropped: with Meta's template the model may still start with a newline."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("generation"), str):
+        raise UpstreamError("The model returned a malformed answer.")
+    return RawCompletion(
+        text=payload["generation"].lstrip(),
+        stop_reason=_stop_reason(payload.get("stop_reason")),
+        usage=Usage(_int_field(payload, "prompt_token_count"),
+                    _int_field(payload, "generation_token_count")),
+    )
+
+
+def parse_llama_chunk(payload: Any) -> RawChunk:
+    """Translate one InvokeModelWithResponseStream chunk (already JSON-decoded).
+
+    Usage comes from ``amazon-bedrock-invocationMetrics`` on the last chunk,
+    which is where Bedrock reports the billed counts of a stream.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("generation", ""), str):
+        raise UpstreamError("The model returned a malformed stream.")
+    reason = payload.get("stop_reason")
+    usage = None
+    metrics = payload.get("amazon-bedrock-invocationMetrics")
+    if isinstance(metrics, dict):
+        usage = Usage(_int_field(metrics, "inputTokenCount"),
+                      _int_field(metrics, "outputTokenCount"))
+    return RawChunk(text=payload.get("generation") or "",
+                    stop_reason=None if reason is None else _stop_reason(reason),
+                    usage=usage)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """How one model family's bodies are built and read."""
+
+    build_body: Callable[[ChatRequest], dict[str, Any]]
+    parse_body: Callable[[Any], RawCompletion]
+    parse_chunk: Callable[[Any], RawChunk]
+
+
+_ADAPTERS: Mapping[str, Adapter] = {
+    "llama3": Adapter(build_llama_body, parse_llama_body, parse_llama_chunk),
+}
+
+
+def adapter_for(model_id: str) -> Adapter:
+    return _ADAPTERS[get_model(model_id).family]

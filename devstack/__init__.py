@@ -1,0 +1,1 @@
+"""Local development stack; never packaged into the Lambda."""

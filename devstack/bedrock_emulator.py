@@ -1,0 +1,238 @@
+"""A local Bedrock Runtime that speaks the real wire protocol.
+
+Unmodified boto3 reaches it through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` (or
+``endpoint_url``) with dummy credentials. It serves InvokeModel,
+InvokeModelWithResponseStream, Converse and ConverseStream for the Llama 3.x
+ids of ``chalicelib.models``; answers errors as Bedrock does (status,
+``x-amzn-ErrorType``, JSON ``message``); streams with AWS event-stream framing.
+Text comes from ``devstack.generator``: deterministic, token counts consistent.
+
+A control API on the same port drives it from tests and benchmarks::
+
+    GET  /_emulator/requests   recorded invocations, arrival order
+    DELETE /_emulator/requests clear them
+    GET|POST /_emulator/config read | change latency, faults, throttle, seed
+    GET  /_emulator/stats      invocations, in flight, throttles, errors
+    POST /_emulator/reset      defaults, zero stats, no recorded requests
+
+Run it with ``python -m devstack.bedrock_emulator --port 8001``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from devstack.bedrock_wire import (ERROR_STATUS, STREAM_EXCEPTIONS, Answer, BedrockError,
+                                   apply_stop, check_model, parse_converse_body,
+                                   parse_llama_body)
+from devstack.emulator_state import ControlError, State
+from devstack.generator import count_tokens, generate
+
+OPERATIONS = {
+    "invoke": "InvokeModel",
+    "invoke-with-response-stream": "InvokeModelWithResponseStream",
+    "converse": "Converse",
+    "converse-stream": "ConverseStream",
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "BedrockEmulator"
+    # Without this, headers and body in separate sends stall ~40 ms per answer
+    # on keep-alive connections (Nagle against delayed ACK; see SPEC.md).
+    disable_nagle_algorithm = True
+    state: State  # set by make_server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+    # --- plumbing
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
+        headers = {"Content-Length": str(len(body)), "x-amzn-RequestId": str(uuid.uuid4()),
+                   **headers}
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        # One send for headers and body (see disable_nagle_algorithm).
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self.wfile.flush()
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(),
+                   {"Content-Type": "application/json", **(headers or {})})
+
+    def _error(self, err: BedrockError) -> None:
+        self._json(ERROR_STATUS[err.name], {"message": err.message},
+                   {"x-amzn-ErrorType": f"{err.name}:http://internal.amazon.com/coral/com.amazon.bedrock/"})
+
+    def _start_stream(self) -> None:
+        self.send_response_only(200)
+        self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+        self.send_header("X-Amzn-Bedrock-Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.end_headers()
+
+    def stream_message(self, message: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(message), message))
+        self.wfile.flush()
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    # --- routing
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    def _route(self, method: str) -> None:
+        path = urlsplit(self.path).path
+        raw = self._read_body()
+        try:
+            if path.startswith("/_emulator/"):
+                self._control(method, path, raw)
+                return
+            parts = path.split("/")
+            if method == "POST" and len(parts) == 4 and parts[1] == "model" and parts[3] in OPERATIONS:
+                self._invoke(OPERATIONS[parts[3]], unquote(parts[2]), raw)
+                return
+            self._json(404, {"message": f"Unknown operation {method} {path}"},
+                       {"x-amzn-ErrorType": "UnknownOperationException"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away; nothing to answer
+
+    def _control(self, method: str, path: str, raw: bytes) -> None:
+        state = self.state
+        route = (method, path)
+        if route == ("GET", "/_emulator/requests"):
+            with state.lock:
+                self._json(200, {"requests": list(state.requests)})
+        elif route == ("DELETE", "/_emulator/requests"):
+            with state.lock:
+                state.requests.clear()
+            self._json(200, {"requests": []})
+        elif route == ("GET", "/_emulator/stats"):
+            self._json(200, state.stats())
+        elif route == ("GET", "/_emulator/config"):
+            with state.lock:
+                self._json(200, state.config.public())
+        elif route == ("POST", "/_emulator/config"):
+            try:
+                self._json(200, state.configure(json.loads(raw or b"{}")))
+            except (ValueError, ControlError) as exc:
+                self._json(400, {"message": str(exc)})
+        elif route == ("POST", "/_emulator/reset"):
+            state.reset()
+            self._json(200, {"status": "reset"})
+        else:
+            self._json(404, {"message": f"No control route {method} {path}"})
+
+    # --- invocations
+
+    def _invoke(self, operation: str, model_id: str, raw: bytes) -> None:
+        state = self.state
+        try:
+            recorded: Any = json.loads(raw)
+        except (ValueError, RecursionError):
+            recorded = raw.decode("utf-8", "replace")
+        state.record(operation, model_id, recorded)
+        try:
+            context = check_model(model_id)
+            converse = operation.startswith("Converse")
+            body = parse_converse_body(raw) if converse else parse_llama_body(raw)
+            prompt_tokens = count_tokens(body["prompt"])
+            if prompt_tokens > context:
+                raise BedrockError(
+                    "ValidationException",
+                    f"This model's maximum context length is {context} tokens. "
+                    "Please reduce the length of the prompt.")
+        except BedrockError as err:
+            state.count_error(err.name)
+            self._error(err)
+            return
+        injected, cfg, admitted = state.admit()
+        streaming = operation in STREAM_EXCEPTIONS
+        in_stream = streaming and cfg.fail_in_stream and injected in STREAM_EXCEPTIONS[operation]
+        if injected is not None and not in_stream:
+            if admitted:
+                state.release()
+            self._error(BedrockError(injected))
+            return
+        try:
+            if cfg.latency_ms:
+                time.sleep(cfg.latency_ms / 1000)
+            gen = generate(model_id, body["prompt"], temperature=body["temperature"],
+                           top_p=body["top_p"], max_tokens=body["max_gen_len"], seed=cfg.seed)
+            pieces = list(gen.pieces)
+            stop_reason = gen.stop_reason
+            if converse:
+                pieces, stop_reason = apply_stop(pieces, stop_reason, body["stop"])
+            answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg)
+            if streaming:
+                self._start_stream()
+                answer.stream(self, injected if in_stream else None)
+                self._end_stream()
+            else:
+                answer.pace()
+                self._send(200, *answer.body())
+        finally:
+            state.release()
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True  # a port in TIME_WAIT is not "in use"
+    request_queue_size = 1024  # bursts must queue, not be reset
+
+
+def make_server(host: str, port: int, state: State | None = None,
+                verbose: bool = False) -> EmulatorServer:
+    handler = type("BoundHandler", (Handler,), {"state": state or State()})
+    server = EmulatorServer((host, port), handler)
+    server.verbose = verbose  # type: ignore[attr-defined]
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        server = make_server(args.host, args.port, verbose=args.verbose)
+    except OSError as exc:
+        print(f"bedrock emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    print(f"Bedrock emulator on http://{args.host}:{args.port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

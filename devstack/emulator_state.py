@@ -1,0 +1,152 @@
+"""The emulator's mutable state: configuration, statistics, request log."""
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from devstack.bedrock_wire import ERROR_STATUS
+
+MAX_RECORDED = 50_000
+
+
+class ControlError(Exception):
+    """A bad control-API request (answered 400)."""
+
+
+@dataclass
+class Config:
+    latency_ms: int = 0
+    tokens_per_second: float = 0.0  # 0: the whole answer at once
+    max_concurrency: int = 0  # 0: unlimited
+    fault_rate: dict[str, float] = field(default_factory=dict)
+    fail_next: list[str] = field(default_factory=list)
+    fail_in_stream: bool = False
+    seed: int = 0
+
+    def public(self) -> dict[str, Any]:
+        return {"latency_ms": self.latency_ms, "tokens_per_second": self.tokens_per_second,
+                "max_concurrency": self.max_concurrency, "fault_rate": dict(self.fault_rate),
+                "fail_next": list(self.fail_next), "fail_in_stream": self.fail_in_stream,
+                "seed": self.seed}
+
+
+def _number(key: str, value: Any, low: float, integer: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ControlError(f"{key} must be {'an integer' if integer else 'a number'}")
+    if value < low:
+        raise ControlError(f"{key} must be >= {low}")
+    return value
+
+
+def _error_name(key: str, name: Any) -> str:
+    if name not in ERROR_STATUS:
+        raise ControlError(f"{key}: unknown error {name!r}; known: {sorted(ERROR_STATUS)}")
+    return name
+
+
+def apply_config(config: Config, changes: Any) -> None:
+    """Validate every change first, then apply them all (all or nothing)."""
+    if not isinstance(changes, dict):
+        raise ControlError("config must be a JSON object")
+    unknown = set(changes) - set(Config().public())
+    if unknown:
+        raise ControlError(f"unknown config keys: {sorted(unknown)}")
+    new: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key in ("latency_ms", "max_concurrency", "seed"):
+            new[key] = int(_number(key, value, 0, integer=True))
+        elif key == "tokens_per_second":
+            new[key] = float(_number(key, value, 0, integer=False))
+        elif key == "fail_in_stream":
+            if not isinstance(value, bool):
+                raise ControlError("fail_in_stream must be true or false")
+            new[key] = value
+        elif key == "fail_next":
+            if not isinstance(value, list):
+                raise ControlError("fail_next must be a list of error names")
+            new[key] = [_error_name(key, v) for v in value]
+        elif key == "fault_rate":
+            if not isinstance(value, dict):
+                raise ControlError("fault_rate must map error names to probabilities")
+            rates = {}
+            for name, rate in value.items():
+                rate = _number(f"fault_rate.{name}", rate, 0, integer=False)
+                if rate > 1:
+                    raise ControlError(f"fault_rate.{name} must be <= 1")
+                rates[_error_name(key, name)] = float(rate)
+            new[key] = rates
+    for key, value in new.items():
+        setattr(config, key, value)
+
+
+class State:
+    """Configuration, statistics and the request log, behind one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.config = Config()
+            self.rng = random.Random(0)
+            self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED)
+            self.invocations = 0
+            self.in_flight = 0
+            self.max_in_flight = 0
+            self.throttled = 0
+            self.errors: Counter[str] = Counter()
+
+    def configure(self, changes: Any) -> dict[str, Any]:
+        with self.lock:
+            apply_config(self.config, changes)
+            if isinstance(changes, dict) and "seed" in changes:
+                self.rng = random.Random(self.config.seed)
+            return self.config.public()
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {"invocations": self.invocations, "in_flight": self.in_flight,
+                    "max_in_flight": self.max_in_flight, "throttled": self.throttled,
+                    "errors": dict(self.errors)}
+
+    def record(self, operation: str, model_id: str, body: Any) -> None:
+        with self.lock:
+            self.invocations += 1
+            self.requests.append({"operation": operation, "modelId": model_id, "body": body})
+
+    def count_error(self, name: str) -> None:
+        with self.lock:
+            self.errors[name] += 1
+
+    def admit(self) -> tuple[str | None, Config, bool]:
+        """Decide an invocation's fate: an injected error or admission.
+
+        Returns ``(error, config snapshot, admitted)``. Injected errors of ``fail_next``
+        and ``fault_rate`` are admitted (a stream may fail after its first
+        chunks); a throttle for ``max_concurrency`` is never admitted.
+        """
+        with self.lock:
+            cfg = Config(**self.config.public())
+            injected = self.config.fail_next.pop(0) if self.config.fail_next else None
+            if injected is None:
+                for name, rate in self.config.fault_rate.items():
+                    if self.rng.random() < rate:
+                        injected = name
+                        break
+            if injected is None and cfg.max_concurrency and self.in_flight >= cfg.max_concurrency:
+                self.throttled += 1
+                self.errors["ThrottlingException"] += 1
+                return "ThrottlingException", cfg, False
+            if injected is not None:
+                self.errors[injected] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return injected, cfg, True
+
+    def release(self) -> None:
+        with self.lock:
+            self.in_flight -= 1

@@ -1,0 +1,82 @@
+"""Deterministic stand-in generation for the Bedrock emulator.
+
+The same model, prompt, parameters and seed always give the same text. Token
+counts are a realistic estimate of about four characters a token (not a word
+count), computed on the text itself, so a streamed answer's pieces join to the
+non-streamed text and carry consistent running counts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from dataclasses import dataclass
+
+_WORDS = (
+    "the a model answer local endpoint request token stream lambda gateway "
+    "bedrock llama prompt cache queue budget tenant deploy region latency "
+    "simple careful quick quiet steady clear useful small large exact "
+    "runs returns counts keeps sends reads writes builds checks holds "
+    "with from into over under about through before after while because "
+    "today here there every each some many few more less often rarely"
+).split()
+
+
+def count_tokens(text: str) -> int:
+    """About four characters a token; an empty text is zero tokens."""
+    return math.ceil(len(text) / 4)
+
+
+@dataclass(frozen=True)
+class Generation:
+    pieces: tuple[str, ...]
+    stop_reason: str  # "stop" | "length"
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+def _rng(*parts: object) -> random.Random:
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _natural_pieces(rng: random.Random, target_tokens: int) -> list[str]:
+    pieces: list[str] = []
+    chars = 0
+    sentence_left = 0
+    while count_tokens("x" * chars) < target_tokens:
+        word = rng.choice(_WORDS)
+        if sentence_left == 0:
+            sentence_left = rng.randint(5, 14)
+            word = word.capitalize()
+        sentence_left -= 1
+        if sentence_left == 0:
+            word += "."
+        piece = word if not pieces else " " + word
+        pieces.append(piece)
+        chars += len(piece)
+    if not pieces[-1].endswith("."):
+        pieces[-1] += "."
+    return pieces
+
+
+def generate(model_id: str, prompt: str, *, temperature: float, top_p: float,
+             max_tokens: int, seed: int) -> Generation:
+    """The deterministic answer, cut to ``max_tokens`` when longer."""
+    rng = _rng(model_id, prompt, temperature, top_p, seed)
+    natural = _natural_pieces(rng, rng.randint(16, 120))
+    kept: list[str] = []
+    chars = 0
+    for piece in natural:
+        if count_tokens("x" * (chars + len(piece))) > max_tokens:
+            # Cut mid-word, as a real model cut at max_gen_len would.
+            room = max_tokens * 4 - chars
+            if room > 0:
+                kept.append(piece[:room])
+            return Generation(tuple(kept), "length")
+        kept.append(piece)
+        chars += len(piece)
+    return Generation(tuple(kept), "stop")

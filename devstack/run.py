@@ -1,0 +1,177 @@
+"""``make run``: the local stack in the foreground, stopped whole by Ctrl-C or SIGTERM.
+
+Starts the Bedrock emulator and the app (Chalice's local server) as child
+processes, each in its own session so that a terminal's Ctrl-C reaches only
+this supervisor, which then stops them in order. Should the supervisor itself
+be killed outright, Linux's parent-death signal still ends each child.
+Ports come from ``PORT`` and ``BEDROCK_EMULATOR_PORT``.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 30.0
+
+
+class StackError(Exception):
+    """A one-line reason the stack cannot start."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    argv: tuple[str, ...]
+    ready_path: str
+
+
+def port_from_env(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise StackError(f"{name}={raw!r} is not a port number")
+    return int(raw)
+
+
+def check_port_free(port: int) -> None:
+    # SO_REUSEADDR as the servers use it: a port in TIME_WAIT counts as free.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            raise StackError(f"port {port} is already in use on {HOST}") from None
+
+
+def local_environment(env: Mapping[str, str], emulator_port: int) -> dict[str, str]:
+    """The app's environment: boto3 pointed at local services, dummy credentials,
+    so that nothing started here can reach a real AWS account."""
+    child = {k: v for k, v in env.items()
+             if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE")}
+    child.update({
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": f"http://{HOST}:{emulator_port}",
+        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return child
+
+
+def services(app_port: int, emulator_port: int) -> list[Service]:
+    py = sys.executable
+    return [
+        Service("bedrock emulator", emulator_port,
+                (py, "-m", "devstack.bedrock_emulator", "--port", str(emulator_port)),
+                "/_emulator/stats"),
+        Service("app", app_port,
+                (py, "-m", "devstack.app_server", "--port", str(app_port)), "/health"),
+    ]
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: Ctrl-C and SIGTERM still stop everything
+
+
+def start(service: Service, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(service.argv, cwd=PROJECT_DIR, env=dict(env),
+                            start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def wait_ready(service: Service, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    url = f"http://{HOST}:{service.port}{service.ready_path}"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{service.name} exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise StackError(f"{service.name} did not answer on {url} within {READY_TIMEOUT_S:.0f} s")
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def banner(app_port: int, emulator_port: int) -> str:
+    base = f"http://{HOST}:{app_port}"
+    return "\n".join([
+        "",
+        "Local stack is up (Bedrock is the local emulator; no AWS account is used):",
+        f"  API               {base}            (Chalice local server, stage dev)",
+        f"  Bedrock emulator  http://{HOST}:{emulator_port}  (control API: /_emulator/stats)",
+        "",
+        "Try:",
+        f"  curl -s {base}/chat -H 'Content-Type: application/json' "
+        "-d '{\"prompt\": \"Hello, how are you?\"}'",
+        "",
+        "Ctrl-C stops everything.",
+        "",
+    ])
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    procs: list[subprocess.Popen[bytes]] = []
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        app_port = port_from_env(os.environ, "PORT", 8000)
+        emulator_port = port_from_env(os.environ, "BEDROCK_EMULATOR_PORT", 8001)
+        if app_port == emulator_port:
+            raise StackError("PORT and BEDROCK_EMULATOR_PORT must differ")
+        stack = services(app_port, emulator_port)
+        for service in stack:
+            check_port_free(service.port)
+        env = local_environment(os.environ, emulator_port)
+        for service in stack:
+            procs.append(start(service, env))
+            wait_ready(service, procs[-1])
+        print(banner(app_port, emulator_port), flush=True)
+        while True:
+            for service, proc in zip(stack, procs):
+                if proc.poll() is not None:
+                    raise StackError(f"{service.name} stopped with status {proc.returncode}")
+            time.sleep(0.5)
+    except StackError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping the local stack...", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop_all(procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
