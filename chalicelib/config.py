@@ -36,11 +36,12 @@ class Settings:
     # Llama 3.1 holds 128k tokens, about 512k characters: a bit more is let
     # through so that Bedrock's own context check stays the last word.
     max_prompt_chars: int = 600_000
-    # Connect fast, read long enough for ~2k tokens; with 3 attempts for
-    # throttles and 5xx (quick answers) a request ends well inside API
-    # Gateway's 29 s. Read timeouts are not retried (see bedrock.py).
-    bedrock_connect_timeout_s: float = 2.0
-    bedrock_read_timeout_s: float = 20.0
+    # Connect fast, read long enough for ~2k tokens. Throttles and 5xx are
+    # answered at once and retried (3 attempts, standard-mode backoff of at
+    # most 1 s then 2 s); read timeouts are never retried (see bedrock.py).
+    # Worst case: 3 x 1 + 3 + 18 = 24 s, well inside API Gateway's 29 s.
+    bedrock_connect_timeout_s: float = 1.0
+    bedrock_read_timeout_s: float = 18.0
     bedrock_max_attempts: int = 3
     throttle_retry_after_s: int = 2
 

@@ -128,7 +128,7 @@ def parse_llama_chunk(payload: Any) -> RawChunk:
     Usage comes from ``amazon-bedrock-invocationMetrics`` on the last chunk,
     which is where Bedrock reports the billed counts of a stream.
     """
-    if not isinstance(payload, dict) or not isinstance(payload.get("generation", ""), str):
+    if not isinstance(payload, dict) or not isinstance(payload.get("generation") or "", str):
         raise UpstreamError("The model returned a malformed stream.")
     reason = payload.get("stop_reason")
     usage = None

@@ -1,0 +1,81 @@
+"""The local stack as `make run` starts it, driven by real clients."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.stack import PROJECT_DIR, LocalStack, alive
+from tests.support import http
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    running = LocalStack().start()
+    yield running
+    running.stop()
+
+
+def readme_curl(base_url: str) -> list[str]:
+    """The quick-start curl, taken from the README itself."""
+    readme = (PROJECT_DIR / "README.md").read_text()
+    line = next(ln.strip() for ln in readme.splitlines()
+                if ln.strip().startswith("curl") and "/chat " in ln and "prompt" in ln)
+    import shlex
+    return [part.replace("http://127.0.0.1:8000", base_url) for part in shlex.split(line)]
+
+
+def test_both_ports_answer(stack: LocalStack) -> None:
+    status, _, body = http("GET", stack.url + "/health")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    status, _, body = http("GET", stack.emulator_url + "/_emulator/stats")
+    assert status == 200 and "invocations" in json.loads(body)
+
+
+def test_the_readme_curl_gets_the_model_answer(stack: LocalStack) -> None:
+    assert shutil.which("curl"), "curl is needed for this test"
+    http("POST", stack.emulator_url + "/_emulator/reset")
+    result = subprocess.run(readme_curl(stack.url), capture_output=True, text=True, timeout=30,
+                            check=True)
+    answer = json.loads(result.stdout)
+    assert answer["text"] and answer["stop_reason"] in ("stop", "length")
+    assert answer["usage"]["total_tokens"] > 0
+    _, _, raw = http("GET", stack.emulator_url + "/_emulator/requests")
+    sent = json.loads(raw)["requests"]
+    assert len(sent) == 1 and "Hello, how are you?" in sent[0]["body"]["prompt"]
+
+
+def test_stop_leaves_nothing_behind_and_restarts_at_once() -> None:
+    first = LocalStack().start()
+    http("POST", first.url + "/chat", {"prompt": "keep-alive traffic"},
+         {"Content-Type": "application/json"})
+    started = first.stop()
+    assert len(started) >= 2  # emulator and app at least
+    assert first.proc is not None and first.proc.returncode is not None
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in started if alive(pid)]
+    # Same ports again at once: TIME_WAIT must not count as "in use".
+    again = LocalStack()
+    again.app_port, again.emulator_port = first.app_port, first.emulator_port
+    again.env.update(PORT=str(first.app_port), BEDROCK_EMULATOR_PORT=str(first.emulator_port))
+    again.start()
+    assert http("GET", again.url + "/health")[0] == 200
+    again.stop()
+
+
+def test_a_busy_port_is_a_one_line_error(stack: LocalStack) -> None:
+    clash = LocalStack(PORT=str(stack.app_port))
+    result = subprocess.run(["make", "--no-print-directory", "run"], cwd=PROJECT_DIR, env=clash.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    ours = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.startswith("make run:")]
+    assert ours == [f"make run: port {stack.app_port} is already in use on 127.0.0.1"]
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,0 +1,78 @@
+"""The model registry and the Llama adapter's pure translation."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.chat import ChatRequest, Message, Usage
+from chalicelib.errors import ModelNotFoundError, UpstreamError
+from chalicelib.models import (REGISTRY, RawChunk, RawCompletion, adapter_for, build_llama_body,
+                               get_model, parse_llama_body, parse_llama_chunk)
+
+
+@pytest.mark.parametrize("model_id", [
+    "meta.llama3-1-8b-instruct-v1:0", "us.meta.llama3-1-8b-instruct-v1:0",
+    "meta.llama3-1-70b-instruct-v1:0", "us.meta.llama3-1-405b-instruct-v1:0",
+    "meta.llama3-2-1b-instruct-v1:0", "us.meta.llama3-2-3b-instruct-v1:0",
+    "us.meta.llama3-2-11b-instruct-v1:0", "us.meta.llama3-2-90b-instruct-v1:0",
+    "us.meta.llama3-3-70b-instruct-v1:0",
+])
+def test_llama_3x_ids_map_to_the_llama_adapter(model_id: str) -> None:
+    spec = get_model(model_id)
+    assert spec.family == "llama3"
+    assert spec.max_output_tokens == 2048
+    assert adapter_for(model_id).build_body is build_llama_body
+
+
+@pytest.mark.parametrize("model_id", ["", "gpt-4", "anthropic.claude-v2", "us.meta.llama2-13b"])
+def test_unknown_ids_raise_a_typed_error(model_id: str) -> None:
+    with pytest.raises(ModelNotFoundError):
+        get_model(model_id)
+
+
+def test_every_base_id_has_its_us_profile() -> None:
+    bases = {m for m in REGISTRY if not m.startswith("us.")}
+    assert {f"us.{m}" for m in bases} == {m for m in REGISTRY if m.startswith("us.")}
+
+
+def test_build_body() -> None:
+    request = ChatRequest(messages=(Message("user", "Hi"),), model="m", max_tokens=7,
+                          temperature=0.2, top_p=0.8)
+    assert build_llama_body(request) == {
+        "prompt": "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                  "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        "max_gen_len": 7, "temperature": 0.2, "top_p": 0.8}
+
+
+@pytest.mark.parametrize("payload,expected", [
+    ({"generation": "\n\nHello", "prompt_token_count": 3, "generation_token_count": 2,
+      "stop_reason": "stop"}, RawCompletion("Hello", "stop", Usage(3, 2))),
+    ({"generation": "cut", "prompt_token_count": 3, "generation_token_count": 9,
+      "stop_reason": "length"}, RawCompletion("cut", "length", Usage(3, 9))),
+    ({"generation": "", "prompt_token_count": 1, "generation_token_count": 0,
+      "stop_reason": "content_filtered"}, RawCompletion("", "stop", Usage(1, 0))),
+])
+def test_parse_body(payload: dict, expected: RawCompletion) -> None:
+    assert parse_llama_body(payload) == expected
+
+
+@pytest.mark.parametrize("payload", [
+    None, [], {}, {"generation": 3}, {"generation": "x", "prompt_token_count": -1,
+                                      "generation_token_count": 1},
+    {"generation": "x", "prompt_token_count": "3", "generation_token_count": 1},
+])
+def test_malformed_bodies_are_upstream_errors(payload: object) -> None:
+    with pytest.raises(UpstreamError):
+        parse_llama_body(payload)
+
+
+@pytest.mark.parametrize("payload,expected", [
+    ({"generation": "Hi", "prompt_token_count": 5, "generation_token_count": 1,
+      "stop_reason": None}, RawChunk("Hi", None, None)),
+    ({"generation": " there", "generation_token_count": 2, "stop_reason": "stop",
+      "amazon-bedrock-invocationMetrics": {"inputTokenCount": 5, "outputTokenCount": 2,
+                                           "invocationLatency": 9, "firstByteLatency": 1}},
+     RawChunk(" there", "stop", Usage(5, 2))),
+    ({"generation": None, "stop_reason": "length"}, RawChunk("", "length", None)),
+])
+def test_parse_chunk(payload: dict, expected: RawChunk) -> None:
+    assert parse_llama_chunk(payload) == expected
