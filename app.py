@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from chalice import Chalice, Response
 from chalice.app import Request
@@ -23,7 +25,9 @@ from chalicelib.bedrock import BedrockGateway, make_client
 from chalicelib.completion import ChatService
 from chalicelib.config import Settings, load_settings
 from chalicelib.native_api import render_chat
-from chalicelib.validation import decode_json_object, parse_chat_request
+from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
+                                   render_models, render_stream)
+from chalicelib.validation import decode_json_object, model_field, parse_chat_request
 
 app = Chalice(app_name="llm-endpoint")
 log = logging.getLogger("llm-endpoint")
@@ -152,3 +156,34 @@ def chat() -> Response:
     completion = get_service().complete(request)
     return Response(body=render_chat(completion, current_request_id()), status_code=200,
                     headers={"Content-Type": "application/json"})
+
+
+@app.route("/v1/chat/completions", methods=["POST"])
+@api_view
+def chat_completions() -> Response:
+    request, options = parse_openai_request(json_body(), get_settings())
+    completion_id = f"chatcmpl-{current_request_id()}"
+    created = int(time.time())
+    if options.stream:
+        # Chalice cannot stream a REST response (aws/chalice#2078): the whole
+        # stream is read first, so a mid-stream Bedrock error still becomes
+        # the HTTP error the OpenAI SDK maps to its exception classes.
+        streamed = get_service().stream(request)
+        body = render_stream(streamed, completion_id, created, options.include_usage)
+        return Response(body=body, status_code=200,
+                        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    completion = get_service().complete(request)
+    return Response(body=render_completion(completion, completion_id, created), status_code=200,
+                    headers={"Content-Type": "application/json"})
+
+
+@app.route("/v1/models", methods=["GET"])
+@api_view
+def list_models() -> dict[str, Any]:
+    return render_models(get_settings())
+
+
+@app.route("/v1/models/{model_id}", methods=["GET"])
+@api_view
+def retrieve_model(model_id: str) -> dict[str, Any]:
+    return render_model(model_field(unquote(model_id), get_settings()))

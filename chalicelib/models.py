@@ -28,6 +28,7 @@ class ModelSpec:
     max_output_tokens: int
     supports_streaming: bool = True
     owned_by: str = "meta"
+    released: int = 0  # Unix time of the model's public release
 
 
 @dataclass(frozen=True)
@@ -48,27 +49,29 @@ class RawChunk:
     usage: Usage | None
 
 
-_LLAMA_BASE_IDS: dict[str, int] = {
-    "meta.llama3-8b-instruct-v1:0": 8_192,
-    "meta.llama3-70b-instruct-v1:0": 8_192,
-    "meta.llama3-1-8b-instruct-v1:0": 128_000,
-    "meta.llama3-1-70b-instruct-v1:0": 128_000,
-    "meta.llama3-1-405b-instruct-v1:0": 128_000,
-    "meta.llama3-2-1b-instruct-v1:0": 128_000,
-    "meta.llama3-2-3b-instruct-v1:0": 128_000,
-    "meta.llama3-2-11b-instruct-v1:0": 128_000,
-    "meta.llama3-2-90b-instruct-v1:0": 128_000,
-    "meta.llama3-3-70b-instruct-v1:0": 128_000,
+_LLAMA_3_0, _LLAMA_3_1, _LLAMA_3_2, _LLAMA_3_3 = 1713398400, 1721692800, 1727222400, 1733443200
+# base id -> (context window in tokens, release date)
+_LLAMA_BASE_IDS: dict[str, tuple[int, int]] = {
+    "meta.llama3-8b-instruct-v1:0": (8_192, _LLAMA_3_0),
+    "meta.llama3-70b-instruct-v1:0": (8_192, _LLAMA_3_0),
+    "meta.llama3-1-8b-instruct-v1:0": (128_000, _LLAMA_3_1),
+    "meta.llama3-1-70b-instruct-v1:0": (128_000, _LLAMA_3_1),
+    "meta.llama3-1-405b-instruct-v1:0": (128_000, _LLAMA_3_1),
+    "meta.llama3-2-1b-instruct-v1:0": (128_000, _LLAMA_3_2),
+    "meta.llama3-2-3b-instruct-v1:0": (128_000, _LLAMA_3_2),
+    "meta.llama3-2-11b-instruct-v1:0": (128_000, _LLAMA_3_2),
+    "meta.llama3-2-90b-instruct-v1:0": (128_000, _LLAMA_3_2),
+    "meta.llama3-3-70b-instruct-v1:0": (128_000, _LLAMA_3_3),
 }
 
 
 def _build_registry() -> dict[str, ModelSpec]:
     registry: dict[str, ModelSpec] = {}
-    for base_id, context in _LLAMA_BASE_IDS.items():
+    for base_id, (context, released) in _LLAMA_BASE_IDS.items():
         for model_id in (base_id, f"us.{base_id}"):
             registry[model_id] = ModelSpec(
                 id=model_id, family="llama3", context_window=context,
-                max_output_tokens=LLAMA_MAX_OUTPUT)
+                max_output_tokens=LLAMA_MAX_OUTPUT, released=released)
     return registry
 
 

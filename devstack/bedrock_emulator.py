@@ -177,6 +177,15 @@ class Handler(BaseHTTPRequestHandler):
                 state.release()
             self._error(BedrockError(injected))
             return
+        released = False
+
+        def release() -> None:
+            # Leave "in flight" before the last bytes go out, so that a
+            # client that has its answer never sees itself still counted.
+            nonlocal released
+            if not released:
+                released = True
+                state.release()
         try:
             if cfg.latency_ms:
                 time.sleep(cfg.latency_ms / 1000)
@@ -190,12 +199,15 @@ class Handler(BaseHTTPRequestHandler):
             if streaming:
                 self._start_stream()
                 answer.stream(self, injected if in_stream else None)
+                release()
                 self._end_stream()
             else:
                 answer.pace()
-                self._send(200, *answer.body())
+                payload = answer.body()
+                release()
+                self._send(200, *payload)
         finally:
-            state.release()
+            release()
 
 
 class EmulatorServer(ThreadingHTTPServer):

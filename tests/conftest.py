@@ -16,6 +16,7 @@ from chalicelib.bedrock import BedrockGateway, make_client
 from chalicelib.completion import ChatService
 from chalicelib.config import Settings
 from devstack.bedrock_emulator import make_server
+from tests.openapi_check import ValidatingHTTP
 from tests.support import EmulatorControl
 
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
@@ -57,7 +58,16 @@ def runtime(emulator_url: str) -> Any:
                         config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
-ApiFactory = Callable[..., Client]
+class Api:
+    """The app behind chalice.test.Client; every exchange is checked
+    against openapi.yaml."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.http = ValidatingHTTP(client.http)
+
+
+ApiFactory = Callable[..., Api]
 
 
 @pytest.fixture
@@ -65,7 +75,7 @@ def make_api(emulator: EmulatorControl) -> Iterator[ApiFactory]:
     """Build a test client for the app with settings overrides."""
     clients: list[Client] = []
 
-    def build(**overrides: Any) -> Client:
+    def build(**overrides: Any) -> Api:
         settings = dataclasses.replace(Settings(), **overrides)
         service = ChatService(BedrockGateway(make_client(settings),
                                              retry_after=settings.throttle_retry_after_s))
@@ -73,7 +83,7 @@ def make_api(emulator: EmulatorControl) -> Iterator[ApiFactory]:
         client = Client(app_module.app, stage_name="dev")
         client.__enter__()
         clients.append(client)
-        return client
+        return Api(client)
 
     yield build
     for client in clients:
@@ -82,5 +92,5 @@ def make_api(emulator: EmulatorControl) -> Iterator[ApiFactory]:
 
 
 @pytest.fixture
-def api(make_api: ApiFactory) -> Client:
+def api(make_api: ApiFactory) -> Api:
     return make_api()

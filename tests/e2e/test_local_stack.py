@@ -2,24 +2,17 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.stack import PROJECT_DIR, LocalStack, alive
-from tests.support import http
+from tests.support import EmulatorControl, http
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    running = LocalStack().start()
-    yield running
-    running.stop()
 
 
 def readme_curl(base_url: str) -> list[str]:
@@ -27,7 +20,6 @@ def readme_curl(base_url: str) -> list[str]:
     readme = (PROJECT_DIR / "README.md").read_text()
     line = next(ln.strip() for ln in readme.splitlines()
                 if ln.strip().startswith("curl") and "/chat " in ln and "prompt" in ln)
-    import shlex
     return [part.replace("http://127.0.0.1:8000", base_url) for part in shlex.split(line)]
 
 
@@ -38,9 +30,8 @@ def test_both_ports_answer(stack: LocalStack) -> None:
     assert status == 200 and "invocations" in json.loads(body)
 
 
-def test_the_readme_curl_gets_the_model_answer(stack: LocalStack) -> None:
+def test_the_readme_curl_gets_the_model_answer(stack: LocalStack, emulator: EmulatorControl) -> None:
     assert shutil.which("curl"), "curl is needed for this test"
-    http("POST", stack.emulator_url + "/_emulator/reset")
     result = subprocess.run(readme_curl(stack.url), capture_output=True, text=True, timeout=30,
                             check=True)
     answer = json.loads(result.stdout)

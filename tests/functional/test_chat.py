@@ -6,16 +6,15 @@ import json
 from typing import Any
 
 import pytest
-from chalice.test import Client
 
 import app as app_module
-from tests.conftest import MODEL, ApiFactory
+from tests.conftest import MODEL, Api, ApiFactory
 from tests.support import EmulatorControl
 
 JSON = {"Content-Type": "application/json"}
 
 
-def post(api: Client, body: Any, headers: dict[str, str] | None = None) -> Any:
+def post(api: Api, body: Any, headers: dict[str, str] | None = None) -> Any:
     raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return api.http.post("/chat", headers=headers or JSON, body=raw)
 
@@ -27,7 +26,7 @@ def error_of(response: Any) -> dict:
     return payload["error"]
 
 
-def test_the_original_curl(api: Client, emulator: EmulatorControl) -> None:
+def test_the_original_curl(api: Api, emulator: EmulatorControl) -> None:
     response = post(api, {"prompt": "Hello, how are you?"})
     assert response.status_code == 200
     body = json.loads(response.body)
@@ -44,7 +43,7 @@ def test_the_original_curl(api: Client, emulator: EmulatorControl) -> None:
     assert response.headers["x-request-id"] and body["id"].endswith(response.headers["x-request-id"])
 
 
-def test_conversation_system_and_parameters_reach_bedrock(api: Client,
+def test_conversation_system_and_parameters_reach_bedrock(api: Api,
                                                           emulator: EmulatorControl) -> None:
     response = post(api, {"messages": [{"role": "user", "content": "a"},
                                        {"role": "assistant", "content": "b"},
@@ -61,7 +60,7 @@ def test_conversation_system_and_parameters_reach_bedrock(api: Client,
     assert json.loads(response.body)["stop_reason"] == "length"
 
 
-def test_stop_sequences_cut_the_answer(api: Client) -> None:
+def test_stop_sequences_cut_the_answer(api: Api) -> None:
     full = json.loads(post(api, {"prompt": "stop test"}).body)
     word = full["text"].split()[2]
     cut = json.loads(post(api, {"prompt": "stop test", "stop": ["zzz", word]}).body)
@@ -91,7 +90,7 @@ def test_stage_configuration_path(make_api: ApiFactory, emulator: EmulatorContro
     ("AccessDeniedException", 502, "upstream_misconfigured"),
     ("ResourceNotFoundException", 502, "upstream_misconfigured"),
 ])
-def test_bedrock_errors_map_to_statuses(api: Client, emulator: EmulatorControl, fault: str,
+def test_bedrock_errors_map_to_statuses(api: Api, emulator: EmulatorControl, fault: str,
                                         status: int, code: str) -> None:
     emulator.configure(fault_rate={fault: 1.0})
     response = post(api, {"prompt": "x"})
@@ -107,7 +106,7 @@ def test_bedrock_errors_map_to_statuses(api: Client, emulator: EmulatorControl, 
     assert emulator.stats()["invocations"] == (3 if retried else 1)
 
 
-def test_a_single_throttle_is_absorbed_by_retries(api: Client, emulator: EmulatorControl) -> None:
+def test_a_single_throttle_is_absorbed_by_retries(api: Api, emulator: EmulatorControl) -> None:
     emulator.configure(fail_next=["ThrottlingException"])
     assert post(api, {"prompt": "x"}).status_code == 200
     assert emulator.stats()["invocations"] == 2
@@ -150,24 +149,24 @@ def test_size_limits_are_413(make_api: ApiFactory, emulator: EmulatorControl) ->
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
                                           "multipart/form-data; boundary=x"])
-def test_wrong_content_type_is_415(api: Client, content_type: str) -> None:
+def test_wrong_content_type_is_415(api: Api, content_type: str) -> None:
     response = post(api, {"prompt": "x"}, headers={"Content-Type": content_type})
     assert response.status_code == 415
     assert error_of(response)["code"] == "unsupported_media_type"
 
 
-def test_json_with_charset_is_accepted(api: Client) -> None:
+def test_json_with_charset_is_accepted(api: Api) -> None:
     response = post(api, {"prompt": "x"}, headers={"Content-Type": "application/json; charset=utf-8"})
     assert response.status_code == 200
 
 
-def test_wrong_method_is_405_in_the_envelope(api: Client) -> None:
+def test_wrong_method_is_405_in_the_envelope(api: Api) -> None:
     response = api.http.get("/chat")
     assert response.status_code == 405 and error_of(response)["code"] == "method_not_allowed"
     assert response.headers["Allow"] == "POST"
 
 
-def test_unexpected_errors_are_a_bare_500(api: Client, emulator: EmulatorControl,
+def test_unexpected_errors_are_a_bare_500(api: Api, emulator: EmulatorControl,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(*_: Any) -> None:
         raise RuntimeError("secret internals arn:aws:iam::123456789012:role/x")
@@ -208,7 +207,7 @@ MALFORMED: list[Any] = [
 
 
 @pytest.mark.parametrize("body", MALFORMED, ids=[f"bad{i}" for i in range(len(MALFORMED))])
-def test_malformed_bodies_are_4xx_with_the_envelope(api: Client, emulator: EmulatorControl,
+def test_malformed_bodies_are_4xx_with_the_envelope(api: Api, emulator: EmulatorControl,
                                                     body: Any) -> None:
     response = post(api, body)
     assert 400 <= response.status_code < 500, response.body

@@ -1,0 +1,219 @@
+"""OpenAI chat.completions <-> ChatRequest / Completion (pure translation).
+
+Choices that OpenAI's API leaves to us, documented in the README too:
+
+- ``temperature``: OpenAI's range is 0..2 and Llama's 0..1; we halve it, so
+  OpenAI's default of 1 lands on Llama's default of 0.5 and 0 stays greedy.
+- ``developer`` messages are system messages; leading system/developer
+  messages are joined (blank line between) into Llama's one system turn.
+- Text parts of a list ``content`` are joined with a newline.
+- ``user``, ``seed``, ``metadata``, ``store``, ``service_tier``,
+  ``parallel_tool_calls``, ``prompt_cache_key`` and ``safety_identifier`` are
+  accepted and ignored (Bedrock's Llama API has no seed).
+- What the backend cannot honour (tools, ``n`` > 1, logprobs, images, audio,
+  penalties, ``response_format`` other than text) is a 400 saying so; neutral
+  values (``n: 1``, ``logprobs: false``, ``tools: []``...) are accepted.
+- Unknown fields are a 400, as OpenAI answers them.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.chat import ChatRequest, Completion, Message, StreamedCompletion
+from chalicelib.config import Settings
+from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
+from chalicelib.models import REGISTRY, get_model
+from chalicelib.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
+                                   int_field, model_field, number_field, reject_unknown,
+                                   stop_field, text_field)
+
+HONOURED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+            "stop", "stream", "stream_options")
+IGNORED = ("user", "seed", "metadata", "store", "service_tier", "parallel_tool_calls",
+           "prompt_cache_key", "safety_identifier")
+# Field -> the values that ask for nothing this backend lacks.
+NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "n": (None, 1),
+    "tools": (None, []),
+    "tool_choice": (None, "none", "auto"),
+    "functions": (None, []),
+    "function_call": (None, "none", "auto"),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "response_format": (None, {"type": "text"}),
+    "frequency_penalty": (None, 0),
+    "presence_penalty": (None, 0),
+    "logit_bias": (None, {}),
+    "modalities": (None, ["text"]),
+    "audio": (None,),
+    "prediction": (None,),
+    "reasoning_effort": (None,),
+    "web_search_options": (None,),
+}
+FIELDS = (*HONOURED, *IGNORED, *NEUTRAL)
+MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "function_call", "refusal", "audio")
+TEMPERATURE_SCALE = 0.5  # OpenAI 0..2 -> Llama 0..1
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    stream: bool
+    include_usage: bool
+
+
+def _unsupported(field: str, what: str) -> UnsupportedParameterError:
+    return UnsupportedParameterError(f"'{field}' is not supported by this endpoint: {what}.",
+                                     param=field)
+
+
+def _check_neutral(payload: Mapping[str, Any]) -> None:
+    for field, neutral in NEUTRAL.items():
+        if field in payload and payload[field] not in neutral:
+            raise _unsupported(field, "Llama on Bedrock cannot honour it; "
+                               f"leave it out or use {json.dumps(neutral[-1])}")
+
+
+def _content(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return text_field(value, f"{where}.content")
+    if isinstance(value, list) and value:
+        texts = []
+        for index, part in enumerate(value):
+            part_where = f"{where}.content[{index}]"
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise InvalidRequestError(f"'{part_where}' must be a content part object.",
+                                          param=part_where)
+            if part["type"] != "text":
+                raise _unsupported(part_where, f"content parts of type '{part['type'][:40]}' "
+                                   "(only text is supported)")
+            reject_unknown(part, ("type", "text"))
+            texts.append(text_field(part.get("text"), f"{part_where}.text"))
+        return "\n".join(texts)
+    raise InvalidRequestError(f"'{where}.content' must be a string or a list of text parts.",
+                              param=f"{where}.content")
+
+
+def _message(item: Any, index: int) -> Message:
+    where = f"messages[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidRequestError(f"'{where}' must be an object.", param=where)
+    reject_unknown(item, MESSAGE_FIELDS)
+    role = item.get("role")
+    if role in ("tool", "function"):
+        raise _unsupported(f"{where}.role", "tool and function messages (tools are not supported)")
+    if role not in ("system", "developer", "user", "assistant"):
+        raise InvalidRequestError(f"'{where}.role' must be one of system, developer, user, "
+                                  "assistant.", param=f"{where}.role")
+    if item.get("tool_calls") or item.get("function_call"):
+        raise _unsupported(f"{where}.tool_calls", "tool calls")
+    if item.get("audio") is not None:
+        raise _unsupported(f"{where}.audio", "audio")
+    return Message("system" if role == "developer" else role, _content(item.get("content"), where))
+
+
+def _merge_leading_system(messages: list[Message]) -> list[Message]:
+    leading = 0
+    while leading < len(messages) and messages[leading].role == "system":
+        leading += 1
+    if leading <= 1:
+        return messages
+    merged = Message("system", "\n\n".join(m.content.strip() for m in messages[:leading]))
+    return [merged, *messages[leading:]]
+
+
+def _stream_options(payload: Mapping[str, Any]) -> StreamOptions:
+    stream = payload.get("stream")
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise InvalidRequestError("'stream' must be true or false.", param="stream")
+    options = payload.get("stream_options")
+    if options is None:
+        return StreamOptions(stream, False)
+    if not stream:
+        raise InvalidRequestError("'stream_options' is only allowed when 'stream' is true.",
+                                  param="stream_options")
+    if not isinstance(options, dict):
+        raise InvalidRequestError("'stream_options' must be an object.", param="stream_options")
+    reject_unknown(options, ("include_usage", "include_obfuscation"))
+    include = options.get("include_usage", False)
+    if not isinstance(include, bool):
+        raise InvalidRequestError("'stream_options.include_usage' must be true or false.",
+                                  param="stream_options.include_usage")
+    return StreamOptions(stream, include)
+
+
+def parse_openai_request(payload: Mapping[str, Any],
+                         settings: Settings) -> tuple[ChatRequest, StreamOptions]:
+    unknown = sorted(set(payload) - set(FIELDS))
+    if unknown:
+        raise InvalidRequestError(f"Unrecognized request argument supplied: {unknown[0][:100]}",
+                                  param=unknown[0][:100])
+    _check_neutral(payload)
+    if payload.get("model") is None:
+        raise InvalidRequestError("'model' is required.", param="model")
+    model = model_field(payload["model"], settings)
+    raw = payload.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequestError("'messages' must be a non-empty list.", param="messages")
+    messages = _merge_leading_system([_message(item, i) for i, item in enumerate(raw)])
+    limit = get_model(model).max_output_tokens
+    max_tokens = int_field(payload, "max_completion_tokens", 1, limit,
+                           int_field(payload, "max_tokens", 1, limit, DEFAULT_MAX_TOKENS))
+    temperature = number_field(payload, "temperature", 0, 2, 1.0) * TEMPERATURE_SCALE
+    request = ChatRequest(
+        messages=check_conversation(messages, settings), model=model, max_tokens=max_tokens,
+        temperature=temperature, top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
+        stop=stop_field(payload.get("stop")))
+    return request, _stream_options(payload)
+
+
+def _usage(completion: Completion) -> dict[str, int]:
+    usage = completion.usage
+    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def render_completion(completion: Completion, completion_id: str, created: int) -> dict[str, Any]:
+    return {
+        "id": completion_id, "object": "chat.completion", "created": created,
+        "model": completion.model, "system_fingerprint": None,
+        "choices": [{"index": 0, "logprobs": None, "finish_reason": completion.stop_reason,
+                     "message": {"role": "assistant", "content": completion.text,
+                                 "refusal": None}}],
+        "usage": _usage(completion),
+    }
+
+
+def render_stream(streamed: StreamedCompletion, completion_id: str, created: int,
+                  include_usage: bool) -> str:
+    """The whole ``text/event-stream`` body, ending with ``data: [DONE]``."""
+    completion = streamed.completion
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+            "model": completion.model, "system_fingerprint": None}
+    if include_usage:
+        base["usage"] = None
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                     "finish_reason": finish}]}
+
+    events = [chunk({"role": "assistant", "content": ""}, None)]
+    events += [chunk({"content": piece}, None) for piece in streamed.deltas]
+    events.append(chunk({}, completion.stop_reason))
+    if include_usage:
+        events.append({**base, "choices": [], "usage": _usage(completion)})
+    lines = [f"data: {json.dumps(event, separators=(',', ':'))}\n\n" for event in events]
+    return "".join(lines) + "data: [DONE]\n\n"
+
+
+def render_model(model_id: str) -> dict[str, Any]:
+    spec = REGISTRY[model_id]
+    return {"id": spec.id, "object": "model", "created": spec.released, "owned_by": spec.owned_by}
+
+
+def render_models(settings: Settings) -> dict[str, Any]:
+    return {"object": "list", "data": [render_model(m) for m in settings.allowed_models]}

@@ -1,0 +1,99 @@
+"""The official openai SDK, unchanged, against the stack that `make run` starts."""
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.e2e.stack import LocalStack
+from tests.support import EmulatorControl
+
+pytestmark = pytest.mark.e2e
+MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
+MESSAGES = [{"role": "system", "content": "You are concise."},
+            {"role": "user", "content": "Name three AWS regions."}]
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> openai.OpenAI:
+    # max_retries=0 so each error surfaces at once; retries are tested apart.
+    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key="local-key", max_retries=0)
+
+
+def test_plain_completion(client: openai.OpenAI, emulator: EmulatorControl) -> None:
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=100,
+                                                temperature=0.2)
+    choice = completion.choices[0]
+    assert completion.object == "chat.completion" and completion.model == MODEL
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert completion.usage is not None and completion.usage.total_tokens == (
+        completion.usage.prompt_tokens + completion.usage.completion_tokens) > 0
+    sent = emulator.requests()[0]["body"]
+    assert sent["temperature"] == 0.1 and sent["max_gen_len"] == 100
+    assert "<|start_header_id|>system<|end_header_id|>\n\nYou are concise.<|eot_id|>" in sent["prompt"]
+
+
+def test_stream_joins_to_the_plain_text(client: openai.OpenAI) -> None:
+    plain = client.chat.completions.create(model=MODEL, messages=MESSAGES, temperature=0)
+    stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    pieces, finish, usage = [], None, None
+    for chunk in stream:
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+        if chunk.usage is not None:
+            usage = chunk.usage
+    assert "".join(pieces) == plain.choices[0].message.content
+    assert finish == plain.choices[0].finish_reason
+    assert usage is not None and usage.total_tokens == plain.usage.total_tokens
+
+
+def test_models(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == [MODEL]
+    assert client.models.retrieve(MODEL).owned_by == "meta"
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"model": "gpt-4o"}, openai.NotFoundError),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+     openai.BadRequestError),
+    ({"n": 2}, openai.BadRequestError),
+    ({"temperature": 2.5}, openai.BadRequestError),
+])
+def test_request_errors(client: openai.OpenAI, kwargs: dict, error: type[Exception]) -> None:
+    with pytest.raises(error) as caught:
+        client.chat.completions.create(**{"model": MODEL, "messages": MESSAGES, **kwargs})
+    assert caught.value.body["code"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fault,error,status", [
+    ("ThrottlingException", openai.RateLimitError, 429),
+    ("ServiceQuotaExceededException", openai.RateLimitError, 429),
+    ("ModelErrorException", openai.InternalServerError, 502),
+    ("ServiceUnavailableException", openai.InternalServerError, 503),
+    ("ModelTimeoutException", openai.InternalServerError, 504),
+    ("ValidationException", openai.BadRequestError, 400),
+])
+@pytest.mark.parametrize("stream", [False, True])
+def test_bedrock_errors_raise_the_sdk_classes(client: openai.OpenAI, emulator: EmulatorControl,
+                                              fault: str, error: type[openai.APIStatusError],
+                                              status: int, stream: bool) -> None:
+    emulator.configure(fault_rate={fault: 1.0}, fail_in_stream=stream)
+    with pytest.raises(error) as caught:
+        result = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=stream)
+        if stream:
+            list(result)
+    assert caught.value.status_code == status
+    assert caught.value.response.headers["x-request-id"]
+
+
+def test_sdk_retries_ride_out_a_burst_of_throttles(stack: LocalStack,
+                                                   emulator: EmulatorControl) -> None:
+    # Four throttles: our three botocore attempts absorb three and answer 429
+    # with Retry-After; the SDK's own retry then succeeds.
+    emulator.configure(fail_next=["ThrottlingException"] * 4)
+    patient = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="local-key", max_retries=2)
+    completion = patient.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert completion.choices[0].message.content
+    assert emulator.stats()["errors"] == {"ThrottlingException": 4}

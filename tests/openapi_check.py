@@ -1,0 +1,97 @@
+"""Validate real exchanges against openapi.yaml, so the description stays true.
+
+Responses are always validated (status documented, headers, body schema).
+Requests are validated when the app accepted them (2xx): the suite sends
+invalid bodies on purpose, and those must be refused, not described.
+Server-sent events are validated one ``data:`` event at a time.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+from openapi_core import Config, OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+from openapi_schema_validator import OAS31Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+HOST = "http://127.0.0.1:8000"
+
+
+def _decode_text(value: Any, **_: Any) -> Any:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+SPEC = OpenAPI.from_file_path(
+    str(SPEC_PATH), config=Config(extra_media_type_deserializers={"text/event-stream": _decode_text}))
+_DOCUMENT = yaml.safe_load(SPEC_PATH.read_text())
+_REGISTRY = Registry().with_resource(
+    "urn:openapi", Resource.from_contents(_DOCUMENT, default_specification=DRAFT202012))
+CHUNK = OAS31Validator({"$ref": "urn:openapi#/components/schemas/ChatCompletionChunk"},
+                       registry=_REGISTRY)
+ERROR = OAS31Validator({"$ref": "urn:openapi#/components/schemas/Error"}, registry=_REGISTRY)
+
+
+def _content_type(headers: dict[str, str], default: str = "application/json") -> str:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return lowered.get("content-type", default).split(";")[0].strip()
+
+
+def sse_events(body: bytes) -> list[Any]:
+    """The JSON events of a server-sent event body; asserts the [DONE] ending."""
+    blocks = [b for b in body.decode("utf-8").split("\n\n") if b]
+    assert blocks[-1] == "data: [DONE]", blocks[-1]
+    events = []
+    for block in blocks[:-1]:
+        assert block.startswith("data: "), block
+        events.append(json.loads(block[len("data: "):]))
+    return events
+
+
+def check_exchange(method: str, url: str, headers: dict[str, str], body: bytes | None,
+                   status: int, response_headers: dict[str, str], response_body: bytes) -> None:
+    parts = urlsplit(url)
+    if status == 405:
+        # A method the description does not list, on a path it does.
+        assert parts.path in _DOCUMENT["paths"], parts.path
+        assert method.lower() not in _DOCUMENT["paths"][parts.path]
+        ERROR.validate(json.loads(response_body))
+        return
+    request = MockRequest(HOST, method.lower(), parts.path, args=parse_qs(parts.query),
+                          headers=headers, data=body or None,
+                          content_type=_content_type(headers))
+    if 200 <= status < 300:
+        SPEC.validate_request(request)
+    media = _content_type(response_headers)
+    SPEC.validate_response(request, MockResponse(response_body, status, headers=response_headers,
+                                                 content_type=media))
+    if media == "text/event-stream":
+        for event in sse_events(response_body):
+            CHUNK.validate(event)
+
+
+class ValidatingHTTP:
+    """Wraps chalice.test's HTTP client: every exchange is checked."""
+
+    def __init__(self, http: Any) -> None:
+        self._http = http
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                body: bytes | str = b"") -> Any:
+        headers = headers or {}
+        raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+        response = self._http.request(method, path, headers=headers, body=raw)
+        check_exchange(method, path, headers, raw, response.status_code, response.headers,
+                       response.body)
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)

@@ -1,0 +1,152 @@
+"""OpenAI chat.completions translation (pure): requests in, objects out."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.chat import Completion, Message, StreamedCompletion, Usage
+from chalicelib.config import Settings
+from chalicelib.errors import (ApiError, InvalidRequestError, ModelNotFoundError,
+                               UnsupportedParameterError)
+from chalicelib.openai_api import (StreamOptions, parse_openai_request, render_completion,
+                                   render_models, render_stream)
+from tests.openapi_check import sse_events
+
+MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
+SETTINGS = Settings()
+USER = [{"role": "user", "content": "hi"}]
+
+
+def parse(**fields: Any) -> Any:
+    return parse_openai_request({"model": MODEL, "messages": USER, **fields}, SETTINGS)
+
+
+def test_defaults() -> None:
+    request, options = parse()
+    assert request.messages == (Message("user", "hi"),)
+    assert (request.max_tokens, request.temperature, request.top_p, request.stop) == (512, 0.5, 0.9, ())
+    assert options == StreamOptions(stream=False, include_usage=False)
+
+
+@pytest.mark.parametrize("fields,attr,value", [
+    ({"temperature": 0}, "temperature", 0.0),
+    ({"temperature": 2}, "temperature", 1.0),
+    ({"temperature": 0.7}, "temperature", 0.35),
+    ({"top_p": 0.5}, "top_p", 0.5),
+    ({"max_tokens": 10}, "max_tokens", 10),
+    ({"max_completion_tokens": 20}, "max_tokens", 20),
+    ({"max_tokens": 10, "max_completion_tokens": 20}, "max_tokens", 20),
+    ({"stop": "\n"}, "stop", ("\n",)),
+    ({"stop": ["a", "b"]}, "stop", ("a", "b")),
+    ({"n": 1, "logprobs": False, "tools": [], "response_format": {"type": "text"},
+      "frequency_penalty": 0, "presence_penalty": 0.0, "user": "u1", "seed": 42,
+      "tool_choice": "none", "parallel_tool_calls": True, "store": False}, "max_tokens", 512),
+])
+def test_honoured_and_neutral_fields(fields: dict, attr: str, value: Any) -> None:
+    assert getattr(parse(**fields)[0], attr) == value
+
+
+@pytest.mark.parametrize("messages,expected", [
+    ([{"role": "developer", "content": "d"}, {"role": "user", "content": "u"}],
+     (Message("system", "d"), Message("user", "u"))),
+    ([{"role": "system", "content": "a"}, {"role": "developer", "content": "b"},
+      {"role": "user", "content": "u"}], (Message("system", "a\n\nb"), Message("user", "u"))),
+    ([{"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}],
+     (Message("user", "one\ntwo"),)),
+    ([{"role": "user", "content": "x", "name": "alice"}], (Message("user", "x"),)),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "refusal": None},
+      {"role": "user", "content": "q2"}],
+     (Message("user", "q"), Message("assistant", "a"), Message("user", "q2"))),
+])
+def test_messages(messages: list, expected: tuple) -> None:
+    assert parse(messages=messages)[0].messages == expected
+
+
+def test_stream_options() -> None:
+    assert parse(stream=True)[1] == StreamOptions(True, False)
+    assert parse(stream=True, stream_options={"include_usage": True})[1] == StreamOptions(True, True)
+
+
+@pytest.mark.parametrize("fields,error,param", [
+    ({"model": "gpt-4o"}, ModelNotFoundError, "model"),
+    ({"model": None}, InvalidRequestError, "model"),
+    ({"messages": []}, InvalidRequestError, "messages"),
+    ({"messages": "hi"}, InvalidRequestError, "messages"),
+    ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, InvalidRequestError,
+     "tool_call_id"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, UnsupportedParameterError, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+     UnsupportedParameterError, "messages[0].content[0]"),
+    ({"messages": [{"role": "user", "content": []}]}, InvalidRequestError, "messages[0].content"),
+    ({"messages": [{"role": "user", "content": None}]}, InvalidRequestError, "messages[0].content"),
+    ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+                   {"role": "user", "content": "x"}]}, UnsupportedParameterError,
+     "messages[0].tool_calls"),
+    ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
+     InvalidRequestError, "messages[1].role"),
+    ({"messages": [{"role": "user", "content": "x"}, {"role": "system", "content": "late"},
+                   {"role": "user", "content": "y"}]}, InvalidRequestError, "messages[1].role"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, UnsupportedParameterError, "tools"),
+    ({"n": 2}, UnsupportedParameterError, "n"),
+    ({"logprobs": True}, UnsupportedParameterError, "logprobs"),
+    ({"top_logprobs": 3}, UnsupportedParameterError, "top_logprobs"),
+    ({"response_format": {"type": "json_object"}}, UnsupportedParameterError, "response_format"),
+    ({"frequency_penalty": 0.5}, UnsupportedParameterError, "frequency_penalty"),
+    ({"logit_bias": {"50256": -100}}, UnsupportedParameterError, "logit_bias"),
+    ({"temperature": 2.5}, InvalidRequestError, "temperature"),
+    ({"top_p": 1.5}, InvalidRequestError, "top_p"),
+    ({"max_tokens": 0}, InvalidRequestError, "max_tokens"),
+    ({"max_completion_tokens": 4096}, InvalidRequestError, "max_completion_tokens"),
+    ({"stop": ["a"] * 5}, InvalidRequestError, "stop"),
+    ({"stream": "yes"}, InvalidRequestError, "stream"),
+    ({"stream_options": {"include_usage": True}}, InvalidRequestError, "stream_options"),
+    ({"stream": True, "stream_options": {"include_usage": "yes"}}, InvalidRequestError,
+     "stream_options.include_usage"),
+    ({"frobnicate": 1}, InvalidRequestError, "frobnicate"),
+])
+def test_refusals_name_the_field(fields: dict, error: type[ApiError], param: str) -> None:
+    with pytest.raises(error) as caught:
+        parse(**fields)
+    assert type(caught.value) is error and caught.value.param == param
+
+
+def test_model_is_required() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_openai_request({"messages": USER}, SETTINGS)
+    assert caught.value.param == "model"
+
+
+COMPLETION = Completion(model=MODEL, text="Hello there", stop_reason="length", usage=Usage(5, 3))
+
+
+def test_render_completion() -> None:
+    assert render_completion(COMPLETION, "chatcmpl-1", 1700000000) == {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": MODEL,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "logprobs": None, "finish_reason": "length",
+                     "message": {"role": "assistant", "content": "Hello there", "refusal": None}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_render_stream(include_usage: bool) -> None:
+    streamed = StreamedCompletion(deltas=("Hello", " there"), completion=COMPLETION)
+    events = sse_events(render_stream(streamed, "chatcmpl-1", 1, include_usage).encode())
+    deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
+    assert deltas == [{"role": "assistant", "content": ""}, {"content": "Hello"},
+                      {"content": " there"}, {}]
+    assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]] == [
+        None, None, None, "length"]
+    if include_usage:
+        assert all(e["usage"] is None for e in events[:-1])
+        assert events[-1]["choices"] == [] and events[-1]["usage"]["total_tokens"] == 8
+    else:
+        assert all("usage" not in e for e in events)
+
+
+def test_render_models() -> None:
+    listed = render_models(Settings(allowed_models=(MODEL, "us.meta.llama3-3-70b-instruct-v1:0")))
+    assert [m["id"] for m in listed["data"]] == [MODEL, "us.meta.llama3-3-70b-instruct-v1:0"]
+    assert all(m["object"] == "model" and m["owned_by"] == "meta" and m["created"] > 0
+               for m in listed["data"])
