@@ -3,30 +3,30 @@
 This is the only module that knows HTTP status codes: domain errors from
 ``chalicelib.errors`` become statuses here, in the OpenAI error envelope
 ``{"error": {"message", "type", "code", "param"}}``. Every answer carries an
-``x-request-id`` header. Nothing here calls AWS at import: the Bedrock client
-is created on first use by ``get_service`` (tests replace it with
-``set_service``).
+``x-request-id`` header. Every route but ``/health`` sits behind the built-in
+authorizer ``api_key_auth``. Nothing here calls AWS at import: clients are
+built on first use by the Runtime (tests swap it with ``set_runtime``).
 """
 from __future__ import annotations
 
 import functools
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from chalice import Chalice, Response
-from chalice.app import Request
+from chalice import AuthResponse, Chalice, Response
+from chalice.app import AuthRequest, Request
 
 from chalicelib import errors
-from chalicelib.bedrock import BedrockGateway, make_client
-from chalicelib.completion import ChatService
-from chalicelib.config import Settings, load_settings
+from chalicelib.auth import Caller, authenticate, caller_from_context, caller_to_context
+from chalicelib.chat import LimitStatus
+from chalicelib.limits import reservation_size
 from chalicelib.native_api import render_chat
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
                                    render_models, render_stream)
+from chalicelib.runtime import Runtime
 from chalicelib.validation import decode_json_object, model_field, parse_chat_request
 
 app = Chalice(app_name="llm-endpoint")
@@ -45,8 +45,13 @@ STATUS: dict[type[errors.ApiError], int] = {
     errors.UpstreamUnavailableError: 503,
     errors.UpstreamError: 502,
     errors.UpstreamMisconfiguredError: 502,
+    errors.RateLimitExceededError: 429,
+    errors.LimiterUnavailableError: 503,
     errors.ApiError: 500,
 }
+# API Gateway caches an authorizer's answer per key for this long, so a
+# revoked key stops working within it (chalice local never caches).
+AUTH_CACHE_TTL_S = 30
 # Chalice answers some requests itself (wrong method, wrong content type,
 # unhandled exceptions) with {"Code", "Message"}; these become our envelope.
 CHALICE_ERRORS: dict[int, type[errors.ApiError]] = {
@@ -55,30 +60,20 @@ CHALICE_ERRORS: dict[int, type[errors.ApiError]] = {
     415: errors.UnsupportedMediaTypeError,
 }
 
-_settings: Settings | None = None
-_service: ChatService | None = None
+_runtime: Runtime | None = None
 
 
-def get_settings() -> Settings:
-    global _settings
-    if _settings is None:
-        _settings = load_settings()
-    return _settings
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime()
+    return _runtime
 
 
-def get_service() -> ChatService:
-    global _service
-    if _service is None:
-        settings = get_settings()
-        _service = ChatService(BedrockGateway(make_client(settings),
-                                              retry_after=settings.throttle_retry_after_s))
-    return _service
-
-
-def set_service(service: ChatService | None, settings: Settings | None = None) -> None:
+def set_runtime(runtime: Runtime | None) -> None:
     """Replace (or, with None, forget) the lazily built dependencies."""
-    global _service, _settings
-    _service, _settings = service, settings
+    global _runtime
+    _runtime = runtime
 
 
 def status_for(error: errors.ApiError) -> int:
@@ -88,12 +83,24 @@ def status_for(error: errors.ApiError) -> int:
     return 500
 
 
+def limit_headers(status: tuple[LimitStatus, ...]) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* names; the daily budget adds a ``-day`` family."""
+    headers = {}
+    for item in status:
+        headers[f"x-ratelimit-limit-{item.name}"] = str(item.limit)
+        headers[f"x-ratelimit-remaining-{item.name}"] = str(item.remaining)
+        headers[f"x-ratelimit-reset-{item.name}"] = f"{item.reset_seconds}s"
+    return headers
+
+
 def error_response(error: errors.ApiError) -> Response:
     body = {"error": {"message": error.message, "type": error.type,
                       "code": error.code, "param": error.param}}
     headers = {"Content-Type": "application/json"}
-    if isinstance(error, errors.UpstreamThrottledError):
+    if isinstance(error, (errors.UpstreamThrottledError, errors.RateLimitExceededError)):
         headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, errors.RateLimitExceededError):
+        headers.update(limit_headers(error.status))
     return Response(body=body, status_code=status_for(error), headers=headers)
 
 
@@ -139,9 +146,37 @@ def request_id_and_envelope(event: Request, get_response: Callable[[Request], Re
     return response
 
 
+@app.authorizer(ttl_seconds=AUTH_CACHE_TTL_S)
+def api_key_auth(auth_request: AuthRequest) -> AuthResponse:
+    """``Authorization: Bearer <key>`` -> the caller's tenant and limits.
+
+    A rejection is ``AuthResponse(routes=[])``, a 403 under API Gateway,
+    chalice local and the test client alike; raising would give 401 on API
+    Gateway but a dropped connection locally (SPEC.md). A missing header is
+    answered 401 by the gateway before this runs.
+    """
+    runtime = get_runtime()
+    caller = authenticate(auth_request.token, runtime.keys, runtime.clock(),
+                          runtime.settings.default_limits)
+    if caller is None:
+        return AuthResponse(routes=[], principal_id="anonymous")
+    # "*": API Gateway caches this answer for every route the key calls.
+    return AuthResponse(routes=["*"], principal_id=caller.tenant,
+                        context=caller_to_context(caller))
+
+
+def current_caller() -> Caller:
+    return caller_from_context(app.current_request.context["authorizer"])
+
+
 def json_body() -> dict[str, Any]:
     request = app.current_request
-    return decode_json_object(request.raw_body, get_settings().max_body_bytes)
+    return decode_json_object(request.raw_body, get_runtime().settings.max_body_bytes)
+
+
+def json_response(body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=body, status_code=200,
+                    headers={"Content-Type": "application/json", **(headers or {})})
 
 
 @app.route("/health", methods=["GET"])
@@ -149,41 +184,50 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.route("/chat", methods=["POST"])
+@app.route("/chat", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def chat() -> Response:
-    request = parse_chat_request(json_body(), get_settings())
-    completion = get_service().complete(request)
-    return Response(body=render_chat(completion, current_request_id()), status_code=200,
-                    headers={"Content-Type": "application/json"})
+    runtime = get_runtime()
+    request = parse_chat_request(json_body(), runtime.settings)
+    completion, reservation = runtime.limiter.run(
+        current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
+        lambda c: c.usage.total_tokens)
+    return json_response(render_chat(completion, current_request_id()),
+                         limit_headers(reservation.status))
 
 
-@app.route("/v1/chat/completions", methods=["POST"])
+@app.route("/v1/chat/completions", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def chat_completions() -> Response:
-    request, options = parse_openai_request(json_body(), get_settings())
+    runtime = get_runtime()
+    request, options = parse_openai_request(json_body(), runtime.settings)
     completion_id = f"chatcmpl-{current_request_id()}"
-    created = int(time.time())
+    created = int(runtime.clock())
     if options.stream:
         # Chalice cannot stream a REST response (aws/chalice#2078): the whole
         # stream is read first, so a mid-stream Bedrock error still becomes
         # the HTTP error the OpenAI SDK maps to its exception classes.
-        streamed = get_service().stream(request)
+        streamed, reservation = runtime.limiter.run(
+            current_caller(), reservation_size(request), lambda: runtime.service.stream(request),
+            lambda s: s.completion.usage.total_tokens)
         body = render_stream(streamed, completion_id, created, options.include_usage)
-        return Response(body=body, status_code=200,
-                        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    completion = get_service().complete(request)
-    return Response(body=render_completion(completion, completion_id, created), status_code=200,
-                    headers={"Content-Type": "application/json"})
+        return Response(body=body, status_code=200, headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+            **limit_headers(reservation.status)})
+    completion, reservation = runtime.limiter.run(
+        current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
+        lambda c: c.usage.total_tokens)
+    return json_response(render_completion(completion, completion_id, created),
+                         limit_headers(reservation.status))
 
 
-@app.route("/v1/models", methods=["GET"])
+@app.route("/v1/models", methods=["GET"], authorizer=api_key_auth)
 @api_view
 def list_models() -> dict[str, Any]:
-    return render_models(get_settings())
+    return render_models(get_runtime().settings)
 
 
-@app.route("/v1/models/{model_id}", methods=["GET"])
+@app.route("/v1/models/{model_id}", methods=["GET"], authorizer=api_key_auth)
 @api_view
 def retrieve_model(model_id: str) -> dict[str, Any]:
-    return render_model(model_field(unquote(model_id), get_settings()))
+    return render_model(model_field(unquote(model_id), get_runtime().settings))

@@ -3,7 +3,10 @@
 With the Bedrock emulator at zero latency (in its own process), prints:
 
 1. the Lambda handler's time per ``POST /chat``, invoked with an API Gateway
-   proxy event as Lambda invokes it (p50, p99, requests/s);
+   proxy event as Lambda invokes it, authorizer context included (p50, p99,
+   requests/s): once with the per-request usage write going to the local
+   DynamoDB (moto), once with DynamoDB stubbed out, which isolates what the
+   endpoint's own code costs;
 2. the floor: a bare boto3 ``invoke_model`` with the same body and client
    configuration against the same emulator;
 3. cold start: a fresh process that imports the app and serves its first
@@ -35,6 +38,11 @@ MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
 CHAT_BODY = json.dumps({"prompt": "Hello, how are you?", "max_tokens": 64})
 
 
+# What the authorizer hands the route for a key with no limits.
+AUTHORIZER = {"principalId": "bench", "tenant": "bench", "key_id": "key_bench",
+              "requests_per_minute": "", "tokens_per_minute": "", "tokens_per_day": ""}
+
+
 def proxy_event(body: str, request_id: str = "bench") -> dict[str, Any]:
     """A REST API (v1) proxy event, as API Gateway hands it to Lambda."""
     headers = {"Content-Type": "application/json", "Host": "abc.execute-api.us-east-1.amazonaws.com"}
@@ -44,7 +52,7 @@ def proxy_event(body: str, request_id: str = "bench") -> dict[str, Any]:
         "queryStringParameters": None, "multiValueQueryStringParameters": None,
         "pathParameters": None, "stageVariables": None,
         "requestContext": {"resourcePath": "/chat", "httpMethod": "POST", "requestId": request_id,
-                           "stage": "api", "path": "/api/chat",
+                           "stage": "api", "path": "/api/chat", "authorizer": AUTHORIZER,
                            "identity": {"sourceIp": "203.0.113.1"}},
         "body": body, "isBase64Encoded": False,
     }
@@ -65,7 +73,7 @@ def summarise(name: str, samples: list[float]) -> dict[str, float]:
     p50 = statistics.median(samples) * 1000
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000
     rps = len(samples) / sum(samples)
-    print(f"  {name:<34} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   {rps:8.0f} req/s")
+    print(f"  {name:<40} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   {rps:8.0f} req/s")
     return {"p50_ms": p50, "p99_ms": p99, "rps": rps}
 
 
@@ -80,17 +88,24 @@ def time_calls(call: Any, n: int, warmup: int = 50) -> list[float]:
     return samples
 
 
-def start_emulator(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.bedrock_emulator", "--port", str(port)],
+class StubDynamoDB:
+    """Answers the usage write at once: the handler's cost without DynamoDB I/O."""
+
+    def update_item(self, **_: Any) -> dict[str, Any]:
+        return {"Attributes": {}}
+
+
+def start(module: str, port: int, ready: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)],
                             cwd=PROJECT_DIR, stdout=subprocess.DEVNULL)
-    for _ in range(100):
+    for _ in range(200):
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/stats", timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=1)
             return proc
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise SystemExit("emulator did not start")
+    raise SystemExit(f"{module} did not start")
 
 
 COLD_APP = """
@@ -137,9 +152,11 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=9)
     args = parser.parse_args()
 
-    port = free_port()
-    emulator = start_emulator(port)
+    port, aws_port = free_port(), free_port()
+    emulator = start("devstack.bedrock_emulator", port, "/_emulator/stats")
+    aws = start("devstack.aws_emulator", aws_port, "/moto-api/data.json")
     env = {**os.environ, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": f"http://127.0.0.1:{port}",
+           "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{aws_port}",
            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
            "PYTHONPATH": str(PROJECT_DIR)}
@@ -148,44 +165,58 @@ def main() -> None:
         import app
         from chalicelib.bedrock import make_client
         from chalicelib.config import Settings
+        from chalicelib.dynamo import make_dynamodb_client
         from chalicelib.models import build_llama_body
+        from chalicelib.runtime import Runtime
         from chalicelib.validation import parse_chat_request
+        from devstack.bootstrap import create_tables
 
+        create_tables(make_dynamodb_client(), "dev")
         context = LambdaContext()
         event = proxy_event(CHAT_BODY)
         assert app.app(event, context)["statusCode"] == 200
+        with_dynamodb = app.get_runtime()
+        stubbed = Runtime(dynamodb_client=StubDynamoDB())
         floor_client = make_client(Settings())
         floor_body = json.dumps(build_llama_body(parse_chat_request(json.loads(CHAT_BODY), Settings())))
 
         def bare() -> None:
             json.loads(floor_client.invoke_model(modelId=MODEL, body=floor_body)["body"].read())
 
-        def handler() -> None:
+        def handler_with_dynamodb() -> None:
+            app.set_runtime(with_dynamodb)
+            app.app(event, context)
+
+        def handler_stubbed() -> None:
+            app.set_runtime(stubbed)
             app.app(event, context)
 
         print(f"Per request ({args.requests} sequential calls, emulator at zero latency):")
-        # Interleave the two in rounds so that machine noise hits both alike.
-        floor_s, handler_s = [], []
+        # Interleave in rounds so that machine noise hits all alike.
+        floor_s, stubbed_s, dynamo_s = [], [], []
         for _ in range(4):
             floor_s += time_calls(bare, args.requests // 4)
-            handler_s += time_calls(handler, args.requests // 4)
+            stubbed_s += time_calls(handler_stubbed, args.requests // 4)
+            dynamo_s += time_calls(handler_with_dynamodb, args.requests // 8)
         floor = summarise("bare boto3 invoke_model (floor)", floor_s)
-        ours = summarise("Lambda handler, POST /chat", handler_s)
+        ours = summarise("handler, DynamoDB stubbed", stubbed_s)
+        summarise("handler, usage write to local DynamoDB", dynamo_s)
         print(f"  handler overhead at p50: {ours['p50_ms'] - floor['p50_ms']:+.3f} ms (target <= 0.5 ms)")
 
         print(f"Cold start (median of {args.cold_runs} fresh processes):")
         floor_wall, floor_inner = cold_start(COLD_FLOOR, [floor_body, MODEL], env, args.cold_runs)
         app_wall, app_inner = cold_start(COLD_APP, [json.dumps(proxy_event(CHAT_BODY))], env,
                                          args.cold_runs)
-        print(f"  {'import boto3 + client + 1 call':<34} {floor_inner:7.1f} ms in process, "
+        print(f"  {'import boto3 + client + 1 call':<40} {floor_inner:7.1f} ms in process, "
               f"{floor_wall:7.1f} ms whole process")
-        print(f"  {'import app + first /chat':<34} {app_inner:7.1f} ms in process, "
+        print(f"  {'import app + first /chat':<40} {app_inner:7.1f} ms in process, "
               f"{app_wall:7.1f} ms whole process")
         print(f"  cold start ratio: {app_inner / floor_inner:.2f}x in process, "
               f"{app_wall / floor_wall:.2f}x whole process (target <= 1.25x)")
     finally:
-        emulator.terminate()
-        emulator.wait()
+        for proc in (emulator, aws):
+            proc.terminate()
+            proc.wait()
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
                                  EndpointConnectionError, EventStreamError, ReadTimeoutError)
 
+from chalicelib.aws import session
 from chalicelib.config import Settings
 from chalicelib.errors import (ApiError, ContextWindowExceededError, UpstreamError,
                                UpstreamMisconfiguredError, UpstreamRejectedError,
@@ -48,8 +48,7 @@ def make_client(settings: Settings) -> Any:
     Endpoint, region and credentials come from the environment as usual
     (``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` points it at the emulator locally).
     """
-    session = botocore.session.get_session()
-    client = session.create_client("bedrock-runtime", config=Config(
+    client = session().create_client("bedrock-runtime", config=Config(
         retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
         connect_timeout=settings.bedrock_connect_timeout_s,
         read_timeout=settings.bedrock_read_timeout_s,

@@ -55,3 +55,13 @@ class StreamedCompletion:
 
     deltas: tuple[str, ...]
     completion: Completion
+
+
+@dataclass(frozen=True)
+class LimitStatus:
+    """One rate limit's state, as the ``x-ratelimit-*`` headers report it."""
+
+    name: str  # "requests" | "tokens" | "tokens-day"
+    limit: int
+    remaining: int
+    reset_seconds: int

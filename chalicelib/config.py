@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chalicelib.keys import Limits
 from chalicelib.models import REGISTRY
 
 DEFAULT_MODEL = "DEFAULT_MODEL"
@@ -21,6 +22,13 @@ BEDROCK_CONNECT_TIMEOUT_S = "BEDROCK_CONNECT_TIMEOUT_S"
 BEDROCK_READ_TIMEOUT_S = "BEDROCK_READ_TIMEOUT_S"
 BEDROCK_MAX_ATTEMPTS = "BEDROCK_MAX_ATTEMPTS"
 THROTTLE_RETRY_AFTER_S = "THROTTLE_RETRY_AFTER_S"
+KEYS_TABLE = "KEYS_TABLE"
+USAGE_TABLE = "USAGE_TABLE"
+DEFAULT_LIMITS = {
+    "requests_per_minute": "DEFAULT_REQUESTS_PER_MINUTE",
+    "tokens_per_minute": "DEFAULT_TOKENS_PER_MINUTE",
+    "tokens_per_day": "DEFAULT_TOKENS_PER_DAY",
+}
 
 
 class ConfigError(ValueError):
@@ -44,6 +52,10 @@ class Settings:
     bedrock_read_timeout_s: float = 18.0
     bedrock_max_attempts: int = 3
     throttle_retry_after_s: int = 2
+    keys_table: str = "llm-endpoint-dev-api-keys"
+    usage_table: str = "llm-endpoint-dev-usage"
+    # Limits for keys that set none themselves; None is unlimited.
+    default_limits: Limits = Limits()
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
@@ -72,6 +84,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _int(env, name, 0, 1)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate settings; ConfigError names the bad variable."""
     env = os.environ if env is None else env
@@ -94,4 +113,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bedrock_read_timeout_s=_float(env, BEDROCK_READ_TIMEOUT_S, base.bedrock_read_timeout_s),
         bedrock_max_attempts=_int(env, BEDROCK_MAX_ATTEMPTS, base.bedrock_max_attempts, 1),
         throttle_retry_after_s=_int(env, THROTTLE_RETRY_AFTER_S, base.throttle_retry_after_s, 1),
+        keys_table=env.get(KEYS_TABLE) or base.keys_table,
+        usage_table=env.get(USAGE_TABLE) or base.usage_table,
+        default_limits=Limits(**{field: _optional_int(env, name)
+                                 for field, name in DEFAULT_LIMITS.items()}),
     )

@@ -7,6 +7,8 @@ internals such as ARNs, account ids or botocore text.
 """
 from __future__ import annotations
 
+from chalicelib.chat import LimitStatus
+
 
 class ApiError(Exception):
     """Base class of every error a client may see."""
@@ -120,4 +122,29 @@ class UpstreamMisconfiguredError(ApiError):
     """Our deployment cannot reach the model (access, model id, region)."""
 
     code = "upstream_misconfigured"
+    type = "server_error"
+
+
+class RequestExceedsLimitError(InvalidRequestError):
+    """One request's worst case is over a per-key limit: it can never pass."""
+
+    code = "request_exceeds_limit"
+
+
+class RateLimitExceededError(ApiError):
+    """A per-key limit is reached for now; ``code`` names which one."""
+
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, code: str, retry_after: int,
+                 status: tuple[LimitStatus, ...]) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class LimiterUnavailableError(ApiError):
+    """The limits table cannot be reached; requests are refused, not let through."""
+
+    code = "limiter_unavailable"
     type = "server_error"

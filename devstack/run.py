@@ -1,10 +1,13 @@
 """``make run``: the local stack in the foreground, stopped whole by Ctrl-C or SIGTERM.
 
-Starts the Bedrock emulator and the app (Chalice's local server) as child
-processes, each in its own session so that a terminal's Ctrl-C reaches only
-this supervisor, which then stops them in order. Should the supervisor itself
-be killed outright, Linux's parent-death signal still ends each child.
-Ports come from ``PORT`` and ``BEDROCK_EMULATOR_PORT``.
+Starts the Bedrock emulator, the AWS emulator (moto: DynamoDB) and the app
+(Chalice's local server) as child processes, each in its own session so that a
+terminal's Ctrl-C reaches only this supervisor, which then stops them in order.
+Should the supervisor itself be killed outright, Linux's parent-death signal
+still ends each child. Before the app starts, the tables are created from
+infra/resources.yaml and a local API key with no limits is stored (the value of
+``LOCAL_API_KEY`` when set, else a random one) and printed.
+Ports come from ``PORT``, ``BEDROCK_EMULATOR_PORT`` and ``AWS_EMULATOR_PORT``.
 """
 from __future__ import annotations
 
@@ -15,12 +18,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
+STAGE = "dev"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 30.0
 
@@ -54,13 +60,14 @@ def check_port_free(port: int) -> None:
             raise StackError(f"port {port} is already in use on {HOST}") from None
 
 
-def local_environment(env: Mapping[str, str], emulator_port: int) -> dict[str, str]:
+def local_environment(env: Mapping[str, str], emulator_port: int, aws_port: int) -> dict[str, str]:
     """The app's environment: boto3 pointed at local services, dummy credentials,
     so that nothing started here can reach a real AWS account."""
     child = {k: v for k, v in env.items()
              if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE")}
     child.update({
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": f"http://{HOST}:{emulator_port}",
+        "AWS_ENDPOINT_URL_DYNAMODB": f"http://{HOST}:{aws_port}",
         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
         "AWS_EC2_METADATA_DISABLED": "true",
@@ -69,14 +76,17 @@ def local_environment(env: Mapping[str, str], emulator_port: int) -> dict[str, s
     return child
 
 
-def services(app_port: int, emulator_port: int) -> list[Service]:
+def services(app_port: int, emulator_port: int, aws_port: int) -> list[Service]:
     py = sys.executable
     return [
         Service("bedrock emulator", emulator_port,
                 (py, "-m", "devstack.bedrock_emulator", "--port", str(emulator_port)),
                 "/_emulator/stats"),
+        Service("aws emulator", aws_port,
+                (py, "-m", "devstack.aws_emulator", "--port", str(aws_port)), "/moto-api/"),
         Service("app", app_port,
-                (py, "-m", "devstack.app_server", "--port", str(app_port)), "/health"),
+                (py, "-m", "devstack.app_server", "--port", str(app_port), "--stage", STAGE),
+                "/health"),
     ]
 
 
@@ -101,6 +111,8 @@ def wait_ready(service: Service, proc: subprocess.Popen[bytes]) -> None:
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
+        except urllib.error.HTTPError:
+            return  # it answers HTTP: up
         except OSError:
             time.sleep(0.1)
     raise StackError(f"{service.name} did not answer on {url} within {READY_TIMEOUT_S:.0f} s")
@@ -119,17 +131,42 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def banner(app_port: int, emulator_port: int) -> str:
+def bootstrap(env: Mapping[str, str], aws_port: int) -> str:
+    """Tables from the deployment's template, then the local key; returns it."""
+    import botocore.session
+
+    from chalicelib.keys import KeyStore, well_formed
+    from devstack.bootstrap import create_tables
+
+    secret = env.get("LOCAL_API_KEY") or None
+    if secret is not None and not well_formed(secret):
+        raise StackError("LOCAL_API_KEY must be 20-200 characters of A-Z a-z 0-9 _ - . ~ + / =")
+    client: Any = botocore.session.get_session().create_client(
+        "dynamodb", endpoint_url=f"http://{HOST}:{aws_port}", region_name="us-east-1",
+        aws_access_key_id="local", aws_secret_access_key="local")
+    tables = create_tables(client, STAGE)
+    keys_table = next(t for t in tables if t.endswith("-api-keys"))
+    limits = {"requests_per_minute": None, "tokens_per_minute": None, "tokens_per_day": None}
+    store = KeyStore(client, keys_table)
+    secret, _ = store.create("local", now=int(time.time()), limits=limits, secret=secret)
+    return secret
+
+
+def banner(app_port: int, emulator_port: int, aws_port: int, key: str) -> str:
     base = f"http://{HOST}:{app_port}"
     return "\n".join([
         "",
         "Local stack is up (Bedrock is the local emulator; no AWS account is used):",
-        f"  API               {base}            (Chalice local server, stage dev)",
+        f"  API               {base}  (Chalice local server, stage {STAGE})",
         f"  Bedrock emulator  http://{HOST}:{emulator_port}  (control API: /_emulator/stats)",
+        f"  AWS emulator      http://{HOST}:{aws_port}  (moto: DynamoDB)",
+        "",
+        f"API key (local, no limits): {key}",
+        f"  export LLM_API_KEY={key}",
         "",
         "Try:",
-        f"  curl -s {base}/chat -H 'Content-Type: application/json' "
-        "-d '{\"prompt\": \"Hello, how are you?\"}'",
+        f"  curl -s {base}/chat -H 'Authorization: Bearer {key}' "
+        "-H 'Content-Type: application/json' -d '{\"prompt\": \"Hello, how are you?\"}'",
         "",
         "Ctrl-C stops everything.",
         "",
@@ -146,16 +183,20 @@ def main() -> int:
     try:
         app_port = port_from_env(os.environ, "PORT", 8000)
         emulator_port = port_from_env(os.environ, "BEDROCK_EMULATOR_PORT", 8001)
-        if app_port == emulator_port:
-            raise StackError("PORT and BEDROCK_EMULATOR_PORT must differ")
-        stack = services(app_port, emulator_port)
+        aws_port = port_from_env(os.environ, "AWS_EMULATOR_PORT", 8002)
+        if len({app_port, emulator_port, aws_port}) < 3:
+            raise StackError("PORT, BEDROCK_EMULATOR_PORT and AWS_EMULATOR_PORT must differ")
+        stack = services(app_port, emulator_port, aws_port)
         for service in stack:
             check_port_free(service.port)
-        env = local_environment(os.environ, emulator_port)
+        env = local_environment(os.environ, emulator_port, aws_port)
+        key = ""
         for service in stack:
+            if service.name == "app":
+                key = bootstrap(os.environ, aws_port)
             procs.append(start(service, env))
             wait_ready(service, procs[-1])
-        print(banner(app_port, emulator_port), flush=True)
+        print(banner(app_port, emulator_port, aws_port, key), flush=True)
         while True:
             for service, proc in zip(stack, procs):
                 if proc.poll() is not None:

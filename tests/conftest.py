@@ -1,8 +1,10 @@
-"""Fixtures: a Bedrock emulator over loopback, boto3 pointed at it, the app."""
+"""Fixtures: the Bedrock and AWS emulators over loopback, clients pointed at
+them, fresh tables, an API key, and the app behind chalice.test.Client."""
 from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,12 +14,16 @@ from botocore.config import Config
 from chalice.test import Client
 
 import app as app_module
-from chalicelib.bedrock import BedrockGateway, make_client
-from chalicelib.completion import ChatService
+from chalicelib.bedrock import make_client
 from chalicelib.config import Settings
+from chalicelib.dynamo import make_dynamodb_client
+from chalicelib.keys import KeyStore
+from chalicelib.runtime import Runtime
+from devstack.aws_emulator import make_aws_server
 from devstack.bedrock_emulator import make_server
+from devstack.bootstrap import create_tables
 from tests.openapi_check import ValidatingHTTP
-from tests.support import EmulatorControl
+from tests.support import EmulatorControl, free_port, http
 
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
 
@@ -32,6 +38,62 @@ def emulator_url() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.fixture(scope="session")
+def aws_url() -> Iterator[str]:
+    port = free_port()
+    server = make_aws_server("127.0.0.1", port)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def _tables(aws_url: str, _offline_aws: None) -> None:
+    """The stage's tables, made once from infra/resources.yaml. Tests stay
+    apart by using keys of their own (usage items are per key)."""
+    assert http("POST", aws_url + "/moto-api/reset")[0] == 200
+    client = make_dynamodb_client_for(aws_url)
+    create_tables(client, "dev")
+
+
+def make_dynamodb_client_for(url: str) -> Any:
+    import botocore.session
+    return botocore.session.get_session().create_client(
+        "dynamodb", endpoint_url=url, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+@pytest.fixture(scope="session")
+def _shared_dynamodb(_tables: None) -> Any:
+    return make_dynamodb_client()
+
+
+@pytest.fixture
+def dynamodb(_shared_dynamodb: Any) -> Any:
+    return _shared_dynamodb
+
+
+@pytest.fixture(scope="session")
+def _shared_bedrock(_offline_aws: None) -> Any:
+    # Building a botocore client costs ~100 ms: tests share one unless they
+    # change the client's own settings (timeouts, attempts).
+    return make_client(Settings())
+
+
+@pytest.fixture
+def key_store(dynamodb: Any) -> KeyStore:
+    return KeyStore(dynamodb, Settings().keys_table)
+
+
+@pytest.fixture
+def api_key(key_store: KeyStore) -> str:
+    """A key with no limits, as make run's local key."""
+    unlimited = {"requests_per_minute": None, "tokens_per_minute": None, "tokens_per_day": None}
+    secret, _ = key_store.create("tests", now=int(time.time()), limits=unlimited)
+    return secret
+
+
 @pytest.fixture
 def emulator(emulator_url: str) -> Iterator[EmulatorControl]:
     control = EmulatorControl(emulator_url)
@@ -40,15 +102,18 @@ def emulator(emulator_url: str) -> Iterator[EmulatorControl]:
     control.reset()
 
 
-@pytest.fixture(autouse=True)
-def _offline_aws(monkeypatch: pytest.MonkeyPatch, emulator_url: str) -> None:
-    # Whatever a test does, boto3 reaches only the emulator, never AWS.
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator_url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+@pytest.fixture(scope="session", autouse=True)
+def _offline_aws(emulator_url: str, aws_url: str) -> Iterator[None]:
+    # Whatever a test does, boto3 reaches only the emulators, never AWS.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator_url)
+        patch.setenv("AWS_ENDPOINT_URL_DYNAMODB", aws_url)
+        patch.setenv("AWS_ACCESS_KEY_ID", "test")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        patch.delenv("AWS_PROFILE", raising=False)
+        yield
 
 
 @pytest.fixture
@@ -59,36 +124,41 @@ def runtime(emulator_url: str) -> Any:
 
 
 class Api:
-    """The app behind chalice.test.Client; every exchange is checked
-    against openapi.yaml."""
+    """The app behind chalice.test.Client, sending ``key`` unless a request
+    brings its own Authorization header; every exchange is checked against
+    openapi.yaml."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, key: str | None, runtime: Runtime) -> None:
         self.client = client
-        self.http = ValidatingHTTP(client.http)
+        self.runtime = runtime
+        self.http = ValidatingHTTP(client.http, key)
 
 
 ApiFactory = Callable[..., Api]
 
 
 @pytest.fixture
-def make_api(emulator: EmulatorControl) -> Iterator[ApiFactory]:
+def make_api(emulator: EmulatorControl, api_key: str, _shared_bedrock: Any,
+             dynamodb: Any) -> Iterator[ApiFactory]:
     """Build a test client for the app with settings overrides."""
     clients: list[Client] = []
 
-    def build(**overrides: Any) -> Api:
-        settings = dataclasses.replace(Settings(), **overrides)
-        service = ChatService(BedrockGateway(make_client(settings),
-                                             retry_after=settings.throttle_retry_after_s))
-        app_module.set_service(service, settings)
+    def build(*, key: str | None = api_key, clock: Callable[[], float] = time.time,
+              **overrides: Any) -> Api:
+        own_client = any(name.startswith("bedrock_") for name in overrides)
+        runtime = Runtime(dataclasses.replace(Settings(), **overrides), clock=clock,
+                          bedrock_client=None if own_client else _shared_bedrock,
+                          dynamodb_client=dynamodb)
+        app_module.set_runtime(runtime)
         client = Client(app_module.app, stage_name="dev")
         client.__enter__()
         clients.append(client)
-        return Api(client)
+        return Api(client, key, runtime)
 
     yield build
     for client in clients:
         client.__exit__(None, None, None)
-    app_module.set_service(None)
+    app_module.set_runtime(None)
 
 
 @pytest.fixture

@@ -76,14 +76,18 @@ def check_exchange(method: str, url: str, headers: dict[str, str], body: bytes |
 
 
 class ValidatingHTTP:
-    """Wraps chalice.test's HTTP client: every exchange is checked."""
+    """Wraps chalice.test's HTTP client: every exchange is checked. With a
+    key, requests carry ``Authorization: Bearer <key>`` unless they set it."""
 
-    def __init__(self, http: Any) -> None:
+    def __init__(self, http: Any, key: str | None = None) -> None:
         self._http = http
+        self._key = key
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: bytes | str = b"") -> Any:
-        headers = headers or {}
+        headers = dict(headers or {})
+        if self._key and not any(h.lower() == "authorization" for h in headers):
+            headers["Authorization"] = f"Bearer {self._key}"
         raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
         response = self._http.request(method, path, headers=headers, body=raw)
         check_exchange(method, path, headers, raw, response.status_code, response.headers,

@@ -4,10 +4,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
-from tests.support import free_port, http
+from tests.support import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -42,14 +43,37 @@ def alive(pid: int) -> bool:
         return False
 
 
+LOCAL_KEY = "e2e-local-key-0123456789abcdefghij"
+
+
 class LocalStack:
     def __init__(self, **env: str) -> None:
         self.app_port = free_port()
         self.emulator_port = free_port()
+        self.aws_port = free_port()
+        self.key = LOCAL_KEY
         self.env = {**os.environ, "PORT": str(self.app_port),
-                    "BEDROCK_EMULATOR_PORT": str(self.emulator_port), **env}
+                    "BEDROCK_EMULATOR_PORT": str(self.emulator_port),
+                    "AWS_EMULATOR_PORT": str(self.aws_port), "LOCAL_API_KEY": LOCAL_KEY, **env}
         self.proc: subprocess.Popen[str] | None = None
-        self.output = ""
+        self._lines: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    @property
+    def output(self) -> str:
+        return "".join(self._lines)
+
+    @property
+    def banner(self) -> str:
+        """What make run printed once ready (URLs, key, curl)."""
+        text = self.output
+        return text[text.index("Local stack is up"):] if "Local stack is up" in text else ""
+
+    def _drain(self) -> None:
+        # Read continuously: request logs must never fill the pipe and stall the app.
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line)
 
     @property
     def url(self) -> str:
@@ -59,19 +83,33 @@ class LocalStack:
     def emulator_url(self) -> str:
         return f"http://127.0.0.1:{self.emulator_port}"
 
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def keys_command(self, *argv: str) -> str:
+        """The operator command, as an operator runs it against this stack."""
+        import subprocess as sp
+        import sys
+        result = sp.run([sys.executable, "scripts/keys.py", "--local", *argv], cwd=PROJECT_DIR,
+                        env={**self.env, "AWS_EMULATOR_PORT": str(self.aws_port)},
+                        capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
     def start(self, timeout: float = 60) -> LocalStack:
         self.proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=PROJECT_DIR,
                                      env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"make run exited: {self.proc.stdout.read()}")  # type: ignore
-            try:
-                if http("GET", self.url + "/health", timeout=1)[0] == 200:
-                    return self
-            except OSError:
-                pass
+                self._reader.join(5)
+                raise AssertionError(f"make run exited: {self.output}")
+            if "Ctrl-C stops everything" in self.output:
+                return self
             time.sleep(0.2)
         self.stop()
         raise AssertionError(f"stack did not start: {self.output}")
@@ -82,8 +120,10 @@ class LocalStack:
         started = descendants(self.proc.pid)
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.output, _ = self.proc.communicate(timeout=20)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.output, _ = self.proc.communicate()
+            self.proc.wait()
+        if self._reader is not None:
+            self._reader.join(5)
         return started

@@ -15,24 +15,19 @@ from tests.support import EmulatorControl, http
 pytestmark = pytest.mark.e2e
 
 
-def readme_curl(base_url: str) -> list[str]:
-    """The quick-start curl, taken from the README itself."""
-    readme = (PROJECT_DIR / "README.md").read_text()
-    line = next(ln.strip() for ln in readme.splitlines()
-                if ln.strip().startswith("curl") and "/chat " in ln and "prompt" in ln)
-    return [part.replace("http://127.0.0.1:8000", base_url) for part in shlex.split(line)]
-
-
-def test_both_ports_answer(stack: LocalStack) -> None:
+def test_every_port_answers(stack: LocalStack) -> None:
     status, _, body = http("GET", stack.url + "/health")
     assert (status, json.loads(body)) == (200, {"status": "ok"})
     status, _, body = http("GET", stack.emulator_url + "/_emulator/stats")
     assert status == 200 and "invocations" in json.loads(body)
+    status, _, _ = http("GET", f"http://127.0.0.1:{stack.aws_port}/moto-api/data.json")
+    assert status == 200
 
 
-def test_the_readme_curl_gets_the_model_answer(stack: LocalStack, emulator: EmulatorControl) -> None:
+def test_the_printed_curl_gets_the_model_answer(stack: LocalStack, emulator: EmulatorControl) -> None:
     assert shutil.which("curl"), "curl is needed for this test"
-    result = subprocess.run(readme_curl(stack.url), capture_output=True, text=True, timeout=30,
+    line = next(ln.strip() for ln in stack.banner.splitlines() if ln.strip().startswith("curl"))
+    result = subprocess.run(shlex.split(line), capture_output=True, text=True, timeout=30,
                             check=True)
     answer = json.loads(result.stdout)
     assert answer["text"] and answer["stop_reason"] in ("stop", "length")
@@ -45,7 +40,7 @@ def test_the_readme_curl_gets_the_model_answer(stack: LocalStack, emulator: Emul
 def test_stop_leaves_nothing_behind_and_restarts_at_once() -> None:
     first = LocalStack().start()
     http("POST", first.url + "/chat", {"prompt": "keep-alive traffic"},
-         {"Content-Type": "application/json"})
+         {"Content-Type": "application/json", **first.auth})
     started = first.stop()
     assert len(started) >= 2  # emulator and app at least
     assert first.proc is not None and first.proc.returncode is not None
@@ -55,8 +50,9 @@ def test_stop_leaves_nothing_behind_and_restarts_at_once() -> None:
     assert not [pid for pid in started if alive(pid)]
     # Same ports again at once: TIME_WAIT must not count as "in use".
     again = LocalStack()
-    again.app_port, again.emulator_port = first.app_port, first.emulator_port
-    again.env.update(PORT=str(first.app_port), BEDROCK_EMULATOR_PORT=str(first.emulator_port))
+    again.env.update(PORT=str(first.app_port), BEDROCK_EMULATOR_PORT=str(first.emulator_port),
+                     AWS_EMULATOR_PORT=str(first.aws_port))
+    again.app_port = first.app_port
     again.start()
     assert http("GET", again.url + "/health")[0] == 200
     again.stop()

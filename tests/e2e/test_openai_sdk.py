@@ -16,7 +16,7 @@ MESSAGES = [{"role": "system", "content": "You are concise."},
 @pytest.fixture
 def client(stack: LocalStack) -> openai.OpenAI:
     # max_retries=0 so each error surfaces at once; retries are tested apart.
-    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key="local-key", max_retries=0)
+    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack.key, max_retries=0)
 
 
 def test_plain_completion(client: openai.OpenAI, emulator: EmulatorControl) -> None:
@@ -93,7 +93,31 @@ def test_sdk_retries_ride_out_a_burst_of_throttles(stack: LocalStack,
     # Four throttles: our three botocore attempts absorb three and answer 429
     # with Retry-After; the SDK's own retry then succeeds.
     emulator.configure(fail_next=["ThrottlingException"] * 4)
-    patient = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="local-key", max_retries=2)
+    patient = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack.key, max_retries=2)
     completion = patient.chat.completions.create(model=MODEL, messages=MESSAGES)
     assert completion.choices[0].message.content
     assert emulator.stats()["errors"] == {"ThrottlingException": 4}
+
+
+@pytest.mark.parametrize("key,error,status", [
+    ("llm_" + "Z" * 43, openai.PermissionDeniedError, 403),
+    ("short", openai.PermissionDeniedError, 403),
+])
+def test_bad_keys_raise_the_sdk_classes(stack: LocalStack, key: str,
+                                        error: type[openai.APIStatusError], status: int) -> None:
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key, max_retries=0)
+    with pytest.raises(error) as caught:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert caught.value.status_code == status
+
+
+def test_no_key_raises_authentication_error(stack: LocalStack) -> None:
+    import httpx
+    # The SDK always sends its key; strip the header to be a client with none.
+
+    def drop_auth(request: httpx.Request) -> None:
+        del request.headers["Authorization"]
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="unused", max_retries=0,
+                           http_client=httpx.Client(event_hooks={"request": [drop_auth]}))
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()

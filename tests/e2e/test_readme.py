@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import shlex
 import subprocess
 import sys
 
@@ -31,9 +31,10 @@ def test_readme_has_both_curls() -> None:
 
 @pytest.mark.parametrize("line", curl_lines())
 def test_every_readme_curl_answers_200(stack: LocalStack, line: str) -> None:
-    argv = [localise(part, stack) for part in shlex.split(line)]
-    result = subprocess.run([*argv, "-w", "\n%{http_code}"], capture_output=True, text=True,
-                            timeout=30, check=True)
+    # As pasted into a shell, after `export LLM_API_KEY=<the printed key>`.
+    result = subprocess.run(["bash", "-c", localise(line, stack) + " -w '\n%{http_code}'"],
+                            capture_output=True, text=True, timeout=30, check=True,
+                            env={**os.environ, "LLM_API_KEY": stack.key})
     body, status = result.stdout.rsplit("\n", 1)
     assert status == "200", body
     assert json.loads(body)
@@ -43,7 +44,11 @@ def test_the_readme_openai_snippet_runs(stack: LocalStack) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
     snippet = next(b for b in blocks if "from openai import OpenAI" in b)
     result = subprocess.run([sys.executable, "-c", localise(snippet, stack)], capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=60, env={**os.environ, "LLM_API_KEY": stack.key})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2 and "CompletionUsage" in lines[0] and lines[1]
+
+
+def test_the_printed_export_line_matches_the_readme(stack: LocalStack) -> None:
+    assert f"export LLM_API_KEY={stack.key}" in stack.banner

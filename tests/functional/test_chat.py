@@ -73,7 +73,7 @@ def test_stage_configuration_path(make_api: ApiFactory, emulator: EmulatorContro
     # The lazy production path: settings from the stage's environment, the
     # client built on first use.
     api = make_api()
-    app_module.set_service(None)
+    app_module.set_runtime(None)
     assert post(api, {"prompt": "x"}).status_code == 200
     assert emulator.requests()[0]["modelId"] == MODEL
 
@@ -170,7 +170,7 @@ def test_unexpected_errors_are_a_bare_500(api: Api, emulator: EmulatorControl,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(*_: Any) -> None:
         raise RuntimeError("secret internals arn:aws:iam::123456789012:role/x")
-    monkeypatch.setattr(app_module.get_service(), "complete", explode)
+    monkeypatch.setattr(api.runtime.service, "complete", explode)
     response = post(api, {"prompt": "x"})
     assert response.status_code == 500
     error = error_of(response)

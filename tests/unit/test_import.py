@@ -9,7 +9,7 @@ from tests.e2e.stack import PROJECT_DIR
 
 def test_import_builds_no_client_and_skips_boto3() -> None:
     script = ("import sys, app; "
-              "assert app._service is None and app._settings is None; "
+              "assert app._runtime is None; "
               "assert 'boto3' not in sys.modules and 's3transfer' not in sys.modules, 'slow import'")
     # No credentials or region at all: an AWS call at import would fail here.
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_DIR)}

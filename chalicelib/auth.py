@@ -1,0 +1,65 @@
+"""Who is calling: ``Authorization: Bearer <key>`` -> Caller, or None.
+
+Every rejection looks the same from outside (malformed, unknown, revoked and
+expired keys all get None, which the authorizer turns into a 403), so a
+caller learns nothing about which keys exist.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.keys import LIMIT_NAMES, KeyStore, Limits, well_formed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    key_id: str
+    limits: Limits
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    return token if well_formed(token) else None
+
+
+def authenticate(header: str | None, store: KeyStore, now: float, defaults: Limits) -> Caller | None:
+    token = bearer_token(header)
+    if token is None:
+        return None
+    try:
+        record = store.lookup(token)
+    except Exception:  # fail closed: an outage must not open the endpoint
+        log.exception("key lookup failed")
+        return None
+    if record is None or not record.usable_at(now):
+        return None
+    return Caller(tenant=record.tenant, key_id=record.key_id,
+                  limits=record.effective_limits(defaults))
+
+
+# API Gateway passes the authorizer's context to the route as strings.
+
+def caller_to_context(caller: Caller) -> dict[str, str]:
+    context = {"tenant": caller.tenant, "key_id": caller.key_id}
+    for name in LIMIT_NAMES:
+        value = getattr(caller.limits, name)
+        context[name] = "" if value is None else str(value)
+    return context
+
+
+def caller_from_context(context: Mapping[str, Any]) -> Caller:
+    limits = {name: int(context[name]) if context.get(name) not in (None, "") else None
+              for name in LIMIT_NAMES}
+    return Caller(tenant=str(context["tenant"]), key_id=str(context["key_id"]),
+                  limits=Limits(**limits))

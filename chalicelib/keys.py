@@ -1,0 +1,154 @@
+"""API keys: generated from 32 random bytes, shown once, stored only as a SHA-256 hash.
+
+A SHA-256 of a 256-bit random secret needs no salt or slow hash: there is
+nothing to guess. The table's partition key is that hash, so the authorizer
+finds a key with one GetItem. Limits are stored per key: a number is a limit,
+null means unlimited, and an absent limit takes the stage's default.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.dynamo import decode_item, encode, encode_item
+
+KEY_PREFIX = "llm_"
+# What a well-formed secret looks like; anything else is rejected before I/O.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-.~+/=]{20,200}")
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
+LIMIT_NAMES = ("requests_per_minute", "tokens_per_minute", "tokens_per_day")
+
+
+class KeyAdminError(Exception):
+    """An operator mistake (unknown key id, bad tenant name)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return all(getattr(self, name) is None for name in LIMIT_NAMES)
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    key_id: str
+    tenant: str
+    enabled: bool
+    created_at: int
+    expires_at: int | None
+    limits: Mapping[str, int | None]  # as stored: absent = stage default
+
+    def effective_limits(self, defaults: Limits) -> Limits:
+        return Limits(**{name: self.limits[name] if name in self.limits else getattr(defaults, name)
+                         for name in LIMIT_NAMES})
+
+    def usable_at(self, now: float) -> bool:
+        return self.enabled and (self.expires_at is None or now < self.expires_at)
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def well_formed(secret: str) -> bool:
+    return KEY_PATTERN.fullmatch(secret) is not None
+
+
+def _record(item: Mapping[str, Any]) -> KeyRecord:
+    data = decode_item(item)
+    return KeyRecord(key_id=data["key_id"], tenant=data["tenant"], enabled=bool(data["enabled"]),
+                     created_at=int(data["created_at"]), expires_at=data.get("expires_at"),
+                     limits=data.get("limits") or {})
+
+
+def check_limits(limits: Mapping[str, int | None]) -> dict[str, int | None]:
+    unknown = set(limits) - set(LIMIT_NAMES)
+    if unknown:
+        raise KeyAdminError(f"unknown limits: {sorted(unknown)}")
+    for name, value in limits.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise KeyAdminError(f"{name} must be a whole number >= 1, or None for unlimited")
+    return dict(limits)
+
+
+class KeyStore:
+    """The keys table. ``client`` is a low-level DynamoDB client."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def create(self, tenant: str, *, now: int, limits: Mapping[str, int | None] | None = None,
+               expires_at: int | None = None, secret: str | None = None) -> tuple[str, KeyRecord]:
+        """Store a new key; returns the secret (never stored) and the record."""
+        if TENANT_PATTERN.fullmatch(tenant) is None:
+            raise KeyAdminError("tenant must be 1-64 letters, digits, '.', '_' or '-'")
+        secret = secret or new_secret()
+        if not well_formed(secret):
+            raise KeyAdminError("a key must be 20-200 characters of A-Z a-z 0-9 _ - . ~ + / =")
+        record = KeyRecord(key_id="key_" + secrets.token_hex(8), tenant=tenant, enabled=True,
+                           created_at=now, expires_at=expires_at,
+                           limits=check_limits(limits or {}))
+        item = {"key_hash": hash_secret(secret), "key_id": record.key_id, "tenant": tenant,
+                "enabled": True, "created_at": now, "limits": dict(record.limits)}
+        if expires_at is not None:
+            item["expires_at"] = expires_at
+        self._client.put_item(TableName=self._table, Item=encode_item(item),
+                              ConditionExpression="attribute_not_exists(key_hash)")
+        return secret, record
+
+    def lookup(self, secret: str) -> KeyRecord | None:
+        """The record of a well-formed secret, or None. One GetItem."""
+        response = self._client.get_item(TableName=self._table,
+                                         Key={"key_hash": {"S": hash_secret(secret)}})
+        item = response.get("Item")
+        return _record(item) if item else None
+
+    def _items(self) -> Iterator[Mapping[str, Any]]:
+        paginator = self._client.get_paginator("scan")
+        for page in paginator.paginate(TableName=self._table):
+            yield from page.get("Items", [])
+
+    def list(self) -> list[KeyRecord]:
+        return sorted((_record(item) for item in self._items()), key=lambda r: r.created_at)
+
+    def _hash_of(self, key_id: str) -> str:
+        # Operator path only: a scan of a small table, never on a request.
+        for item in self._items():
+            if item["key_id"]["S"] == key_id:
+                return str(item["key_hash"]["S"])
+        raise KeyAdminError(f"no key with id {key_id}")
+
+    def revoke(self, key_id: str) -> None:
+        self._client.update_item(
+            TableName=self._table, Key={"key_hash": {"S": self._hash_of(key_id)}},
+            UpdateExpression="SET enabled = :false", ExpressionAttributeValues={":false": encode(False)})
+
+    def set_limits(self, key_id: str, changes: Mapping[str, int | None],
+                   reset: tuple[str, ...] = ()) -> None:
+        """Set limits (None = unlimited); names in ``reset`` return to the default."""
+        check_limits(changes)
+        check_limits({name: 1 for name in reset})
+        key_hash = self._hash_of(key_id)
+        record = self._get(key_hash)
+        limits = {k: v for k, v in {**record.limits, **changes}.items() if k not in reset}
+        self._client.update_item(
+            TableName=self._table, Key={"key_hash": {"S": key_hash}},
+            UpdateExpression="SET limits = :limits", ExpressionAttributeValues={":limits": encode(limits)})
+
+    def _get(self, key_hash: str) -> KeyRecord:
+        item = self._client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}})["Item"]
+        return _record(item)

@@ -1,0 +1,262 @@
+"""Per-key limits against a real DynamoDB API (moto), with an injected clock."""
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+import time
+from typing import Any
+
+import pytest
+
+from chalicelib.auth import Caller
+from chalicelib.chat import ChatRequest, LimitStatus, Message
+from chalicelib.errors import (LimiterUnavailableError, RateLimitExceededError,
+                               RequestExceedsLimitError)
+from chalicelib.keys import KeyStore, Limits
+from chalicelib.limits import DAY, Limiter, reservation_size
+from tests.conftest import ApiFactory
+from tests.support import EmulatorControl
+
+USAGE = "llm-endpoint-dev-usage"
+T0 = 1_800_000_000.0  # a minute and day boundary: 1_800_000_000 % 86_400 == 32_000
+
+
+class Clock:
+    def __init__(self, now: float = T0 + 10) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def caller(**limits: int | None) -> Caller:
+    return Caller("acme", f"key_{uuid.uuid4().hex[:16]}", Limits(**limits))
+
+
+def usage(dynamodb: Any, pk: str) -> dict[str, int]:
+    item = dynamodb.get_item(TableName=USAGE, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item", {})
+    return {k: int(v["N"]) for k, v in item.items() if k in ("requests", "tokens")}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def limiter(dynamodb: Any, clock: Clock) -> Limiter:
+    return Limiter(dynamodb, USAGE, clock)
+
+
+def test_requests_per_minute_window(limiter: Limiter, clock: Clock) -> None:
+    who = caller(requests_per_minute=3)
+    statuses = [limiter.admit(who, 10).status for _ in range(3)]
+    assert [s[0].remaining for s in statuses] == [2, 1, 0]
+    with pytest.raises(RateLimitExceededError) as caught:
+        limiter.admit(who, 10)
+    minute_end = (int(clock.now) // 60 + 1) * 60
+    assert caught.value.code == "requests_per_minute_exceeded"
+    assert caught.value.retry_after == minute_end - int(clock.now)
+    assert caught.value.status == (LimitStatus("requests", 3, 0, caught.value.retry_after),)
+    clock.now = minute_end + 0.5  # the next minute is a new window
+    assert limiter.admit(who, 10).status[0].remaining == 2
+
+
+def test_tokens_per_minute_and_settle(limiter: Limiter, dynamodb: Any) -> None:
+    who = caller(tokens_per_minute=1000)
+    first = limiter.admit(who, 400)
+    limiter.admit(who, 400)
+    with pytest.raises(RateLimitExceededError) as caught:
+        limiter.admit(who, 400)
+    assert caught.value.code == "tokens_per_minute_exceeded"
+    limiter.settle(first, 100)  # the first used far less than it reserved
+    third = limiter.admit(who, 400)
+    assert usage(dynamodb, third.minute_pk) == {"requests": 3, "tokens": 900}
+    assert third.status == (LimitStatus("tokens", 1000, 100, third.status[0].reset_seconds),)
+
+
+def test_tokens_per_day_budget_across_minutes(limiter: Limiter, clock: Clock, dynamodb: Any) -> None:
+    who = caller(tokens_per_day=1000)
+    for minute in range(3):
+        clock.now = T0 + 60 * minute + 1
+        reservation = limiter.admit(who, 300)
+        limiter.settle(reservation, 300)
+    assert usage(dynamodb, reservation.day_pk) == {"requests": 3, "tokens": 900}
+    with pytest.raises(RateLimitExceededError) as caught:
+        limiter.admit(who, 300)
+    day_end = (int(clock.now) // DAY + 1) * DAY
+    assert caught.value.code == "tokens_per_day_exceeded"
+    assert caught.value.retry_after == day_end - int(clock.now)
+    clock.now = day_end + 1
+    assert limiter.admit(who, 300).status[0].remaining == 700
+
+
+def test_a_request_larger_than_a_limit_can_never_pass(limiter: Limiter) -> None:
+    with pytest.raises(RequestExceedsLimitError) as caught:
+        limiter.admit(caller(tokens_per_minute=100), 101)
+    assert caught.value.param == "max_tokens"
+
+
+def test_day_refusal_takes_back_the_minute_reservation(limiter: Limiter, dynamodb: Any) -> None:
+    who = caller(requests_per_minute=10, tokens_per_minute=1000, tokens_per_day=500)
+    first = limiter.admit(who, 400)
+    with pytest.raises(RateLimitExceededError) as caught:
+        limiter.admit(who, 400)
+    assert caught.value.code == "tokens_per_day_exceeded"
+    assert usage(dynamodb, first.minute_pk) == {"requests": 1, "tokens": 400}
+
+
+def test_failure_releases_tokens_but_counts_the_request(limiter: Limiter, dynamodb: Any) -> None:
+    who = caller(requests_per_minute=10, tokens_per_day=1000)
+
+    def boom() -> int:
+        raise RuntimeError("bedrock failed")
+    with pytest.raises(RuntimeError):
+        limiter.run(who, 600, boom, lambda used: used)
+    reservation = limiter.admit(who, 900)  # the 600 came back
+    assert usage(dynamodb, reservation.day_pk) == {"requests": 2, "tokens": 900}
+
+
+def test_unlimited_keys_reserve_nothing_but_usage_is_counted(limiter: Limiter, dynamodb: Any) -> None:
+    who = caller()
+    result, reservation = limiter.run(who, 10**9, lambda: 42, lambda _: 42)
+    assert (result, reservation.held_on, reservation.status) == (42, (), ())
+    assert usage(dynamodb, reservation.day_pk) == {"requests": 1, "tokens": 42}
+    assert usage(dynamodb, reservation.minute_pk) == {}
+
+
+def test_an_unreachable_table_refuses_requests(dynamodb: Any, clock: Clock) -> None:
+    limiter = Limiter(dynamodb, "no-such-table", clock)
+    with pytest.raises(LimiterUnavailableError):
+        limiter.admit(caller(requests_per_minute=5), 10)
+
+
+@pytest.mark.parametrize("used_fraction", [1.0, 0.5])
+def test_concurrent_requests_never_overrun_the_daily_budget(dynamodb: Any, clock: Clock,
+                                                            used_fraction: float) -> None:
+    """100 simultaneous requests against one key's budget through the real
+    DynamoDB code path: admitted work never exceeds the budget."""
+    reserve, budget = 300, 3000
+    who = caller(tokens_per_day=budget)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(100)
+
+    def one() -> None:
+        limiter = Limiter(dynamodb, USAGE, clock)
+        start.wait()
+        try:
+            limiter.run(who, reserve, lambda: None, lambda _: int(reserve * used_fraction))
+            outcome = "ok"
+        except RateLimitExceededError as exc:
+            outcome = exc.code
+        with lock:
+            outcomes.append(outcome)
+    threads = [threading.Thread(target=one) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    day_pk = f"{who.key_id}#d#{int(clock.now) // DAY}"
+    spent = usage(dynamodb, day_pk)["tokens"]
+    assert len(outcomes) == 100 and set(outcomes) <= {"ok", "tokens_per_day_exceeded"}
+    assert spent <= budget
+    assert spent == outcomes.count("ok") * int(reserve * used_fraction)
+    if used_fraction == 1.0:
+        assert outcomes.count("ok") == budget // reserve  # exactly as many as fit
+
+
+def test_reservation_size_is_a_generous_worst_case() -> None:
+    request = ChatRequest(messages=(Message("user", "x" * 300),), model="m", max_tokens=100,
+                          temperature=0.5, top_p=0.9)
+    prompt_len = len("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n") + 300 + len(
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert reservation_size(request) == -(-prompt_len // 3) + 100
+    assert reservation_size(request) > prompt_len / 4 + 100  # above the ~4 chars/token average
+
+
+# --- through the app
+
+def limited_key(key_store: KeyStore, **limits: int | None) -> str:
+    secret, _ = key_store.create("acme", now=int(time.time()), limits=limits)
+    return secret
+
+
+def test_rpm_through_the_app(make_api: ApiFactory, key_store: KeyStore) -> None:
+    api = make_api(key=limited_key(key_store, requests_per_minute=2), clock=Clock())
+    body = json.dumps({"prompt": "hi", "max_tokens": 20})
+    ok = [api.http.post("/chat", headers={"Content-Type": "application/json"}, body=body)
+          for _ in range(2)]
+    assert [r.status_code for r in ok] == [200, 200]
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in ok] == ["1", "0"]
+    assert ok[0].headers["x-ratelimit-limit-requests"] == "2"
+    refused = api.http.post("/chat", headers={"Content-Type": "application/json"}, body=body)
+    assert refused.status_code == 429
+    error = json.loads(refused.body)["error"]
+    assert (error["code"], error["type"]) == ("requests_per_minute_exceeded", "rate_limit_error")
+    assert refused.headers["Retry-After"] == "50"  # T0 + 10 -> 50 s to the next minute
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_budget_through_the_app_and_oversized_requests(make_api: ApiFactory, key_store: KeyStore,
+                                                       emulator: EmulatorControl) -> None:
+    api = make_api(key=limited_key(key_store, tokens_per_day=300), clock=Clock())
+    headers = {"Content-Type": "application/json"}
+    too_big = api.http.post("/chat", headers=headers, body=json.dumps({"prompt": "hi"}))
+    assert too_big.status_code == 400
+    assert json.loads(too_big.body)["error"]["code"] == "request_exceeds_limit"
+    answers = [api.http.post("/chat", headers=headers,
+                             body=json.dumps({"prompt": "hi", "max_tokens": 100}))
+               for _ in range(6)]
+    codes = [r.status_code for r in answers]
+    assert codes[0] == 200 and codes[-1] == 429
+    assert json.loads(answers[-1].body)["error"]["code"] == "tokens_per_day_exceeded"
+    assert len(emulator.requests()) == codes.count(200)
+
+
+def test_bedrock_failure_gives_the_tokens_back(make_api: ApiFactory, key_store: KeyStore,
+                                               emulator: EmulatorControl) -> None:
+    api = make_api(key=limited_key(key_store, tokens_per_day=200), clock=Clock())
+    headers = {"Content-Type": "application/json"}
+    body = json.dumps({"prompt": "hi", "max_tokens": 150})
+    emulator.configure(fail_next=["ModelErrorException"])
+    assert api.http.post("/chat", headers=headers, body=body).status_code == 502
+    assert api.http.post("/chat", headers=headers, body=body).status_code == 200
+
+
+def test_limits_from_stage_defaults(make_api: ApiFactory, key_store: KeyStore) -> None:
+    secret, _ = key_store.create("acme", now=int(time.time()))  # sets no limits of its own
+    api = make_api(key=secret, clock=Clock(), default_limits=Limits(requests_per_minute=1))
+    body = json.dumps({"prompt": "hi"})
+    headers = {"Content-Type": "application/json"}
+    assert api.http.post("/chat", headers=headers, body=body).status_code == 200
+    assert api.http.post("/chat", headers=headers, body=body).status_code == 429
+
+
+def test_openai_route_is_limited_too(make_api: ApiFactory, key_store: KeyStore) -> None:
+    api = make_api(key=limited_key(key_store, requests_per_minute=1), clock=Clock())
+    body = json.dumps({"model": "us.meta.llama3-1-8b-instruct-v1:0", "stream": True,
+                       "messages": [{"role": "user", "content": "hi"}]})
+    headers = {"Content-Type": "application/json"}
+    first = api.http.post("/v1/chat/completions", headers=headers, body=body)
+    assert first.status_code == 200 and first.headers["x-ratelimit-remaining-requests"] == "0"
+    assert api.http.post("/v1/chat/completions", headers=headers, body=body).status_code == 429
+
+
+def test_rpm_only_keys_keep_tokens_off_the_minute_item(limiter: Limiter, dynamodb: Any) -> None:
+    who = caller(requests_per_minute=5)
+    reservation = limiter.admit(who, 300)
+    assert reservation.held_on == (reservation.day_pk,)
+    limiter.settle(reservation, 120)
+    assert usage(dynamodb, reservation.minute_pk) == {"requests": 1, "tokens": 0}
+    assert usage(dynamodb, reservation.day_pk) == {"requests": 1, "tokens": 120}
+
+
+def test_day_refusal_of_an_rpm_only_key_takes_back_its_request(limiter: Limiter,
+                                                               dynamodb: Any) -> None:
+    who = caller(requests_per_minute=5, tokens_per_day=100)
+    first = limiter.admit(who, 80)
+    with pytest.raises(RateLimitExceededError):
+        limiter.admit(who, 80)
+    assert usage(dynamodb, first.minute_pk) == {"requests": 1, "tokens": 0}
