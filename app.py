@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
 from chalice import AuthResponse, Chalice, Response
-from chalice.app import AuthRequest, Request
+from chalice.app import AuthRequest, Request, SQSEvent
 
 from chalicelib import errors
 from chalicelib.auth import Caller, authenticate, caller_from_context, caller_to_context
-from chalicelib.chat import LimitStatus
+from chalicelib.chat import ChatRequest, LimitStatus
+from chalicelib.jobs_api import find, render_job, status_url, submit
 from chalicelib.limits import reservation_size
+from chalicelib.cache import cacheable
 from chalicelib.native_api import render_chat
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
                                    render_models, render_stream)
 from chalicelib.runtime import Runtime
+from chalicelib.worker import handle_message
 from chalicelib.validation import decode_json_object, model_field, parse_chat_request
 
 app = Chalice(app_name="llm-endpoint")
@@ -47,11 +51,17 @@ STATUS: dict[type[errors.ApiError], int] = {
     errors.UpstreamMisconfiguredError: 502,
     errors.RateLimitExceededError: 429,
     errors.LimiterUnavailableError: 503,
+    errors.QueueUnavailableError: 503,
     errors.ApiError: 500,
 }
 # API Gateway caches an authorizer's answer per key for this long, so a
 # revoked key stops working within it (chalice local never caches).
 AUTH_CACHE_TTL_S = 30
+# Read at import on purpose: `chalice package` and `chalice deploy` load this
+# file with the stage's environment, and these become the SQS event source's
+# settings. No AWS call happens here.
+JOBS_QUEUE = os.environ.get("JOBS_QUEUE", "llm-endpoint-dev-jobs")
+JOBS_MAX_CONCURRENCY = int(os.environ.get("JOBS_MAX_CONCURRENCY", "10"))
 # Chalice answers some requests itself (wrong method, wrong content type,
 # unhandled exceptions) with {"Code", "Message"}; these become our envelope.
 CHALICE_ERRORS: dict[int, type[errors.ApiError]] = {
@@ -94,8 +104,7 @@ def limit_headers(status: tuple[LimitStatus, ...]) -> dict[str, str]:
 
 
 def error_response(error: errors.ApiError) -> Response:
-    body = {"error": {"message": error.message, "type": error.type,
-                      "code": error.code, "param": error.param}}
+    body = error.envelope()
     headers = {"Content-Type": "application/json"}
     if isinstance(error, (errors.UpstreamThrottledError, errors.RateLimitExceededError)):
         headers["Retry-After"] = str(error.retry_after)
@@ -184,16 +193,70 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def prefers_async() -> bool:
+    """RFC 7240 ``Prefer: respond-async`` (among other preferences)."""
+    prefer = app.current_request.headers.get("prefer", "")
+    return any(p.split(";")[0].split("=")[0].strip().lower() == "respond-async"
+               for p in prefer.split(","))
+
+
+def used_tokens(completion: Any) -> int:
+    # A cache hit costs the tenant nothing.
+    return 0 if completion.cached else completion.usage.total_tokens
+
+
+def cache_header(request: ChatRequest, completion: Any) -> dict[str, str]:
+    if not cacheable(request) or get_runtime().cache is None:
+        return {}
+    return {"x-cache": "hit" if completion.cached else "miss"}
+
+
+def job_accepted(request: ChatRequest, headers: dict[str, str] | None = None) -> Response:
+    job = submit(get_runtime(), current_caller(), request)
+    return Response(body=render_job(job), status_code=202, headers={
+        "Content-Type": "application/json", "Location": status_url(job.job_id), **(headers or {})})
+
+
 @app.route("/chat", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def chat() -> Response:
     runtime = get_runtime()
     request = parse_chat_request(json_body(), runtime.settings)
-    completion, reservation = runtime.limiter.run(
-        current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
-        lambda c: c.usage.total_tokens)
+    try:
+        completion, reservation = runtime.limiter.run(
+            current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
+            used_tokens)
+    except errors.UpstreamThrottledError:
+        if not prefers_async():
+            raise
+        # Overloaded, and the client accepts an answer later: queue it.
+        return job_accepted(request, {"Preference-Applied": "respond-async"})
     return json_response(render_chat(completion, current_request_id()),
-                         limit_headers(reservation.status))
+                         {**limit_headers(reservation.status), **cache_header(request, completion)})
+
+
+@app.route("/chat/jobs", methods=["POST"], authorizer=api_key_auth)
+@api_view
+def create_job() -> Response:
+    return job_accepted(parse_chat_request(json_body(), get_runtime().settings))
+
+
+@app.route("/chat/jobs/{job_id}", methods=["GET"], authorizer=api_key_auth)
+@api_view
+def get_job(job_id: str) -> Response:
+    return json_response(render_job(find(get_runtime(), current_caller(), job_id)))
+
+
+@app.on_sqs_message(queue=JOBS_QUEUE, batch_size=1, maximum_concurrency=JOBS_MAX_CONCURRENCY)
+def process_job(event: SQSEvent) -> None:
+    """One message a batch, so each job succeeds or fails on its own (Chalice
+    has no partial batch responses). A raised RetryLater leaves the message
+    queued until its visibility timeout, which the worker has set."""
+    runtime = get_runtime()
+    for record in event:
+        attributes = record.to_dict().get("attributes", {})
+        handle_message(record.body, int(attributes.get("ApproximateReceiveCount", "1")),
+                       record.receipt_handle, runtime)
 
 
 @app.route("/v1/chat/completions", methods=["POST"], authorizer=api_key_auth)
@@ -216,9 +279,9 @@ def chat_completions() -> Response:
             **limit_headers(reservation.status)})
     completion, reservation = runtime.limiter.run(
         current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
-        lambda c: c.usage.total_tokens)
+        used_tokens)
     return json_response(render_completion(completion, completion_id, created),
-                         limit_headers(reservation.status))
+                         {**limit_headers(reservation.status), **cache_header(request, completion)})
 
 
 @app.route("/v1/models", methods=["GET"], authorizer=api_key_auth)

@@ -15,3 +15,10 @@ import botocore.session
 @functools.cache
 def session() -> Any:
     return botocore.session.get_session()
+
+
+def make_sqs_client() -> Any:
+    from botocore.config import Config
+    return session().create_client("sqs", config=Config(
+        retries={"mode": "standard", "total_max_attempts": 3},
+        connect_timeout=1, read_timeout=5, tcp_keepalive=True))

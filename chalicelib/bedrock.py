@@ -42,16 +42,17 @@ def _no_retry_after_read_timeout(caught_exception: Exception | None = None, **_:
         raise caught_exception
 
 
-def make_client(settings: Settings) -> Any:
+def make_client(settings: Settings, read_timeout_s: float | None = None) -> Any:
     """A bedrock-runtime client with explicit retries and timeouts.
 
     Endpoint, region and credentials come from the environment as usual
     (``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` points it at the emulator locally).
+    The jobs worker passes its longer ``read_timeout_s``.
     """
     client = session().create_client("bedrock-runtime", config=Config(
         retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
         connect_timeout=settings.bedrock_connect_timeout_s,
-        read_timeout=settings.bedrock_read_timeout_s,
+        read_timeout=read_timeout_s or settings.bedrock_read_timeout_s,
         tcp_keepalive=True,
     ))
     client.meta.events.register_first("needs-retry.bedrock-runtime", _no_retry_after_read_timeout)

@@ -47,6 +47,7 @@ class Completion:
     text: str
     stop_reason: str
     usage: Usage
+    cached: bool = False  # answered from the response cache: costs the tenant nothing
 
 
 @dataclass(frozen=True)

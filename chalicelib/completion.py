@@ -8,6 +8,7 @@ billed), even when the text was cut.
 from __future__ import annotations
 
 from chalicelib.bedrock import BedrockGateway
+from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import ChatRequest, Completion, StreamedCompletion, Usage
 from chalicelib.errors import UpstreamError
 from chalicelib.models import adapter_for
@@ -20,10 +21,18 @@ def find_stop(text: str, stops: tuple[str, ...]) -> int:
 
 
 class ChatService:
-    def __init__(self, gateway: BedrockGateway) -> None:
+    def __init__(self, gateway: BedrockGateway, cache: ResponseCache | None = None) -> None:
         self._gateway = gateway
+        self._cache = cache
 
     def complete(self, request: ChatRequest) -> Completion:
+        """The answer, from the cache when the request is deterministic.
+        Streams are never cached: they exist to show text as it comes."""
+        if self._cache is not None and cacheable(request):
+            return self._cache.get_or_compute(request, lambda: self._invoke(request))
+        return self._invoke(request)
+
+    def _invoke(self, request: ChatRequest) -> Completion:
         adapter = adapter_for(request.model)
         raw = adapter.parse_body(self._gateway.invoke(request.model, adapter.build_body(request)))
         text, reason = raw.text, raw.stop_reason

@@ -24,6 +24,16 @@ BEDROCK_MAX_ATTEMPTS = "BEDROCK_MAX_ATTEMPTS"
 THROTTLE_RETRY_AFTER_S = "THROTTLE_RETRY_AFTER_S"
 KEYS_TABLE = "KEYS_TABLE"
 USAGE_TABLE = "USAGE_TABLE"
+JOBS_TABLE = "JOBS_TABLE"
+CACHE_TABLE = "CACHE_TABLE"
+JOBS_QUEUE = "JOBS_QUEUE"
+JOB_TTL_S = "JOB_TTL_S"
+JOBS_MAX_RECEIVES = "JOBS_MAX_RECEIVES"
+JOBS_RETRY_BASE_S = "JOBS_RETRY_BASE_S"
+JOBS_LEASE_S = "JOBS_LEASE_S"
+JOBS_READ_TIMEOUT_S = "JOBS_READ_TIMEOUT_S"
+CACHE_ENABLED = "CACHE_ENABLED"
+CACHE_TTL_S = "CACHE_TTL_S"
 DEFAULT_LIMITS = {
     "requests_per_minute": "DEFAULT_REQUESTS_PER_MINUTE",
     "tokens_per_minute": "DEFAULT_TOKENS_PER_MINUTE",
@@ -56,6 +66,21 @@ class Settings:
     usage_table: str = "llm-endpoint-dev-usage"
     # Limits for keys that set none themselves; None is unlimited.
     default_limits: Limits = Limits()
+    jobs_table: str = "llm-endpoint-dev-jobs"
+    cache_table: str = "llm-endpoint-dev-cache"
+    jobs_queue: str = "llm-endpoint-dev-jobs"
+    job_ttl_s: int = 86_400
+    # Must equal the queue's maxReceiveCount (infra/resources.yaml): on the
+    # last receive a failing job is marked failed before SQS moves it on.
+    jobs_max_receives: int = 5
+    jobs_retry_base_s: int = 2
+    # A claimed job's lease outlives the worker's own timeout, so only a dead
+    # worker's job is ever taken over.
+    jobs_lease_s: int = 330
+    # Jobs are not bound by API Gateway's 29 s: generation may take longer.
+    jobs_read_timeout_s: float = 120.0
+    cache_enabled: bool = True
+    cache_ttl_s: int = 3_600
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
@@ -91,6 +116,17 @@ def _optional_int(env: Mapping[str, str], name: str) -> int | None:
     return _int(env, name, 0, 1)
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate settings; ConfigError names the bad variable."""
     env = os.environ if env is None else env
@@ -117,4 +153,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         usage_table=env.get(USAGE_TABLE) or base.usage_table,
         default_limits=Limits(**{field: _optional_int(env, name)
                                  for field, name in DEFAULT_LIMITS.items()}),
+        jobs_table=env.get(JOBS_TABLE) or base.jobs_table,
+        cache_table=env.get(CACHE_TABLE) or base.cache_table,
+        jobs_queue=env.get(JOBS_QUEUE) or base.jobs_queue,
+        job_ttl_s=_int(env, JOB_TTL_S, base.job_ttl_s, 60),
+        jobs_max_receives=_int(env, JOBS_MAX_RECEIVES, base.jobs_max_receives, 1),
+        jobs_retry_base_s=_int(env, JOBS_RETRY_BASE_S, base.jobs_retry_base_s, 0),
+        jobs_lease_s=_int(env, JOBS_LEASE_S, base.jobs_lease_s, 1),
+        jobs_read_timeout_s=_float(env, JOBS_READ_TIMEOUT_S, base.jobs_read_timeout_s),
+        cache_enabled=_bool(env, CACHE_ENABLED, base.cache_enabled),
+        cache_ttl_s=_int(env, CACHE_TTL_S, base.cache_ttl_s, 1),
     )

@@ -24,6 +24,11 @@ class ApiError(Exception):
         if code is not None:
             self.code = code
 
+    def envelope(self) -> dict[str, dict[str, str | None]]:
+        """The OpenAI error envelope, as HTTP answers and failed jobs carry it."""
+        return {"error": {"message": self.message, "type": self.type, "code": self.code,
+                          "param": self.param}}
+
 
 class InvalidRequestError(ApiError):
     """The request body is malformed or a value is out of range."""
@@ -147,4 +152,11 @@ class LimiterUnavailableError(ApiError):
     """The limits table cannot be reached; requests are refused, not let through."""
 
     code = "limiter_unavailable"
+    type = "server_error"
+
+
+class QueueUnavailableError(ApiError):
+    """The jobs queue cannot be reached; the job was not accepted."""
+
+    code = "queue_unavailable"
     type = "server_error"

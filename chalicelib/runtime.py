@@ -13,19 +13,24 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from chalicelib.aws import make_sqs_client
 from chalicelib.bedrock import BedrockGateway, make_client
+from chalicelib.cache import ResponseCache
 from chalicelib.completion import ChatService
 from chalicelib.config import Settings, load_settings
 from chalicelib.dynamo import make_dynamodb_client
+from chalicelib.jobs import JobStore
 from chalicelib.keys import KeyStore
 from chalicelib.limits import Limiter
+from chalicelib.queue import JobQueue
 
 T = TypeVar("T")
 
 
 class Runtime:
     def __init__(self, settings: Settings | None = None, *, clock: Callable[[], float] = time.time,
-                 bedrock_client: Any = None, dynamodb_client: Any = None) -> None:
+                 bedrock_client: Any = None, dynamodb_client: Any = None,
+                 sqs_client: Any = None) -> None:
         self.clock = clock
         self._built: dict[str, Any] = {}
         if settings is not None:
@@ -34,6 +39,8 @@ class Runtime:
             self._built["bedrock"] = bedrock_client
         if dynamodb_client is not None:
             self._built["dynamodb"] = dynamodb_client
+        if sqs_client is not None:
+            self._built["sqs"] = sqs_client
         self._lock = threading.RLock()
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
@@ -47,10 +54,39 @@ class Runtime:
         return self._once("settings", load_settings)
 
     @property
+    def cache(self) -> ResponseCache | None:
+        settings = self.settings
+        if not settings.cache_enabled:
+            return None
+        return self._once("cache", lambda: ResponseCache(self.dynamodb, settings.cache_table,
+                                                         self.clock, settings.cache_ttl_s))
+
+    @property
     def service(self) -> ChatService:
+        """For requests answered while the client waits (API Gateway's 29 s)."""
         return self._once("service", lambda: ChatService(BedrockGateway(
             self._once("bedrock", lambda: make_client(self.settings)),
-            retry_after=self.settings.throttle_retry_after_s)))
+            retry_after=self.settings.throttle_retry_after_s), self.cache))
+
+    @property
+    def job_service(self) -> ChatService:
+        """For the jobs worker: the same path, with a longer read timeout."""
+        def build() -> ChatService:
+            client = self._once("bedrock_jobs", lambda: self._built.get("bedrock") or make_client(
+                self.settings, read_timeout_s=self.settings.jobs_read_timeout_s))
+            return ChatService(BedrockGateway(client, retry_after=self.settings.throttle_retry_after_s),
+                               self.cache)
+        return self._once("job_service", build)
+
+    @property
+    def jobs(self) -> JobStore:
+        return self._once("jobs", lambda: JobStore(self.dynamodb, self.settings.jobs_table,
+                                                   self.clock, self.settings.job_ttl_s))
+
+    @property
+    def queue(self) -> JobQueue:
+        return self._once("queue", lambda: JobQueue(self._once("sqs", make_sqs_client),
+                                                    self.settings.jobs_queue))
 
     @property
     def dynamodb(self) -> Any:

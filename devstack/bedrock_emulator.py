@@ -215,6 +215,12 @@ class EmulatorServer(ThreadingHTTPServer):
     allow_reuse_address = True  # a port in TIME_WAIT is not "in use"
     request_queue_size = 1024  # bursts must queue, not be reset
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (its read timeout) is not the emulator's error.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
 
 def make_server(host: str, port: int, state: State | None = None,
                 verbose: bool = False) -> EmulatorServer:

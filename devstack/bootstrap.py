@@ -1,7 +1,8 @@
-"""Create the local stack's AWS resources from infra/resources.yaml, the file
-the deployment uses, and the local API key."""
+"""Create the local stack's AWS resources (tables, queues) from
+infra/resources.yaml, the file the deployment uses."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,17 @@ def _sub(value: Any, params: dict[str, str]) -> str:
     return str(text)
 
 
+def _template() -> dict[str, Any]:
+    return yaml.safe_load(TEMPLATE.read_text())  # type: ignore[no-any-return]
+
+
+def parameter_default(name: str) -> Any:
+    return _template()["Parameters"][name]["Default"]
+
+
 def table_definitions(stage: str, app_name: str = "llm-endpoint") -> list[dict[str, Any]]:
     """CreateTable arguments (plus TTL) for every table of the template."""
-    template = yaml.safe_load(TEMPLATE.read_text())
+    template = _template()
     params = {"AppName": app_name, "Stage": stage}
     tables = []
     for resource in template["Resources"].values():
@@ -48,3 +57,31 @@ def create_tables(client: Any, stage: str) -> list[str]:
                                        TimeToLiveSpecification=ttl)
         names.append(definition["TableName"])
     return names
+
+
+def create_queues(client: Any, stage: str, app_name: str = "llm-endpoint") -> dict[str, str]:
+    """Every queue of the template, dead-letter targets first; name -> URL."""
+    template = _template()
+    params = {"AppName": app_name, "Stage": stage}
+    queues = {k: r["Properties"] for k, r in template["Resources"].items()
+              if r["Type"] == "AWS::SQS::Queue"}
+    arns: dict[str, str] = {}
+    urls: dict[str, str] = {}
+    for logical_id in sorted(queues, key=lambda k: "RedrivePolicy" in queues[k]):
+        props = queues[logical_id]
+        attributes = {name: str(props[name]) for name in
+                      ("VisibilityTimeout", "MessageRetentionPeriod") if name in props}
+        if "RedrivePolicy" in props:
+            policy = props["RedrivePolicy"]
+            target = policy["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            receives = policy["maxReceiveCount"]
+            if isinstance(receives, dict):
+                receives = parameter_default(receives["Ref"])
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": arns[target], "maxReceiveCount": int(receives)})
+        name = _sub(props["QueueName"], params)
+        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arns[logical_id] = client.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        urls[name] = url
+    return urls

@@ -1,12 +1,14 @@
 """``make run``: the local stack in the foreground, stopped whole by Ctrl-C or SIGTERM.
 
-Starts the Bedrock emulator, the AWS emulator (moto: DynamoDB) and the app
-(Chalice's local server) as child processes, each in its own session so that a
+Starts the Bedrock emulator, the AWS emulator (moto: DynamoDB, SQS), the app
+(Chalice's local server) and the SQS poller that runs the jobs worker as
+Lambda's event source would, as child processes, each in its own session so that a
 terminal's Ctrl-C reaches only this supervisor, which then stops them in order.
 Should the supervisor itself be killed outright, Linux's parent-death signal
-still ends each child. Before the app starts, the tables are created from
-infra/resources.yaml and a local API key with no limits is stored (the value of
-``LOCAL_API_KEY`` when set, else a random one) and printed.
+still ends each child. Before the app starts, the tables and queues are
+created from infra/resources.yaml and a local API key with no limits is stored
+(the value of ``LOCAL_API_KEY`` when set, else a random one) and printed.
+``JOBS_MAX_CONCURRENCY`` caps the worker's concurrency.
 Ports come from ``PORT``, ``BEDROCK_EMULATOR_PORT`` and ``AWS_EMULATOR_PORT``.
 """
 from __future__ import annotations
@@ -38,9 +40,9 @@ class StackError(Exception):
 @dataclass(frozen=True)
 class Service:
     name: str
-    port: int
+    port: int | None  # None: serves no HTTP (the poller)
     argv: tuple[str, ...]
-    ready_path: str
+    ready_path: str = ""
 
 
 def port_from_env(env: Mapping[str, str], name: str, default: int) -> int:
@@ -68,6 +70,7 @@ def local_environment(env: Mapping[str, str], emulator_port: int, aws_port: int)
     child.update({
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": f"http://{HOST}:{emulator_port}",
         "AWS_ENDPOINT_URL_DYNAMODB": f"http://{HOST}:{aws_port}",
+        "AWS_ENDPOINT_URL_SQS": f"http://{HOST}:{aws_port}",
         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
         "AWS_EC2_METADATA_DISABLED": "true",
@@ -87,6 +90,7 @@ def services(app_port: int, emulator_port: int, aws_port: int) -> list[Service]:
         Service("app", app_port,
                 (py, "-m", "devstack.app_server", "--port", str(app_port), "--stage", STAGE),
                 "/health"),
+        Service("jobs worker (SQS poller)", None, (py, "-m", "devstack.sqs_poller", "--stage", STAGE)),
     ]
 
 
@@ -103,6 +107,11 @@ def start(service: Service, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
 
 
 def wait_ready(service: Service, proc: subprocess.Popen[bytes]) -> None:
+    if service.port is None:
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            raise StackError(f"{service.name} exited with status {proc.returncode}")
+        return
     deadline = time.monotonic() + READY_TIMEOUT_S
     url = f"http://{HOST}:{service.port}{service.ready_path}"
     while time.monotonic() < deadline:
@@ -136,7 +145,7 @@ def bootstrap(env: Mapping[str, str], aws_port: int) -> str:
     import botocore.session
 
     from chalicelib.keys import KeyStore, well_formed
-    from devstack.bootstrap import create_tables
+    from devstack.bootstrap import create_queues, create_tables
 
     secret = env.get("LOCAL_API_KEY") or None
     if secret is not None and not well_formed(secret):
@@ -145,6 +154,10 @@ def bootstrap(env: Mapping[str, str], aws_port: int) -> str:
         "dynamodb", endpoint_url=f"http://{HOST}:{aws_port}", region_name="us-east-1",
         aws_access_key_id="local", aws_secret_access_key="local")
     tables = create_tables(client, STAGE)
+    sqs: Any = botocore.session.get_session().create_client(
+        "sqs", endpoint_url=f"http://{HOST}:{aws_port}", region_name="us-east-1",
+        aws_access_key_id="local", aws_secret_access_key="local")
+    create_queues(sqs, STAGE)
     keys_table = next(t for t in tables if t.endswith("-api-keys"))
     limits = {"requests_per_minute": None, "tokens_per_minute": None, "tokens_per_day": None}
     store = KeyStore(client, keys_table)
@@ -159,7 +172,8 @@ def banner(app_port: int, emulator_port: int, aws_port: int, key: str) -> str:
         "Local stack is up (Bedrock is the local emulator; no AWS account is used):",
         f"  API               {base}  (Chalice local server, stage {STAGE})",
         f"  Bedrock emulator  http://{HOST}:{emulator_port}  (control API: /_emulator/stats)",
-        f"  AWS emulator      http://{HOST}:{aws_port}  (moto: DynamoDB)",
+        f"  AWS emulator      http://{HOST}:{aws_port}  (moto: DynamoDB, SQS)",
+        "  Jobs worker       SQS poller running the app's process_job handler",
         "",
         f"API key (local, no limits): {key}",
         f"  export LLM_API_KEY={key}",
@@ -188,7 +202,8 @@ def main() -> int:
             raise StackError("PORT, BEDROCK_EMULATOR_PORT and AWS_EMULATOR_PORT must differ")
         stack = services(app_port, emulator_port, aws_port)
         for service in stack:
-            check_port_free(service.port)
+            if service.port is not None:
+                check_port_free(service.port)
         env = local_environment(os.environ, emulator_port, aws_port)
         key = ""
         for service in stack:

@@ -14,6 +14,7 @@ from botocore.config import Config
 from chalice.test import Client
 
 import app as app_module
+from chalicelib.aws import make_sqs_client
 from chalicelib.bedrock import make_client
 from chalicelib.config import Settings
 from chalicelib.dynamo import make_dynamodb_client
@@ -21,7 +22,7 @@ from chalicelib.keys import KeyStore
 from chalicelib.runtime import Runtime
 from devstack.aws_emulator import make_aws_server
 from devstack.bedrock_emulator import make_server
-from devstack.bootstrap import create_tables
+from devstack.bootstrap import create_queues, create_tables
 from tests.openapi_check import ValidatingHTTP
 from tests.support import EmulatorControl, free_port, http
 
@@ -55,6 +56,7 @@ def _tables(aws_url: str, _offline_aws: None) -> None:
     assert http("POST", aws_url + "/moto-api/reset")[0] == 200
     client = make_dynamodb_client_for(aws_url)
     create_tables(client, "dev")
+    create_queues(make_sqs_client(), "dev")
 
 
 def make_dynamodb_client_for(url: str) -> Any:
@@ -72,6 +74,27 @@ def _shared_dynamodb(_tables: None) -> Any:
 @pytest.fixture
 def dynamodb(_shared_dynamodb: Any) -> Any:
     return _shared_dynamodb
+
+
+@pytest.fixture(scope="session")
+def _shared_sqs(_tables: None) -> Any:
+    return make_sqs_client()
+
+
+@pytest.fixture
+def sqs(_shared_sqs: Any) -> Any:
+    return _shared_sqs
+
+
+@pytest.fixture
+def job_queues(sqs: Any) -> dict[str, str]:
+    """A fresh jobs queue and dead-letter queue of this test's own, made from
+    infra/resources.yaml: {"jobs": name, "dlq": name}."""
+    import uuid
+    urls = create_queues(sqs, "dev", app_name=f"t{uuid.uuid4().hex[:12]}")
+    names = sorted(urls)
+    return {"jobs": next(n for n in names if n.endswith("-jobs")),
+            "dlq": next(n for n in names if n.endswith("-jobs-dlq"))}
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +131,7 @@ def _offline_aws(emulator_url: str, aws_url: str) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator_url)
         patch.setenv("AWS_ENDPOINT_URL_DYNAMODB", aws_url)
+        patch.setenv("AWS_ENDPOINT_URL_SQS", aws_url)
         patch.setenv("AWS_ACCESS_KEY_ID", "test")
         patch.setenv("AWS_SECRET_ACCESS_KEY", "test")
         patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -139,7 +163,7 @@ ApiFactory = Callable[..., Api]
 
 @pytest.fixture
 def make_api(emulator: EmulatorControl, api_key: str, _shared_bedrock: Any,
-             dynamodb: Any) -> Iterator[ApiFactory]:
+             dynamodb: Any, sqs: Any) -> Iterator[ApiFactory]:
     """Build a test client for the app with settings overrides."""
     clients: list[Client] = []
 
@@ -148,7 +172,7 @@ def make_api(emulator: EmulatorControl, api_key: str, _shared_bedrock: Any,
         own_client = any(name.startswith("bedrock_") for name in overrides)
         runtime = Runtime(dataclasses.replace(Settings(), **overrides), clock=clock,
                           bedrock_client=None if own_client else _shared_bedrock,
-                          dynamodb_client=dynamodb)
+                          dynamodb_client=dynamodb, sqs_client=sqs)
         app_module.set_runtime(runtime)
         client = Client(app_module.app, stage_name="dev")
         client.__enter__()

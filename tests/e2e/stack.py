@@ -54,7 +54,8 @@ class LocalStack:
         self.key = LOCAL_KEY
         self.env = {**os.environ, "PORT": str(self.app_port),
                     "BEDROCK_EMULATOR_PORT": str(self.emulator_port),
-                    "AWS_EMULATOR_PORT": str(self.aws_port), "LOCAL_API_KEY": LOCAL_KEY, **env}
+                    "AWS_EMULATOR_PORT": str(self.aws_port), "LOCAL_API_KEY": LOCAL_KEY,
+                    "JOBS_MAX_CONCURRENCY": "4", "JOBS_RETRY_BASE_S": "0", **env}
         self.proc: subprocess.Popen[str] | None = None
         self._lines: list[str] = []
         self._reader: threading.Thread | None = None

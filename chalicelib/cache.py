@@ -1,0 +1,136 @@
+"""Response cache for deterministic requests (temperature 0), in DynamoDB.
+
+The key is a SHA-256 of the model, the formatted prompt and every parameter
+that shapes the answer. Concurrent identical misses make one Bedrock call
+where practical: the first claims the entry with a conditional write (a
+short "pending" lease); the others poll for its answer and, should it not
+come within ``wait_s``, call Bedrock themselves. The cache never fails a
+request: if DynamoDB cannot be reached, the answer is computed uncached.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.chat import ChatRequest, Completion, Usage
+from chalicelib.dynamo import decode_item, encode, encode_item
+from chalicelib.llama import format_prompt
+
+log = logging.getLogger(__name__)
+PENDING, DONE = "pending", "done"
+
+
+def cacheable(request: ChatRequest) -> bool:
+    return request.temperature == 0
+
+
+def cache_key(request: ChatRequest) -> str:
+    material = [request.model, format_prompt(request.messages), request.max_tokens,
+                request.top_p, list(request.stop)]
+    return hashlib.sha256(json.dumps(material).encode("utf-8")).hexdigest()
+
+
+def _to_json(completion: Completion) -> str:
+    return json.dumps({"model": completion.model, "text": completion.text,
+                       "stop_reason": completion.stop_reason,
+                       "usage": [completion.usage.input_tokens, completion.usage.output_tokens]})
+
+
+def _from_json(text: str) -> Completion:
+    data = json.loads(text)
+    return Completion(model=data["model"], text=data["text"], stop_reason=data["stop_reason"],
+                      usage=Usage(*data["usage"]), cached=True)
+
+
+class ResponseCache:
+    def __init__(self, client: Any, table: str, clock: Callable[[], float], ttl_s: int,
+                 wait_s: float = 10.0, poll_s: float = 0.05) -> None:
+        self._client = client
+        self._table = table
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._wait_s = wait_s
+        self._poll_s = poll_s
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        item = self._client.get_item(TableName=self._table, Key={"pk": {"S": key}},
+                                     ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        data = decode_item(item)
+        # DynamoDB's TTL deletes late: an expired entry is a miss.
+        return data if data.get("expires_at", 0) > self._clock() else None
+
+    def _claim(self, key: str) -> bool:
+        now = int(self._clock())
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=encode_item({
+                    "pk": key, "state": PENDING, "lease_until": now + int(self._wait_s) + 1,
+                    "expires_at": now + self._ttl_s}),
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR "
+                                    "(#st = :pending AND lease_until < :now)",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues={":now": encode(now), ":pending": encode(PENDING)})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _store(self, key: str, completion: Completion) -> None:
+        now = int(self._clock())
+        self._client.put_item(TableName=self._table, Item=encode_item({
+            "pk": key, "state": DONE, "completion": _to_json(completion),
+            "expires_at": now + self._ttl_s}))
+
+    def _release(self, key: str) -> None:
+        self._client.delete_item(TableName=self._table, Key={"pk": {"S": key}},
+                                 ConditionExpression="#st = :pending",
+                                 ExpressionAttributeNames={"#st": "state"},
+                                 ExpressionAttributeValues={":pending": encode(PENDING)})
+
+    def get_or_compute(self, request: ChatRequest,
+                       compute: Callable[[], Completion]) -> Completion:
+        """A cached answer (``cached=True``) or a computed one, stored."""
+        key = cache_key(request)
+        try:
+            entry = self._get(key)
+            if entry is not None and entry["state"] == DONE:
+                return _from_json(entry["completion"])
+            won = self._claim(key)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("cache unavailable, answering uncached: %s", exc)
+            return compute()
+        if won:
+            try:
+                completion = compute()
+            except BaseException:
+                self._quietly(self._release, key)
+                raise
+            self._quietly(self._store, key, completion)
+            return completion
+        deadline = time.monotonic() + self._wait_s
+        while time.monotonic() < deadline:
+            time.sleep(self._poll_s)
+            try:
+                entry = self._get(key)
+            except (ClientError, BotoCoreError):
+                break
+            if entry is None:
+                break  # the other caller failed and let go: compute ourselves
+            if entry["state"] == DONE:
+                return _from_json(entry["completion"])
+        return compute()
+
+    def _quietly(self, action: Callable[..., None], *args: Any) -> None:
+        try:
+            action(*args)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("cache write failed: %s", exc)

@@ -1,0 +1,171 @@
+"""Job records in DynamoDB: created queued, claimed with a lease, finished once.
+
+Every state change is a conditional update, so at-least-once delivery (SQS
+may hand a message to two workers) cannot run a job twice at the same time,
+overwrite a finished result, or finish a job whose lease another worker took.
+Records expire through DynamoDB's TTL (``expires_at``).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.chat import ChatRequest, Message
+from chalicelib.dynamo import decode_item, encode, encode_item
+from chalicelib.limits import Reservation
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+FINISHED = (SUCCEEDED, FAILED)
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    tenant: str
+    status: str
+    request: ChatRequest
+    reservation: Reservation | None
+    attempts: int
+    created_at: int
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    lease_id: str | None = None
+
+
+def request_to_json(request: ChatRequest) -> str:
+    return json.dumps(asdict(request), separators=(",", ":"))
+
+
+def request_from_json(text: str) -> ChatRequest:
+    data = json.loads(text)
+    return ChatRequest(messages=tuple(Message(**m) for m in data["messages"]), model=data["model"],
+                       max_tokens=data["max_tokens"], temperature=data["temperature"],
+                       top_p=data["top_p"], stop=tuple(data["stop"]))
+
+
+def _reservation_from_json(text: str | None) -> Reservation | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return Reservation(key_id=data["key_id"], minute_pk=data["minute_pk"], day_pk=data["day_pk"],
+                       tokens=data["tokens"], held_on=tuple(data["held_on"]), status=())
+
+
+def _reservation_to_json(reservation: Reservation | None) -> str:
+    if reservation is None:
+        return ""
+    data = asdict(reservation)
+    data.pop("status")
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _job(item: dict[str, Any]) -> Job:
+    data = decode_item(item)
+    return Job(job_id=data["job_id"], tenant=data["tenant"], status=data["status"],
+               request=request_from_json(data["request"]),
+               reservation=_reservation_from_json(data.get("reservation")),
+               attempts=int(data.get("attempts", 0)), created_at=int(data["created_at"]),
+               result=json.loads(data["result"]) if data.get("result") else None,
+               error=json.loads(data["error"]) if data.get("error") else None,
+               lease_id=data.get("lease_id"))
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class JobStore:
+    def __init__(self, client: Any, table: str, clock: Callable[[], float], ttl_s: int) -> None:
+        self._client = client
+        self._table = table
+        self._clock = clock
+        self._ttl_s = ttl_s
+
+    def create(self, tenant: str, request: ChatRequest, reservation: Reservation | None) -> Job:
+        now = int(self._clock())
+        job_id = "job_" + secrets.token_hex(12)
+        self._client.put_item(TableName=self._table, Item=encode_item({
+            "job_id": job_id, "tenant": tenant, "status": QUEUED,
+            "request": request_to_json(request), "reservation": _reservation_to_json(reservation),
+            "attempts": 0, "created_at": now, "updated_at": now,
+            "expires_at": now + self._ttl_s}), ConditionExpression="attribute_not_exists(job_id)")
+        return Job(job_id, tenant, QUEUED, request, reservation, 0, now)
+
+    def get(self, job_id: str) -> Job | None:
+        item = self._client.get_item(TableName=self._table, Key={"job_id": {"S": job_id}},
+                                     ConsistentRead=True).get("Item")
+        return _job(item) if item else None
+
+    def claim(self, job_id: str, lease_s: int) -> Job | None:
+        """Take the job to run it: queued, or running under an expired lease
+        (its worker died). None if finished or leased to a live worker."""
+        now = int(self._clock())
+        lease_id = secrets.token_hex(8)
+        try:
+            response = self._client.update_item(
+                TableName=self._table, Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET #s = :running, lease_id = :lease, lease_until = :until, "
+                                 "updated_at = :now ADD attempts :one",
+                ConditionExpression="#s = :queued OR (#s = :running AND lease_until < :now)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":running": encode(RUNNING), ":queued": encode(QUEUED),
+                                           ":lease": encode(lease_id), ":until": encode(now + lease_s),
+                                           ":now": encode(now), ":one": encode(1)},
+                ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return _job(response["Attributes"])
+
+    def _finish(self, job: Job, status: str, field: str, value: dict[str, Any]) -> bool:
+        """Write the outcome if ``job``'s lease still holds (never over a result)."""
+        try:
+            self._client.update_item(
+                TableName=self._table, Key={"job_id": {"S": job.job_id}},
+                UpdateExpression="SET #s = :status, #f = :value, updated_at = :now "
+                                 "REMOVE lease_id, lease_until",
+                ConditionExpression="#s = :running AND lease_id = :lease",
+                # Names through placeholders: DynamoDB reserves many words.
+                ExpressionAttributeNames={"#s": "status", "#f": field},
+                ExpressionAttributeValues={":status": encode(status), ":running": encode(RUNNING),
+                                           ":lease": encode(job.lease_id or ""),
+                                           ":value": encode(json.dumps(value)),
+                                           ":now": encode(int(self._clock()))})
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def succeed(self, job: Job, result: dict[str, Any]) -> bool:
+        return self._finish(job, SUCCEEDED, "result", result)
+
+    def fail(self, job: Job, error: dict[str, Any]) -> bool:
+        return self._finish(job, FAILED, "error", error)
+
+    def abandon(self, job: Job, error: dict[str, Any]) -> bool:
+        """Fail a job that never reached the queue (still queued, unleased)."""
+        try:
+            self._client.update_item(
+                TableName=self._table, Key={"job_id": {"S": job.job_id}},
+                UpdateExpression="SET #s = :failed, #e = :error, updated_at = :now",
+                ConditionExpression="#s = :queued",
+                ExpressionAttributeNames={"#s": "status", "#e": "error"},
+                ExpressionAttributeValues={":failed": encode(FAILED), ":queued": encode(QUEUED),
+                                           ":error": encode(json.dumps(error)),
+                                           ":now": encode(int(self._clock()))})
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def requeue(self, job: Job, error: dict[str, Any]) -> bool:
+        """Back to queued after a transient failure, keeping the last error."""
+        return self._finish(job, QUEUED, "error", error)

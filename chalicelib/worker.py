@@ -1,0 +1,106 @@
+"""The jobs worker: one SQS message -> one job run, idempotently.
+
+A redelivered message never calls Bedrock for a finished job, never finishes a
+job leased to another live worker, and settles the token budget only after
+winning the write of the result, so a job is charged once. Transient failures
+(throttles, timeouts, 5xx, unexpected errors) put the job back in the queue
+with exponential backoff; on the queue's last allowed receive the job is
+marked failed and the message is left to SQS, which moves it to the
+dead-letter queue. Permanent failures (Bedrock refusing the request) fail the
+job at once.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from chalicelib.errors import ApiError, InvalidRequestError
+from chalicelib.jobs import FINISHED, Job
+from chalicelib.native_api import render_chat
+
+if TYPE_CHECKING:
+    from chalicelib.runtime import Runtime
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 900
+
+
+class RetryLater(Exception):
+    """Leave the message in the queue; it comes back after ``delay_s``."""
+
+    def __init__(self, reason: str, delay_s: int) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+def backoff_s(base_s: int, receive_count: int) -> int:
+    """Exponential, capped, with jitter so that a burst does not return at once."""
+    delay = min(MAX_BACKOFF_S, base_s * 2 ** max(0, receive_count - 1))
+    return int(delay * random.uniform(0.75, 1.0))
+
+
+def job_id_of(body: str) -> str | None:
+    try:
+        job_id = json.loads(body).get("job_id")
+    except (ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
+
+
+def run_job(body: str, receive_count: int, runtime: Runtime) -> None:
+    """Process one message; raises RetryLater to keep it queued."""
+    settings = runtime.settings
+    job_id = job_id_of(body)
+    if job_id is None:
+        # A poison message: no job to mark. Let SQS move it to the DLQ.
+        raise RetryLater("malformed message", 0)
+    job = runtime.jobs.get(job_id)
+    if job is None or job.status in FINISHED:
+        return  # expired, or done already: a duplicate delivery
+    claimed = runtime.jobs.claim(job_id, settings.jobs_lease_s)
+    if claimed is None:
+        delay = backoff_s(settings.jobs_retry_base_s, receive_count)
+        raise RetryLater("leased by another worker", delay)
+    try:
+        completion = runtime.job_service.complete(claimed.request)
+    except InvalidRequestError as error:
+        _finish_failed(runtime, claimed, error.envelope())
+        return
+    except ApiError as error:
+        _transient(runtime, claimed, error, receive_count)
+    except Exception:
+        log.exception("job %s failed unexpectedly", job_id)
+        _transient(runtime, claimed, ApiError("The job failed unexpectedly."), receive_count)
+    else:
+        if runtime.jobs.succeed(claimed, render_chat(completion, job_id)) and claimed.reservation:
+            used = 0 if completion.cached else completion.usage.total_tokens
+            runtime.limiter.settle(claimed.reservation, used)
+
+
+def _finish_failed(runtime: Runtime, job: Job, envelope: dict) -> None:
+    if runtime.jobs.fail(job, envelope) and job.reservation:
+        runtime.limiter.release(job.reservation)
+
+
+def _transient(runtime: Runtime, job: Job, error: ApiError, receive_count: int) -> None:
+    settings = runtime.settings
+    if receive_count >= settings.jobs_max_receives:
+        envelope = error.envelope()
+        envelope["error"]["message"] = (f"Gave up after {receive_count} attempts: "
+                                        f"{envelope['error']['message']}")
+        _finish_failed(runtime, job, envelope)
+        raise RetryLater("attempts exhausted: to the dead-letter queue", 0)
+    runtime.jobs.requeue(job, error.envelope())
+    raise RetryLater(error.code, backoff_s(settings.jobs_retry_base_s, receive_count))
+
+
+def handle_message(body: str, receive_count: int, receipt_handle: str, runtime: Runtime) -> None:
+    """The SQS event handler's whole job: run, and on RetryLater set when the
+    message comes back, then re-raise so the message is not deleted."""
+    try:
+        run_job(body, receive_count, runtime)
+    except RetryLater as later:
+        runtime.queue.delay(receipt_handle, later.delay_s)
+        raise

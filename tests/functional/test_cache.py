@@ -1,0 +1,155 @@
+"""The response cache: deterministic requests only, hits free, TTL, single flight."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from chalicelib.cache import ResponseCache, cache_key
+from chalicelib.chat import ChatRequest, Completion, Message, Usage
+from chalicelib.keys import KeyStore
+from tests.conftest import MODEL, ApiFactory
+from tests.support import EmulatorControl
+
+JSON = {"Content-Type": "application/json"}
+CACHE = "llm-endpoint-dev-cache"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ask(api: Any, body: dict[str, Any]) -> Any:
+    return api.http.post("/chat", headers=JSON, body=json.dumps(body))
+
+
+def unique(prompt: str) -> str:
+    return f"{prompt} {time.monotonic_ns()}"  # tests share the cache table
+
+
+def test_hit_and_miss(make_api: ApiFactory, emulator: EmulatorControl) -> None:
+    api = make_api()
+    body = {"prompt": unique("cache me"), "temperature": 0}
+    first, second = ask(api, body), ask(api, body)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+    assert json.loads(first.body)["text"] == json.loads(second.body)["text"]
+    assert len(emulator.requests()) == 1
+    other = ask(api, {**body, "max_tokens": 7})  # other parameters, other entry
+    assert other.headers["x-cache"] == "miss" and len(emulator.requests()) == 2
+
+
+def test_only_deterministic_requests_are_cached(make_api: ApiFactory,
+                                                emulator: EmulatorControl) -> None:
+    api = make_api()
+    body = {"prompt": unique("warm"), "temperature": 0.2}
+    assert "x-cache" not in ask(api, body).headers
+    ask(api, body)
+    assert len(emulator.requests()) == 2
+
+
+def test_the_cache_can_be_switched_off(make_api: ApiFactory, emulator: EmulatorControl) -> None:
+    api = make_api(cache_enabled=False)
+    body = {"prompt": unique("off"), "temperature": 0}
+    assert "x-cache" not in ask(api, body).headers
+    ask(api, body)
+    assert len(emulator.requests()) == 2
+
+
+def test_entries_expire(make_api: ApiFactory, emulator: EmulatorControl) -> None:
+    clock = Clock()
+    api = make_api(clock=clock, cache_ttl_s=60)
+    body = {"prompt": unique("ttl"), "temperature": 0}
+    ask(api, body)
+    clock.now += 59
+    assert ask(api, body).headers["x-cache"] == "hit"
+    clock.now += 2
+    assert ask(api, body).headers["x-cache"] == "miss"
+    assert len(emulator.requests()) == 2
+
+
+def test_a_hit_costs_no_tokens(make_api: ApiFactory, key_store: KeyStore, dynamodb: Any) -> None:
+    secret, record = key_store.create("acme", now=int(time.time()),
+                                      limits={"tokens_per_day": 100_000})
+    api = make_api(key=secret)
+    body = {"prompt": unique("free"), "temperature": 0, "max_tokens": 50}
+
+    def spent() -> int:
+        items = dynamodb.scan(TableName="llm-endpoint-dev-usage")["Items"]
+        return sum(int(i["tokens"]["N"]) for i in items if i["pk"]["S"].startswith(record.key_id + "#d#"))
+    miss = json.loads(ask(api, body).body)
+    assert spent() == miss["usage"]["total_tokens"]
+    assert ask(api, body).headers["x-cache"] == "hit"
+    assert spent() == miss["usage"]["total_tokens"]
+
+
+def test_openai_route_uses_the_cache(make_api: ApiFactory, emulator: EmulatorControl) -> None:
+    api = make_api()
+    body = {"model": MODEL, "temperature": 0,
+            "messages": [{"role": "user", "content": unique("oa")}]}
+    headers = [api.http.post("/v1/chat/completions", headers=JSON, body=json.dumps(body))
+               .headers["x-cache"] for _ in range(2)]
+    assert headers == ["miss", "hit"] and len(emulator.requests()) == 1
+
+
+def request(prompt: str) -> ChatRequest:
+    return ChatRequest(messages=(Message("user", prompt),), model=MODEL, max_tokens=10,
+                       temperature=0.0, top_p=0.9)
+
+
+def test_concurrent_identical_misses_make_one_call(dynamodb: Any) -> None:
+    cache = ResponseCache(dynamodb, CACHE, time.time, ttl_s=60, wait_s=5, poll_s=0.02)
+    calls: list[int] = []
+    answers: list[Completion] = []
+    lock = threading.Lock()
+    req = request(unique("flight"))
+
+    def compute() -> Completion:
+        with lock:
+            calls.append(1)
+        time.sleep(0.3)
+        return Completion(MODEL, "the answer", "stop", Usage(3, 2))
+
+    def one() -> None:
+        answer = cache.get_or_compute(req, compute)
+        with lock:
+            answers.append(answer)
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert {a.text for a in answers} == {"the answer"}
+    assert sum(not a.cached for a in answers) == 1  # the one that computed
+
+
+def test_a_failed_computation_lets_the_next_caller_try(dynamodb: Any) -> None:
+    cache = ResponseCache(dynamodb, CACHE, time.time, ttl_s=60, wait_s=5)
+    req = request(unique("fails"))
+
+    def boom() -> Completion:
+        raise RuntimeError("bedrock down")
+    with pytest.raises(RuntimeError):
+        cache.get_or_compute(req, boom)
+    answer = cache.get_or_compute(req, lambda: Completion(MODEL, "later", "stop", Usage(1, 1)))
+    assert answer.text == "later" and not answer.cached
+
+
+def test_an_unreachable_cache_never_fails_a_request(dynamodb: Any) -> None:
+    cache = ResponseCache(dynamodb, "no-such-table", time.time, ttl_s=60)
+    answer = cache.get_or_compute(request("x"), lambda: Completion(MODEL, "ok", "stop", Usage(1, 1)))
+    assert answer.text == "ok"
+
+
+@pytest.mark.parametrize("change", [{"model": "other"}, {"max_tokens": 11}, {"top_p": 0.5},
+                                    {"stop": ("x",)}, {"messages": (Message("user", "y"),)}])
+def test_the_key_covers_everything_that_shapes_the_answer(change: dict) -> None:
+    base = request("x")
+    assert cache_key(ChatRequest(**{**base.__dict__, **change})) != cache_key(base)
