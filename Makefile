@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.deps-stamp
+STAGES := dev prod
 
-.PHONY: run test lint venv bench clean
+.PHONY: run test lint venv bench clean check-templates
 
 # The virtualenv is (re)built only when a requirements file changed.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -16,7 +19,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	@touch $(STAMP)
 
-venv: $(STAMP)
+# checkov pins boto3/packaging versions that clash with the app's: its own venv.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+venv: $(STAMP) $(CHECKOV_STAMP)
 
 run: $(STAMP)
 	@exec $(PY) -m devstack.run
@@ -24,12 +33,27 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m flake8
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV_STAMP)
 	$(PY) -m flake8
 	$(PY) -m pytest
+
+# What CI runs after the tests, and what a deploy would ship: each stage packaged
+# by Chalice, then cfn-lint and checkov over those and infra/, the workflows
+# against GitHub's schema and zizmor, and the IAM policies against their source.
+check-templates: $(STAMP) $(CHECKOV_STAMP)
+	$(PY) scripts/gen_policies.py --check
+	@for stage in $(STAGES); do \
+		rm -rf build/$$stage; \
+		AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage $$stage build/$$stage >/dev/null || exit 1; \
+		echo "packaged $$stage -> build/$$stage/sam.json"; \
+	done
+	$(VENV)/bin/cfn-lint infra/*.yaml $(foreach s,$(STAGES),build/$(s)/sam.json)
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml -f infra/resources.yaml -f infra/bootstrap.yaml $(foreach s,$(STAGES),-f build/$(s)/sam.json)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/zizmor --offline .github/workflows/
 
 bench: $(STAMP)
 	$(PY) bench/overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache build

@@ -1,0 +1,129 @@
+"""Write each Lambda's least-privilege IAM policy from the stage configuration.
+
+    python scripts/gen_policies.py          # rewrite .chalice/policy-<stage>-<role>.json
+    python scripts/gen_policies.py --check  # exit 1 if a committed file is stale
+
+Every resource derives from .chalice/config.json (allowed models, table and
+queue names), so no ARN is copied by hand. Account ids are ``*``: the files
+are static and one repo deploys to any account; a role can only reach its own
+account's resources without resource policies, and every ARN names its
+resource exactly. One policy per function:
+
+- api (APIHandler): Bedrock InvokeModel and InvokeModelWithResponseStream
+  (the OpenAI route streams), usage/jobs/cache tables, send to the queue;
+- auth (api_key_auth): GetItem on the keys table, nothing else;
+- worker (process_job): Bedrock InvokeModel, usage/jobs/cache tables, and the
+  queue actions of Lambda's SQS event source plus ChangeMessageVisibility.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CHALICE_DIR = PROJECT_DIR / ".chalice"
+APP = "llm-endpoint"
+# Where a us. cross-region inference profile may send a request (SPEC.md).
+US_PROFILE_REGIONS = ("us-east-1", "us-east-2", "us-west-2")
+ROLES = {"api": "api_handler", "auth": "api_key_auth", "worker": "process_job"}
+
+
+def stage_env(config: dict[str, Any], stage: str) -> dict[str, str]:
+    return {**config.get("environment_variables", {}),
+            **config["stages"][stage].get("environment_variables", {})}
+
+
+def bedrock_resources(model_ids: list[str]) -> list[str]:
+    arns = []
+    for model_id in model_ids:
+        if model_id.startswith("us."):
+            base = model_id[len("us."):]
+            arns += [f"arn:aws:bedrock:{r}:*:inference-profile/{model_id}" for r in US_PROFILE_REGIONS]
+            arns += [f"arn:aws:bedrock:{r}::foundation-model/{base}" for r in US_PROFILE_REGIONS]
+        else:
+            arns.append(f"arn:aws:bedrock:*::foundation-model/{model_id}")
+    return arns
+
+
+def table(name: str) -> str:
+    return f"arn:aws:dynamodb:*:*:table/{name}"
+
+
+def statement(sid: str, actions: list[str], resources: list[str]) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
+
+
+def logs(stage: str, function: str | None) -> dict[str, Any]:
+    name = f"{APP}-{stage}" + (f"-{function}" if function else "")
+    group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{name}"
+    return statement("OwnLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                     [group, f"{group}:log-stream:*"])
+
+
+def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
+    env = stage_env(config, stage)
+    models = [m.strip() for m in env["ALLOWED_MODELS"].split(",") if m.strip()]
+    queue = f"arn:aws:sqs:*:*:{env['JOBS_QUEUE']}"
+    shared_tables = [
+        statement("CountUsage", ["dynamodb:UpdateItem"], [table(env["USAGE_TABLE"])]),
+        statement("ResponseCache", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                  [table(env["CACHE_TABLE"])]),
+    ]
+    api = [
+        statement("InvokeLlama", ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                  bedrock_resources(models)),
+        *shared_tables,
+        statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                  [table(env["JOBS_TABLE"])]),
+        statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
+        logs(stage, None),
+    ]
+    auth = [
+        statement("ReadKeys", ["dynamodb:GetItem"], [table(env["KEYS_TABLE"])]),
+        logs(stage, "api_key_auth"),
+    ]
+    worker = [
+        statement("InvokeLlama", ["bedrock:InvokeModel"], bedrock_resources(models)),
+        *shared_tables,
+        statement("Jobs", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table(env["JOBS_TABLE"])]),
+        statement("ConsumeJobs", ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+                                  "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+                  [queue]),
+        logs(stage, "process_job"),
+    ]
+    return {role: {"Version": "2012-10-17", "Statement": statements}
+            for role, statements in (("api", api), ("auth", auth), ("worker", worker))}
+
+
+def rendered(config: dict[str, Any]) -> dict[Path, str]:
+    files = {}
+    for stage in config["stages"]:
+        for role, document in policies(config, stage).items():
+            files[CHALICE_DIR / f"policy-{stage}-{role}.json"] = json.dumps(document, indent=2) + "\n"
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    config = json.loads((CHALICE_DIR / "config.json").read_text())
+    stale = []
+    for path, text in rendered(config).items():
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"stale policies (run python scripts/gen_policies.py): {', '.join(stale)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

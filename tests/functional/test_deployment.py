@@ -1,0 +1,202 @@
+"""Deployment as code, checked offline: what `chalice package` makes for each
+stage, the infra templates, the IAM policies and the GitHub workflows."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devstack.bootstrap import parameter_default, table_definitions
+from scripts.gen_policies import US_PROFILE_REGIONS, stage_env
+from tests.e2e.stack import PROJECT_DIR
+
+VENV_BIN = Path(sys.executable).parent
+CHECKOV = PROJECT_DIR / ".venv-checkov" / "bin" / "checkov"
+CONFIG = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
+STAGES = sorted(CONFIG["stages"])
+PUBLIC_ROUTES = {"/health"}
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = {}
+    for stage in STAGES:
+        target = tmp_path_factory.mktemp(stage)
+        subprocess.run([str(VENV_BIN / "chalice"), "package", "--stage", stage, str(target)],
+                       cwd=PROJECT_DIR, check=True, capture_output=True,
+                       env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"})
+        out[stage] = target / "sam.json"
+    return out
+
+
+def template(packaged: dict[str, Path], stage: str) -> dict[str, Any]:
+    return json.loads(packaged[stage].read_text())
+
+
+def statements(resources: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    return [s for policy in resources[role]["Properties"]["Policies"]
+            for s in policy["PolicyDocument"]["Statement"]]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path], stage: str) -> None:
+    resources = template(packaged, stage)["Resources"]
+    env = stage_env(CONFIG, stage)
+    models = env["ALLOWED_MODELS"].split(",")
+    own = {env[name] for name in ("KEYS_TABLE", "USAGE_TABLE", "JOBS_TABLE", "CACHE_TABLE",
+                                  "JOBS_QUEUE")}
+    actions_by_role: dict[str, set[str]] = {}
+    for role in ("ApiHandlerRole", "ApiKeyAuthRole", "ProcessJobRole"):
+        actions_by_role[role] = set()
+        for statement in statements(resources, role):
+            assert statement["Effect"] == "Allow"
+            actions = as_list(statement["Action"])
+            targets = as_list(statement["Resource"])
+            actions_by_role[role] |= set(actions)
+            assert all("*" not in a for a in actions), statement  # no wildcard actions
+            assert "*" not in targets, statement  # no Resource "*"
+            service = actions[0].split(":")[0]
+            for arn in targets:
+                if service == "bedrock":
+                    assert any(arn.endswith(f"/{m}") or arn.endswith(f"/{m.removeprefix('us.')}")
+                               for m in models), arn
+                    assert arn.split(":")[3] in US_PROFILE_REGIONS or arn.split(":")[3] == "*"
+                elif service in ("dynamodb", "sqs"):
+                    assert arn.rsplit("/", 1)[-1].rsplit(":", 1)[-1] in own, arn
+                elif service == "logs":
+                    assert f"/aws/lambda/llm-endpoint-{stage}" in arn
+                else:
+                    raise AssertionError(f"unexpected service {service}")
+    assert actions_by_role["ApiKeyAuthRole"] == {"dynamodb:GetItem", "logs:CreateLogGroup",
+                                                 "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert "bedrock:InvokeModelWithResponseStream" in actions_by_role["ApiHandlerRole"]
+    assert "bedrock:InvokeModelWithResponseStream" not in actions_by_role["ProcessJobRole"]
+    assert "sqs:ReceiveMessage" in actions_by_role["ProcessJobRole"]
+    assert "sqs:ReceiveMessage" not in actions_by_role["ApiHandlerRole"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_profile_and_destination_models_are_granted(packaged: dict[str, Path], stage: str) -> None:
+    resources = template(packaged, stage)["Resources"]
+    arns = {arn for s in statements(resources, "ApiHandlerRole") if s["Sid"] == "InvokeLlama"
+            for arn in as_list(s["Resource"])}
+    for model in stage_env(CONFIG, stage)["ALLOWED_MODELS"].split(","):
+        assert model.startswith("us.")
+        for region in US_PROFILE_REGIONS:
+            assert f"arn:aws:bedrock:{region}:*:inference-profile/{model}" in arns
+            assert f"arn:aws:bedrock:{region}::foundation-model/{model[3:]}" in arns
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_route_but_health_carries_the_authorizer(packaged: dict[str, Path],
+                                                       stage: str) -> None:
+    paths = template(packaged, stage)["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    assert {"/chat", "/chat/jobs", "/chat/jobs/{job_id}", "/v1/chat/completions", "/v1/models",
+            "/v1/models/{model_id}", "/health"} <= set(paths)
+    for path, methods in paths.items():
+        for method, spec in methods.items():
+            if method == "options":
+                continue
+            secured = spec.get("security") == [{"api_key_auth": []}]
+            assert secured == (path not in PUBLIC_ROUTES), f"{method.upper()} {path}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_memory_timeouts_and_worker_source(packaged: dict[str, Path], stage: str) -> None:
+    resources = template(packaged, stage)["Resources"]
+    api, auth, worker = (resources[name]["Properties"]
+                         for name in ("APIHandler", "ApiKeyAuth", "ProcessJob"))
+    assert (api["MemorySize"], auth["MemorySize"], worker["MemorySize"]) == (256, 128, 256)
+    # The API handler outlives the Bedrock client's worst case (~24 s) and
+    # API Gateway's 29 s; the worker outlives the jobs read timeout.
+    assert (api["Timeout"], auth["Timeout"], worker["Timeout"]) == (30, 5, 300)
+    source = worker["Events"]["ProcessJobSqsEventSource"]["Properties"]
+    env = stage_env(CONFIG, stage)
+    assert source["Queue"]["Fn::Sub"].endswith(f":{env['JOBS_QUEUE']}")
+    assert source["BatchSize"] == 1
+    assert source["ScalingConfig"]["MaximumConcurrency"] == int(env["JOBS_MAX_CONCURRENCY"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_configuration_names_derive_from_the_template(stage: str) -> None:
+    env = stage_env(CONFIG, stage)
+    tables = {t["TableName"] for t in table_definitions(stage)}
+    assert {env["KEYS_TABLE"], env["USAGE_TABLE"], env["JOBS_TABLE"], env["CACHE_TABLE"]} == tables
+    assert env["JOBS_QUEUE"] == f"llm-endpoint-{stage}-jobs"
+    assert int(env["JOBS_MAX_RECEIVES"]) == parameter_default("JobsMaxReceives")
+    assert CONFIG["autogen_policy"] is False
+
+
+def test_committed_policies_match_their_source() -> None:
+    result = subprocess.run([sys.executable, "scripts/gen_policies.py", "--check"],
+                            cwd=PROJECT_DIR, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_templates_pass_cfn_lint(packaged: dict[str, Path]) -> None:
+    files = [*map(str, PROJECT_DIR.glob("infra/*.yaml")), *map(str, packaged.values())]
+    result = subprocess.run([str(VENV_BIN / "cfn-lint"), *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_templates_pass_checkov(packaged: dict[str, Path]) -> None:
+    assert CHECKOV.exists(), "make builds .venv-checkov"
+    files = [*PROJECT_DIR.glob("infra/*.yaml"), *packaged.values()]
+    args = [arg for f in files for arg in ("-f", str(f))]
+    result = subprocess.run([str(CHECKOV), "--config-file", ".checkov.yaml", *args, "-o", "json"],
+                            cwd=PROJECT_DIR, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "BC_SKIP_MAPPING": "TRUE",
+                                 "HOME": str(PROJECT_DIR / "build")})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    assert sum(r["summary"]["passed"] for r in reports) > 50
+    assert all(r["summary"]["failed"] == 0 for r in reports)
+
+
+def test_every_checkov_skip_gives_its_reason() -> None:
+    for line in (PROJECT_DIR / ".checkov.yaml").read_text().splitlines():
+        if line.strip().startswith("- CKV"):
+            assert re.search(r"#\s+\S.{20,}", line), line
+    for path in PROJECT_DIR.glob("infra/*.yaml"):
+        for resource in yaml.safe_load(path.read_text())["Resources"].values():
+            for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+                assert len(skip.get("comment", "")) > 20, skip
+
+
+def test_workflows_pass_the_schema_and_zizmor() -> None:
+    workflows = sorted(map(str, PROJECT_DIR.glob(".github/workflows/*.yml")))
+    schema = subprocess.run([str(VENV_BIN / "check-jsonschema"), "--builtin-schema",
+                             "vendor.github-workflows", *workflows], capture_output=True, text=True)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    zizmor = subprocess.run([str(VENV_BIN / "zizmor"), "--offline", ".github/workflows/"],
+                            cwd=PROJECT_DIR, capture_output=True, text=True)
+    assert zizmor.returncode == 0 and "No findings to report" in zizmor.stdout + zizmor.stderr, (
+        zizmor.stdout + zizmor.stderr)
+
+
+def test_workflows_pin_actions_and_use_oidc() -> None:
+    for path in PROJECT_DIR.glob(".github/workflows/*.yml"):
+        text = path.read_text()
+        for use in re.findall(r"uses:\s*(\S+)", text):
+            if not use.startswith("$/"):
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", use), use
+        assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+    deploy = yaml.safe_load((PROJECT_DIR / ".github/workflows/deploy.yml").read_text())
+    job = deploy["jobs"]["deploy"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    steps = " ".join(json.dumps(s) for s in job["steps"])
+    assert "secrets.AWS_ROLE_ARN" in steps and "chalice deploy --stage" in steps
+    assert "s3 sync" in steps and "/health" in steps
+    ci = yaml.safe_load((PROJECT_DIR / ".github/workflows/ci.yml").read_text())
+    assert ci["jobs"]["deploy"]["needs"] == "test"
