@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from urllib.parse import unquote
 from chalice import AuthResponse, Chalice, Response
 from chalice.app import AuthRequest, Request, SQSEvent
 
-from chalicelib import errors
+from chalicelib import callstats, errors
 from chalicelib.auth import Caller, authenticate, caller_from_context, caller_to_context
 from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.jobs_api import find, render_job, status_url, submit
@@ -30,6 +31,7 @@ from chalicelib.native_api import render_chat
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
                                    render_models, render_stream)
 from chalicelib.runtime import Runtime
+from chalicelib.telemetry import Outcome
 from chalicelib.worker import handle_message
 from chalicelib.validation import decode_json_object, model_field, parse_chat_request
 
@@ -137,11 +139,30 @@ def api_view(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def record(event: Request, response: Response, stats: callstats.CallStats, started: float) -> None:
+    """One log line and EMF record for this request; never fails it."""
+    try:
+        body = response.body
+        error = body.get("error") if isinstance(body, dict) else None
+        outcome = Outcome(
+            kind="request", request_id=str(event.context["requestId"]),
+            route=f"{event.method} {event.context.get('resourcePath', event.path)}",
+            tenant=(event.context.get("authorizer") or {}).get("tenant"),
+            status=response.status_code,
+            error_code=error.get("code") if isinstance(error, dict) else None,
+            latency_ms=(time.monotonic() - started) * 1000)
+        get_runtime().telemetry.record(outcome, stats)
+    except Exception:
+        log.exception("telemetry failed")
+
+
 @app.middleware("http")
 def request_id_and_envelope(event: Request, get_response: Callable[[Request], Response]) -> Response:
     # API Gateway's request id ties our answer to its logs; chalice local has none.
     request_id = str(event.context.get("requestId") or uuid.uuid4())
     event.context["requestId"] = request_id
+    started = time.monotonic()
+    stats = callstats.begin()
     response = get_response(event)
     body = response.body
     if isinstance(body, dict) and set(body) == {"Code", "Message"}:
@@ -152,6 +173,7 @@ def request_id_and_envelope(event: Request, get_response: Callable[[Request], Re
         if allow:
             response.headers["Allow"] = allow
     response.headers["x-request-id"] = request_id
+    record(event, response, stats, started)
     return response
 
 
@@ -200,9 +222,12 @@ def prefers_async() -> bool:
                for p in prefer.split(","))
 
 
-def used_tokens(completion: Any) -> int:
-    # A cache hit costs the tenant nothing.
-    return 0 if completion.cached else completion.usage.total_tokens
+def used(completion: Any) -> tuple[int, Any]:
+    """What a completion costs the key: tokens and dollars (a cache hit: nothing)."""
+    completion = getattr(completion, "completion", completion)  # a stream's whole answer
+    if completion.cached:
+        return 0, None
+    return completion.usage.total_tokens, completion.cost_usd
 
 
 def cache_header(request: ChatRequest, completion: Any) -> dict[str, str]:
@@ -225,7 +250,7 @@ def chat() -> Response:
     try:
         completion, reservation = runtime.limiter.run(
             current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
-            used_tokens)
+            used)
     except errors.UpstreamThrottledError:
         if not prefers_async():
             raise
@@ -272,14 +297,14 @@ def chat_completions() -> Response:
         # the HTTP error the OpenAI SDK maps to its exception classes.
         streamed, reservation = runtime.limiter.run(
             current_caller(), reservation_size(request), lambda: runtime.service.stream(request),
-            lambda s: s.completion.usage.total_tokens)
+            used)
         body = render_stream(streamed, completion_id, created, options.include_usage)
         return Response(body=body, status_code=200, headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             **limit_headers(reservation.status)})
     completion, reservation = runtime.limiter.run(
         current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
-        used_tokens)
+        used)
     return json_response(render_completion(completion, completion_id, created),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
 

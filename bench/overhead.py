@@ -171,12 +171,18 @@ def main() -> None:
         from chalicelib.validation import parse_chat_request
         from devstack.bootstrap import create_tables
 
+        from chalicelib.telemetry import Telemetry
+
         create_tables(make_dynamodb_client(), "dev")
         context = LambdaContext()
         event = proxy_event(CHAT_BODY)
+        # Telemetry runs as in production (one log line and EMF record a
+        # request), written to /dev/null instead of this report.
+        quiet = open(os.devnull, "w")
+        with_dynamodb = Runtime(telemetry=Telemetry("bench", stream=quiet))
+        stubbed = Runtime(dynamodb_client=StubDynamoDB(), telemetry=Telemetry("bench", stream=quiet))
+        app.set_runtime(with_dynamodb)
         assert app.app(event, context)["statusCode"] == 200
-        with_dynamodb = app.get_runtime()
-        stubbed = Runtime(dynamodb_client=StubDynamoDB())
         floor_client = make_client(Settings())
         floor_body = json.dumps(build_llama_body(parse_chat_request(json.loads(CHAT_BODY), Settings())))
 

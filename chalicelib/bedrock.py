@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
                                  EndpointConnectionError, EventStreamError, ReadTimeoutError)
 
+from chalicelib import callstats
 from chalicelib.aws import session
 from chalicelib.config import Settings
 from chalicelib.errors import (ApiError, ContextWindowExceededError, UpstreamError,
@@ -34,7 +36,14 @@ _MISCONFIGURED = {"AccessDeniedException", "ResourceNotFoundException",
                   "UnrecognizedClientException", "ExpiredTokenException"}
 
 
-def _no_retry_after_read_timeout(caught_exception: Exception | None = None, **_: Any) -> None:
+def _after_attempt(caught_exception: Exception | None = None, response: Any = None,
+                   **_: Any) -> None:
+    """botocore's needs-retry event, after every attempt: count throttles for
+    the request's metrics, and never retry a read timeout."""
+    if response is not None:
+        code = response[1].get("Error", {}).get("Code") if isinstance(response[1], dict) else None
+        if code in _THROTTLES:
+            callstats.current().throttles += 1
     # A generation that outlived the read timeout would do so again, and a
     # second wait would push the request past API Gateway's 29 s. Raising here
     # ends botocore's retry loop with the original error.
@@ -55,7 +64,7 @@ def make_client(settings: Settings, read_timeout_s: float | None = None) -> Any:
         read_timeout=read_timeout_s or settings.bedrock_read_timeout_s,
         tcp_keepalive=True,
     ))
-    client.meta.events.register_first("needs-retry.bedrock-runtime", _no_retry_after_read_timeout)
+    client.meta.events.register_first("needs-retry.bedrock-runtime", _after_attempt)
     return client
 
 
@@ -102,29 +111,42 @@ class BedrockGateway:
 
     def _fail(self, exc: Exception, model_id: str) -> ApiError:
         error = translate_error(exc, self._retry_after)
+        if isinstance(exc, ClientError):
+            stats = callstats.current()
+            stats.retries += int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+            if isinstance(exc, EventStreamError) and isinstance(error, UpstreamThrottledError):
+                stats.throttles += 1  # in-stream: no retry hook saw it
         # Details (which may name ARNs) go to the log only, never to clients.
         log.warning("bedrock call failed: model=%s code=%s cause=%s: %s",
                     model_id, error.code, type(exc).__name__, exc)
         return error
 
     def invoke(self, model_id: str, body: dict[str, Any]) -> Any:
+        stats = callstats.current()
+        started = time.monotonic()
         try:
             response = self._client.invoke_model(
                 modelId=model_id, body=json.dumps(body), contentType="application/json",
                 accept="application/json")
+            stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
             return json.loads(response["body"].read())
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, model_id) from exc
         except ValueError as exc:
             raise UpstreamError("The model returned a malformed answer.") from exc
+        finally:
+            stats.bedrock_ms += (time.monotonic() - started) * 1000
 
     def invoke_stream(self, model_id: str, body: dict[str, Any]) -> Iterator[Any]:
         """The stream's chunks, JSON-decoded; errors before or inside the
         stream raise the same domain errors."""
+        stats = callstats.current()
+        started = time.monotonic()
         try:
             response = self._client.invoke_model_with_response_stream(
                 modelId=model_id, body=json.dumps(body), contentType="application/json",
                 accept="application/json")
+            stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
             for event in response["body"]:
                 chunk = event.get("chunk")
                 if chunk is not None:
@@ -133,3 +155,5 @@ class BedrockGateway:
             raise self._fail(exc, model_id) from exc
         except ValueError as exc:
             raise UpstreamError("The model returned a malformed stream.") from exc
+        finally:
+            stats.bedrock_ms += (time.monotonic() - started) * 1000

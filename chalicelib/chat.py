@@ -6,6 +6,7 @@ Bedrock; the validation that builds them lives in ``validation.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 ROLES = ("system", "user", "assistant")
 STOP_REASONS = ("stop", "length")
@@ -48,6 +49,7 @@ class Completion:
     stop_reason: str
     usage: Usage
     cached: bool = False  # answered from the response cache: costs the tenant nothing
+    cost_usd: Decimal | None = None  # None: no price configured for the model
 
 
 @dataclass(frozen=True)

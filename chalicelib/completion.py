@@ -7,11 +7,15 @@ billed), even when the text was cut.
 """
 from __future__ import annotations
 
+import dataclasses
+
+from chalicelib import callstats
 from chalicelib.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import ChatRequest, Completion, StreamedCompletion, Usage
 from chalicelib.errors import UpstreamError
 from chalicelib.models import adapter_for
+from chalicelib.pricing import DEFAULT_PRICES, Prices, cost_usd
 
 
 def find_stop(text: str, stops: tuple[str, ...]) -> int:
@@ -21,16 +25,32 @@ def find_stop(text: str, stops: tuple[str, ...]) -> int:
 
 
 class ChatService:
-    def __init__(self, gateway: BedrockGateway, cache: ResponseCache | None = None) -> None:
+    def __init__(self, gateway: BedrockGateway, cache: ResponseCache | None = None,
+                 prices: Prices = DEFAULT_PRICES) -> None:
         self._gateway = gateway
         self._cache = cache
+        self._prices = prices
 
     def complete(self, request: ChatRequest) -> Completion:
-        """The answer, from the cache when the request is deterministic.
-        Streams are never cached: they exist to show text as it comes."""
-        if self._cache is not None and cacheable(request):
-            return self._cache.get_or_compute(request, lambda: self._invoke(request))
-        return self._invoke(request)
+        """The answer, from the cache when the request is deterministic, with
+        its cost. Streams are never cached: they exist to show text as it comes."""
+        use_cache = self._cache is not None and cacheable(request)
+        if use_cache:
+            completion = self._cache.get_or_compute(request, lambda: self._invoke(request))
+        else:
+            completion = self._invoke(request)
+        return self._priced(request, completion, "hit" if completion.cached else
+                            ("miss" if use_cache else None))
+
+    def _priced(self, request: ChatRequest, completion: Completion, cache: str | None) -> Completion:
+        completion = dataclasses.replace(completion, cost_usd=cost_usd(
+            self._prices, completion.model, completion.usage, completion.cached))
+        stats = callstats.current()
+        stats.model, stats.cache, stats.cost_usd = completion.model, cache, completion.cost_usd
+        stats.input_tokens = completion.usage.input_tokens
+        stats.output_tokens = completion.usage.output_tokens
+        stats.messages, stats.answer = request.messages, completion.text
+        return completion
 
     def _invoke(self, request: ChatRequest) -> Completion:
         adapter = adapter_for(request.model)
@@ -58,8 +78,8 @@ class ChatService:
         if reason is None or usage is None:
             raise UpstreamError("The model's stream ended early.")
         kept, reason = _cut_pieces(pieces, request.stop, reason)
-        completion = Completion(model=request.model, text="".join(kept),
-                                stop_reason=reason, usage=usage)
+        completion = self._priced(request, Completion(model=request.model, text="".join(kept),
+                                                      stop_reason=reason, usage=usage), None)
         return StreamedCompletion(deltas=tuple(kept), completion=completion)
 
 

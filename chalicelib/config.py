@@ -7,12 +7,15 @@ place cannot silently fall back to a default.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from chalicelib.keys import Limits
 from chalicelib.models import REGISTRY
+from chalicelib.pricing import DEFAULT_PRICES
 
 DEFAULT_MODEL = "DEFAULT_MODEL"
 ALLOWED_MODELS = "ALLOWED_MODELS"
@@ -34,6 +37,9 @@ JOBS_LEASE_S = "JOBS_LEASE_S"
 JOBS_READ_TIMEOUT_S = "JOBS_READ_TIMEOUT_S"
 CACHE_ENABLED = "CACHE_ENABLED"
 CACHE_TTL_S = "CACHE_TTL_S"
+STAGE = "STAGE"
+LOG_PROMPTS = "LOG_PROMPTS"
+MODEL_PRICES = "MODEL_PRICES"
 DEFAULT_LIMITS = {
     "requests_per_minute": "DEFAULT_REQUESTS_PER_MINUTE",
     "tokens_per_minute": "DEFAULT_TOKENS_PER_MINUTE",
@@ -81,6 +87,12 @@ class Settings:
     jobs_read_timeout_s: float = 120.0
     cache_enabled: bool = True
     cache_ttl_s: int = 3_600
+    stage: str = "dev"
+    # Prompts and answers reach the logs only when a stage asks for it.
+    log_prompts: bool = False
+    # USD per million tokens (input, output), by base model id.
+    model_prices: Mapping[str, tuple[Decimal, Decimal]] = field(
+        default_factory=lambda: dict(DEFAULT_PRICES))
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
@@ -127,6 +139,24 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _prices(env: Mapping[str, str]) -> dict[str, tuple[Decimal, Decimal]]:
+    """DEFAULT_PRICES, updated from MODEL_PRICES: {"<base id>": [input, output], ...}."""
+    prices = dict(DEFAULT_PRICES)
+    raw = env.get(MODEL_PRICES)
+    if not raw:
+        return prices
+    try:
+        for model_id, pair in json.loads(raw).items():
+            input_price, output_price = (Decimal(str(p)) for p in pair)
+            if input_price < 0 or output_price < 0:
+                raise ValueError
+            prices[model_id] = (input_price, output_price)
+    except (ValueError, TypeError, AttributeError, InvalidOperation):
+        raise ConfigError(f'{MODEL_PRICES} must be {{"<model id>": [input, output], ...}} '
+                          "in USD per million tokens") from None
+    return prices
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate settings; ConfigError names the bad variable."""
     env = os.environ if env is None else env
@@ -163,4 +193,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jobs_read_timeout_s=_float(env, JOBS_READ_TIMEOUT_S, base.jobs_read_timeout_s),
         cache_enabled=_bool(env, CACHE_ENABLED, base.cache_enabled),
         cache_ttl_s=_int(env, CACHE_TTL_S, base.cache_ttl_s, 1),
+        stage=env.get(STAGE) or base.stage,
+        log_prompts=_bool(env, LOG_PROMPTS, base.log_prompts),
+        model_prices=_prices(env),
     )

@@ -91,6 +91,10 @@ class KeyStore:
         self._client = client
         self._table = table
 
+    @property
+    def client(self) -> Any:
+        return self._client
+
     def create(self, tenant: str, *, now: int, limits: Mapping[str, int | None] | None = None,
                expires_at: int | None = None, secret: str | None = None) -> tuple[str, KeyRecord]:
         """Store a new key; returns the secret (never stored) and the record."""

@@ -19,6 +19,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -71,14 +72,19 @@ class Limiter:
         self._clock = clock
 
     def _add(self, pk: str, requests: int, tokens: int, ttl: int, *,
-             condition: str | None = None, values: dict[str, Any] | None = None) -> dict[str, Any]:
+             condition: str | None = None, values: dict[str, Any] | None = None,
+             cost: Decimal | None = None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
+        adds = "ADD requests :r, tokens :t"
+        if cost:
+            adds += ", cost_usd :c"
+            values = {**(values or {}), ":c": {"N": str(cost)}}
         if condition:
             kwargs = {"ConditionExpression": condition,
                       "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
         response = self._client.update_item(
             TableName=self._table, Key={"pk": {"S": pk}},
-            UpdateExpression="ADD requests :r, tokens :t SET expires_at = if_not_exists(expires_at, :e)",
+            UpdateExpression=f"{adds} SET expires_at = if_not_exists(expires_at, :e)",
             ExpressionAttributeValues={":r": _n(requests), ":t": _n(tokens), ":e": _n(ttl),
                                        **(values or {})},
             ReturnValues="UPDATED_NEW", **kwargs)
@@ -173,14 +179,18 @@ class Limiter:
             except (ClientError, BotoCoreError):
                 log.error("could not release %s tokens on %s", tokens, pk)
 
-    def settle(self, reservation: Reservation, used_tokens: int) -> None:
-        """Replace the reservation by what was used (never fails the request)."""
+    def settle(self, reservation: Reservation, used_tokens: int,
+               cost: Decimal | None = None) -> None:
+        """Replace the reservation by what was used, and add its cost to the
+        key's day (never fails the request)."""
         try:
             if reservation.held_on:
                 for pk in reservation.held_on:
-                    self._add(pk, 0, used_tokens - reservation.tokens, 0)
+                    self._add(pk, 0, used_tokens - reservation.tokens, 0,
+                              cost=cost if pk == reservation.day_pk else None)
             else:  # unlimited key: nothing reserved, usage still counted per day
-                self._add(reservation.day_pk, 1, used_tokens, int(self._clock()) + DAY_ITEM_TTL)
+                self._add(reservation.day_pk, 1, used_tokens, int(self._clock()) + DAY_ITEM_TTL,
+                          cost=cost)
         except (ClientError, BotoCoreError):
             log.error("could not settle usage of %s on %s", reservation.key_id, reservation.day_pk)
 
@@ -189,15 +199,16 @@ class Limiter:
         self._undo(reservation.held_on, requests=0, tokens=reservation.tokens)
 
     def run(self, caller: Caller, tokens: int, call: Callable[[], T],
-            used_tokens: Callable[[T], int]) -> tuple[T, Reservation]:
-        """Admit, call, settle; release if the call fails."""
+            used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
+        """Admit, call, settle to ``used(result)`` (tokens, cost); release if
+        the call fails."""
         reservation = self.admit(caller, tokens)
         try:
             result = call()
         except BaseException:
             self.release(reservation)
             raise
-        self.settle(reservation, used_tokens(result))
+        self.settle(reservation, *used(result))
         return result, reservation
 
 

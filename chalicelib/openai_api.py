@@ -26,6 +26,7 @@ from chalicelib.chat import ChatRequest, Completion, Message, StreamedCompletion
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
 from chalicelib.models import REGISTRY, get_model
+from chalicelib.native_api import usd
 from chalicelib.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
                                    int_field, model_field, number_field, reject_unknown,
                                    stop_field, text_field)
@@ -174,7 +175,7 @@ def parse_openai_request(payload: Mapping[str, Any],
 def _usage(completion: Completion) -> dict[str, int]:
     usage = completion.usage
     return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.total_tokens}
+            "total_tokens": usage.total_tokens, "cost_usd": usd(completion.cost_usd)}
 
 
 def render_completion(completion: Completion, completion_id: str, created: int) -> dict[str, Any]:

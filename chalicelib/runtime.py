@@ -23,6 +23,7 @@ from chalicelib.jobs import JobStore
 from chalicelib.keys import KeyStore
 from chalicelib.limits import Limiter
 from chalicelib.queue import JobQueue
+from chalicelib.telemetry import Telemetry
 
 T = TypeVar("T")
 
@@ -30,7 +31,7 @@ T = TypeVar("T")
 class Runtime:
     def __init__(self, settings: Settings | None = None, *, clock: Callable[[], float] = time.time,
                  bedrock_client: Any = None, dynamodb_client: Any = None,
-                 sqs_client: Any = None) -> None:
+                 sqs_client: Any = None, telemetry: Telemetry | None = None) -> None:
         self.clock = clock
         self._built: dict[str, Any] = {}
         if settings is not None:
@@ -41,6 +42,8 @@ class Runtime:
             self._built["dynamodb"] = dynamodb_client
         if sqs_client is not None:
             self._built["sqs"] = sqs_client
+        if telemetry is not None:
+            self._built["telemetry"] = telemetry
         self._lock = threading.RLock()
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
@@ -66,7 +69,8 @@ class Runtime:
         """For requests answered while the client waits (API Gateway's 29 s)."""
         return self._once("service", lambda: ChatService(BedrockGateway(
             self._once("bedrock", lambda: make_client(self.settings)),
-            retry_after=self.settings.throttle_retry_after_s), self.cache))
+            retry_after=self.settings.throttle_retry_after_s), self.cache,
+            self.settings.model_prices))
 
     @property
     def job_service(self) -> ChatService:
@@ -75,8 +79,13 @@ class Runtime:
             client = self._once("bedrock_jobs", lambda: self._built.get("bedrock") or make_client(
                 self.settings, read_timeout_s=self.settings.jobs_read_timeout_s))
             return ChatService(BedrockGateway(client, retry_after=self.settings.throttle_retry_after_s),
-                               self.cache)
+                               self.cache, self.settings.model_prices)
         return self._once("job_service", build)
+
+    @property
+    def telemetry(self) -> Telemetry:
+        return self._once("telemetry", lambda: Telemetry(self.settings.stage,
+                                                         self.settings.log_prompts))
 
     @property
     def jobs(self) -> JobStore:

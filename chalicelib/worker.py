@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from typing import TYPE_CHECKING
 
+from chalicelib import callstats
 from chalicelib.errors import ApiError, InvalidRequestError
 from chalicelib.jobs import FINISHED, Job
 from chalicelib.native_api import render_chat
+from chalicelib.telemetry import Outcome
 
 if TYPE_CHECKING:
     from chalicelib.runtime import Runtime
@@ -75,8 +78,11 @@ def run_job(body: str, receive_count: int, runtime: Runtime) -> None:
         _transient(runtime, claimed, ApiError("The job failed unexpectedly."), receive_count)
     else:
         if runtime.jobs.succeed(claimed, render_chat(completion, job_id)) and claimed.reservation:
-            used = 0 if completion.cached else completion.usage.total_tokens
-            runtime.limiter.settle(claimed.reservation, used)
+            if completion.cached:
+                runtime.limiter.settle(claimed.reservation, 0)
+            else:
+                runtime.limiter.settle(claimed.reservation, completion.usage.total_tokens,
+                                       completion.cost_usd)
 
 
 def _finish_failed(runtime: Runtime, job: Job, envelope: dict) -> None:
@@ -98,9 +104,24 @@ def _transient(runtime: Runtime, job: Job, error: ApiError, receive_count: int) 
 
 def handle_message(body: str, receive_count: int, receipt_handle: str, runtime: Runtime) -> None:
     """The SQS event handler's whole job: run, and on RetryLater set when the
-    message comes back, then re-raise so the message is not deleted."""
+    message comes back, then re-raise so the message is not deleted. Every
+    run leaves one log line and one EMF record."""
+    stats = callstats.begin()
+    started = time.monotonic()
+    status, error_code = "done", None
     try:
         run_job(body, receive_count, runtime)
     except RetryLater as later:
+        status, error_code = "retry", str(later)
         runtime.queue.delay(receipt_handle, later.delay_s)
         raise
+    finally:
+        job_id = job_id_of(body) or "malformed"
+        job = runtime.jobs.get(job_id) if status == "done" and job_id.startswith("job_") else None
+        if job is not None:
+            status = job.status
+            error_code = (job.error or {}).get("error", {}).get("code")
+        runtime.telemetry.record(Outcome(
+            kind="job", request_id=job_id, route="worker process_job",
+            tenant=job.tenant if job else None, status=status, error_code=error_code,
+            latency_ms=(time.monotonic() - started) * 1000), stats)

@@ -4,6 +4,7 @@
     python scripts/keys.py list
     python scripts/keys.py revoke key_0123abcd
     python scripts/keys.py set-limits key_0123abcd --rpm 120 --tpm none --tpd default
+    python scripts/keys.py usage [--day 2026-11-25]      # per tenant: requests, tokens, cost
 
 Limits take a whole number, ``none`` (unlimited) or ``default`` (the stage's
 default, the initial state). The secret is printed once, at creation, and is
@@ -22,6 +23,7 @@ import os
 import sys
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +36,22 @@ from chalicelib.keys import KeyAdminError, KeyRecord, KeyStore  # noqa: E402
 FLAGS = {"rpm": "requests_per_minute", "tpm": "tokens_per_minute", "tpd": "tokens_per_day"}
 
 
-def stage_table(stage: str) -> str:
-    if os.environ.get("KEYS_TABLE"):
-        return os.environ["KEYS_TABLE"]
+def _stage_setting(stage: str, name: str) -> str:
+    if os.environ.get(name):
+        return os.environ[name]
     config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
     try:
-        return str(config["stages"][stage]["environment_variables"]["KEYS_TABLE"])
+        return str(config["stages"][stage]["environment_variables"][name])
     except KeyError:
-        raise SystemExit(f"keys: stage {stage!r} has no KEYS_TABLE in .chalice/config.json") from None
+        raise SystemExit(f"keys: stage {stage!r} has no {name} in .chalice/config.json") from None
+
+
+def stage_table(stage: str) -> str:
+    return _stage_setting(stage, "KEYS_TABLE")
+
+
+def stage_usage_table(stage: str) -> str:
+    return _stage_setting(stage, "USAGE_TABLE")
 
 
 def limit_value(text: str) -> int | str:
@@ -101,7 +111,28 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="list keys (never their secrets)")
     revoke = commands.add_parser("revoke", help="disable a key for good")
     revoke.add_argument("key_id")
+    usage = commands.add_parser("usage", help="requests, tokens and cost per tenant for a UTC day")
+    usage.add_argument("--day", help="YYYY-MM-DD (default: today, UTC)")
     return root
+
+
+def usage_by_tenant(store: KeyStore, client: Any, usage_table: str,
+                    day: str) -> dict[str, dict[str, Any]]:
+    """Sum the day items of every key, by the key's tenant."""
+    day_index = int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()) // 86_400
+    tenants = {record.key_id: record.tenant for record in store.list()}
+    totals: dict[str, dict[str, Any]] = {}
+    for page in client.get_paginator("scan").paginate(TableName=usage_table):
+        for item in page.get("Items", []):
+            key_id, kind, index = item["pk"]["S"].rsplit("#", 2)
+            if kind != "d" or int(index) != day_index:
+                continue
+            row = totals.setdefault(tenants.get(key_id, "?"), {"requests": 0, "tokens": 0,
+                                                               "cost_usd": Decimal(0)})
+            row["requests"] += int(item.get("requests", {}).get("N", 0))
+            row["tokens"] += int(item.get("tokens", {}).get("N", 0))
+            row["cost_usd"] += Decimal(item.get("cost_usd", {}).get("N", "0"))
+    return totals
 
 
 def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> None:
@@ -119,6 +150,12 @@ def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> Non
     elif args.command == "revoke":
         store.revoke(args.key_id)
         print(f"revoked {args.key_id}", file=out)
+    elif args.command == "usage":
+        day = args.day or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        totals = usage_by_tenant(store, store.client, stage_usage_table(args.stage), day)
+        for tenant, row in sorted(totals.items()):
+            print(f"{day}  tenant={tenant}  requests={row['requests']}  tokens={row['tokens']}"
+                  f"  cost_usd={row['cost_usd']:.6f}", file=out)
     elif args.command == "set-limits":
         changes, reset = limit_changes(args)
         store.set_limits(args.key_id, changes, reset)

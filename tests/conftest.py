@@ -168,11 +168,11 @@ def make_api(emulator: EmulatorControl, api_key: str, _shared_bedrock: Any,
     clients: list[Client] = []
 
     def build(*, key: str | None = api_key, clock: Callable[[], float] = time.time,
-              **overrides: Any) -> Api:
+              telemetry: Any = None, **overrides: Any) -> Api:
         own_client = any(name.startswith("bedrock_") for name in overrides)
         runtime = Runtime(dataclasses.replace(Settings(), **overrides), clock=clock,
                           bedrock_client=None if own_client else _shared_bedrock,
-                          dynamodb_client=dynamodb, sqs_client=sqs)
+                          dynamodb_client=dynamodb, sqs_client=sqs, telemetry=telemetry)
         app_module.set_runtime(runtime)
         client = Client(app_module.app, stage_name="dev")
         client.__enter__()

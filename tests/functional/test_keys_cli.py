@@ -68,3 +68,23 @@ def test_operator_mistakes_are_one_line(aws_url: str, dynamodb: Any, argv: list[
 def test_bad_limit_values_are_refused() -> None:
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["create", "--tenant", "a", "--rpm", "0"])
+
+
+def test_usage_per_tenant_and_day(key_store: KeyStore, dynamodb: Any) -> None:
+    import time
+    from decimal import Decimal
+
+    from chalicelib.auth import Caller
+    from chalicelib.keys import Limits
+    from chalicelib.limits import Limiter
+    tenant = f"usage{time.monotonic_ns()}"
+    now = time.time()
+    limiter = Limiter(dynamodb, "llm-endpoint-dev-usage", lambda: now)
+    for _ in range(2):  # two keys of one tenant
+        _, record = key_store.create(tenant, now=int(now))
+        caller = Caller(tenant, record.key_id, Limits(tokens_per_day=10_000))
+        reservation = limiter.admit(caller, 500)
+        limiter.settle(reservation, 120, Decimal("0.0000264"))
+    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+    out = run(key_store, "usage", "--day", day)
+    assert f"{day}  tenant={tenant}  requests=2  tokens=240  cost_usd=0.000053" in out

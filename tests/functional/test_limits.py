@@ -113,14 +113,14 @@ def test_failure_releases_tokens_but_counts_the_request(limiter: Limiter, dynamo
     def boom() -> int:
         raise RuntimeError("bedrock failed")
     with pytest.raises(RuntimeError):
-        limiter.run(who, 600, boom, lambda used: used)
+        limiter.run(who, 600, boom, lambda used: (used, None))
     reservation = limiter.admit(who, 900)  # the 600 came back
     assert usage(dynamodb, reservation.day_pk) == {"requests": 2, "tokens": 900}
 
 
 def test_unlimited_keys_reserve_nothing_but_usage_is_counted(limiter: Limiter, dynamodb: Any) -> None:
     who = caller()
-    result, reservation = limiter.run(who, 10**9, lambda: 42, lambda _: 42)
+    result, reservation = limiter.run(who, 10**9, lambda: 42, lambda _: (42, None))
     assert (result, reservation.held_on, reservation.status) == (42, (), ())
     assert usage(dynamodb, reservation.day_pk) == {"requests": 1, "tokens": 42}
     assert usage(dynamodb, reservation.minute_pk) == {}
@@ -147,7 +147,7 @@ def test_concurrent_requests_never_overrun_the_daily_budget(dynamodb: Any, clock
         limiter = Limiter(dynamodb, USAGE, clock)
         start.wait()
         try:
-            limiter.run(who, reserve, lambda: None, lambda _: int(reserve * used_fraction))
+            limiter.run(who, reserve, lambda: None, lambda _: (int(reserve * used_fraction), None))
             outcome = "ok"
         except RateLimitExceededError as exc:
             outcome = exc.code

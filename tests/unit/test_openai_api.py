@@ -126,7 +126,7 @@ def test_render_completion() -> None:
         "system_fingerprint": None,
         "choices": [{"index": 0, "logprobs": None, "finish_reason": "length",
                      "message": {"role": "assistant", "content": "Hello there", "refusal": None}}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8, "cost_usd": None}}
 
 
 @pytest.mark.parametrize("include_usage", [False, True])

@@ -1,0 +1,129 @@
+"""One structured log line and one EMF record per request or job.
+
+The log line is JSON through the standard library's logging with Powertools'
+JSON formatter; the metrics are CloudWatch Embedded Metric Format through
+Powertools' EMF provider, which Lambda's log stream turns into metrics with no
+API call. Each record gets a provider of its own: Powertools' ``Metrics``
+shares state between instances, which the threaded local server would mix.
+
+Prompts and answers are never logged unless the stage sets ``LOG_PROMPTS``.
+Metric dimensions are stage and model (plus Powertools' service), all of
+bounded cardinality; tenant is in the log line only, never a dimension, since
+tenants are unbounded.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import IO, Any
+
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+    AmazonCloudWatchEMFProvider)
+
+from chalicelib.callstats import CallStats
+
+SERVICE = "llm-endpoint"
+NAMESPACE = "LLMEndpoint"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a request or job ended, beyond what CallStats gathered."""
+
+    kind: str  # "request" | "job"
+    request_id: str
+    route: str
+    tenant: str | None
+    status: int | str  # an HTTP status, or a job's final state
+    error_code: str | None
+    latency_ms: float
+
+
+FIELDS = ("kind", "request_id", "stage", "route", "tenant", "model", "status", "error_code",
+          "latency_ms", "bedrock_ms", "input_tokens", "output_tokens", "cost_usd", "cache",
+          "retries", "bedrock_throttles")
+
+
+class _EveryFieldFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON formatter, keeping our null fields: every line carries
+    every field, so log queries see one schema. Powertools' own empty keys
+    (exception, xray_trace_id, ...) are still dropped."""
+
+    @staticmethod
+    def _strip_none_records(records: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in records.items() if v is not None or k in FIELDS}
+
+
+def _number(value: Decimal | None) -> float | None:
+    return None if value is None else round(float(value), 8)
+
+
+class Telemetry:
+    def __init__(self, stage: str, log_prompts: bool = False, stream: IO[str] | None = None) -> None:
+        self._stage = stage
+        self._log_prompts = log_prompts
+        self._stream = stream or sys.stdout
+        handler = logging.StreamHandler(self._stream)
+        handler.setFormatter(_EveryFieldFormatter(service=SERVICE, utc=True))
+        # A logger of this instance's own, so tests' streams never cross.
+        self._logger = logging.getLogger(f"{SERVICE}.telemetry.{id(self)}")
+        self._logger.handlers = [handler]
+        self._logger.setLevel(logging.INFO)
+        self._logger.propagate = False
+
+    def fields(self, outcome: Outcome, stats: CallStats) -> dict[str, Any]:
+        fields: dict[str, Any] = {  # the keys of FIELDS
+            "kind": outcome.kind, "request_id": outcome.request_id, "stage": self._stage,
+            "route": outcome.route, "tenant": outcome.tenant, "model": stats.model,
+            "status": outcome.status, "error_code": outcome.error_code,
+            "latency_ms": round(outcome.latency_ms, 2), "bedrock_ms": round(stats.bedrock_ms, 2),
+            "input_tokens": stats.input_tokens, "output_tokens": stats.output_tokens,
+            "cost_usd": _number(stats.cost_usd), "cache": stats.cache,
+            "retries": stats.retries, "bedrock_throttles": stats.throttles,
+        }
+        if self._log_prompts:
+            fields["prompt"] = [{"role": m.role, "content": m.content} for m in stats.messages]
+            fields["answer"] = stats.answer
+        return fields
+
+    def record(self, outcome: Outcome, stats: CallStats) -> None:
+        self._logger.info(outcome.kind, extra=self.fields(outcome, stats))
+        for blob in self.emf(outcome, stats):
+            self._stream.write(json.dumps(blob, separators=(",", ":")) + "\n")
+        self._stream.flush()
+
+    def _provider(self, **dimensions: str) -> AmazonCloudWatchEMFProvider:
+        provider = AmazonCloudWatchEMFProvider(namespace=NAMESPACE, service=SERVICE,
+                                               metric_set={}, dimension_set={}, metadata_set={})
+        for name, value in dimensions.items():
+            provider.add_dimension(name=name, value=value)
+        return provider
+
+    def emf(self, outcome: Outcome, stats: CallStats) -> list[dict[str, Any]]:
+        """The EMF records: one per request, plus one for an error by its code."""
+        model = stats.model or "none"
+        main = self._provider(stage=self._stage, model=model)
+        main.add_metric(name="Requests", unit="Count", value=1)
+        main.add_metric(name="Latency", unit="Milliseconds", value=outcome.latency_ms)
+        if stats.model is not None:
+            main.add_metric(name="BedrockLatency", unit="Milliseconds", value=stats.bedrock_ms)
+            main.add_metric(name="InputTokens", unit="Count", value=stats.input_tokens)
+            main.add_metric(name="OutputTokens", unit="Count", value=stats.output_tokens)
+            if stats.cost_usd is not None:
+                main.add_metric(name="CostUSD", unit="None", value=float(stats.cost_usd))
+        main.add_metric(name="BedrockThrottles", unit="Count", value=stats.throttles)
+        main.add_metric(name="Retries", unit="Count", value=stats.retries)
+        if stats.cache is not None:
+            main.add_metric(name="CacheHits", unit="Count", value=int(stats.cache == "hit"))
+        server_error = isinstance(outcome.status, int) and outcome.status >= 500
+        main.add_metric(name="ServerErrors", unit="Count", value=int(server_error))
+        blobs = [main.serialize_metric_set()]
+        if outcome.error_code:
+            errors = self._provider(stage=self._stage, error_code=outcome.error_code)
+            errors.add_metric(name="Errors", unit="Count", value=1)
+            blobs.append(errors.serialize_metric_set())
+        return blobs
