@@ -123,25 +123,31 @@ class JobStore:
             raise
         return _job(response["Attributes"])
 
-    def _finish(self, job: Job, status: str, field: str, value: dict[str, Any]) -> bool:
-        """Write the outcome if ``job``'s lease still holds (never over a result)."""
+    def _transition(self, job_id: str, condition: str, status: str, field: str,
+                    value: dict[str, Any], values: dict[str, Any], remove: str = "") -> bool:
+        """Set the status and one outcome field if ``condition`` holds; False if not."""
         try:
             self._client.update_item(
-                TableName=self._table, Key={"job_id": {"S": job.job_id}},
-                UpdateExpression="SET #s = :status, #f = :value, updated_at = :now "
-                                 "REMOVE lease_id, lease_until",
-                ConditionExpression="#s = :running AND lease_id = :lease",
+                TableName=self._table, Key={"job_id": {"S": job_id}},
+                UpdateExpression=f"SET #s = :status, #f = :value, updated_at = :now {remove}",
+                ConditionExpression=condition,
                 # Names through placeholders: DynamoDB reserves many words.
                 ExpressionAttributeNames={"#s": "status", "#f": field},
-                ExpressionAttributeValues={":status": encode(status), ":running": encode(RUNNING),
-                                           ":lease": encode(job.lease_id or ""),
+                ExpressionAttributeValues={":status": encode(status),
                                            ":value": encode(json.dumps(value)),
-                                           ":now": encode(int(self._clock()))})
+                                           ":now": encode(int(self._clock())), **values})
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False
             raise
         return True
+
+    def _finish(self, job: Job, status: str, field: str, value: dict[str, Any]) -> bool:
+        """Write the outcome if ``job``'s lease still holds (never over a result)."""
+        return self._transition(job.job_id, "#s = :running AND lease_id = :lease", status, field,
+                                value, {":running": encode(RUNNING),
+                                        ":lease": encode(job.lease_id or "")},
+                                remove="REMOVE lease_id, lease_until")
 
     def succeed(self, job: Job, result: dict[str, Any]) -> bool:
         return self._finish(job, SUCCEEDED, "result", result)
@@ -151,20 +157,8 @@ class JobStore:
 
     def abandon(self, job: Job, error: dict[str, Any]) -> bool:
         """Fail a job that never reached the queue (still queued, unleased)."""
-        try:
-            self._client.update_item(
-                TableName=self._table, Key={"job_id": {"S": job.job_id}},
-                UpdateExpression="SET #s = :failed, #e = :error, updated_at = :now",
-                ConditionExpression="#s = :queued",
-                ExpressionAttributeNames={"#s": "status", "#e": "error"},
-                ExpressionAttributeValues={":failed": encode(FAILED), ":queued": encode(QUEUED),
-                                           ":error": encode(json.dumps(error)),
-                                           ":now": encode(int(self._clock()))})
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+        return self._transition(job.job_id, "#s = :queued", FAILED, "error", error,
+                                {":queued": encode(QUEUED)})
 
     def requeue(self, job: Job, error: dict[str, Any]) -> bool:
         """Back to queued after a transient failure, keeping the last error."""

@@ -251,3 +251,18 @@ def test_model_is_recorded_with_the_job(jobs_api: Api, sqs: Any, job_queues: dic
     accepted = submit(jobs_api, {"prompt": "x", "model": MODEL})
     drain(sqs, job_queues["jobs"])
     assert json.loads(status(jobs_api, accepted["job_id"]).body)["result"]["model"] == MODEL
+
+
+def test_an_unreachable_queue_refuses_the_job_and_frees_its_tokens(
+        make_api: ApiFactory, key_store: KeyStore, dynamodb: Any) -> None:
+    tenant = f"noqueue{time.monotonic_ns()}"
+    secret, _ = key_store.create(tenant, now=int(time.time()), limits={"tokens_per_day": 1000})
+    api = make_api(key=secret, jobs_queue="no-such-queue")
+    body = json.dumps({"prompt": "x", "max_tokens": 900})
+    for _ in range(2):  # the second fits only if the first gave its tokens back
+        response = api.http.post("/chat/jobs", headers=JSON, body=body)
+        assert response.status_code == 503
+        assert json.loads(response.body)["error"]["code"] == "queue_unavailable"
+    states = {item["status"]["S"] for item in dynamodb.scan(TableName="llm-endpoint-dev-jobs")["Items"]
+              if item["tenant"]["S"] == tenant}
+    assert states == {"failed"}  # nothing left waiting for a message that never came
