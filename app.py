@@ -27,6 +27,7 @@ from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.jobs_api import find, render_job, status_url, submit
 from chalicelib.limits import reservation_size
 from chalicelib.cache import cacheable
+from chalicelib.completion import billable
 from chalicelib.native_api import render_chat
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
                                    render_models, render_stream)
@@ -222,14 +223,6 @@ def prefers_async() -> bool:
                for p in prefer.split(","))
 
 
-def used(completion: Any) -> tuple[int, Any]:
-    """What a completion costs the key: tokens and dollars (a cache hit: nothing)."""
-    completion = getattr(completion, "completion", completion)  # a stream's whole answer
-    if completion.cached:
-        return 0, None
-    return completion.usage.total_tokens, completion.cost_usd
-
-
 def cache_header(request: ChatRequest, completion: Any) -> dict[str, str]:
     if not cacheable(request) or get_runtime().cache is None:
         return {}
@@ -250,7 +243,7 @@ def chat() -> Response:
     try:
         completion, reservation = runtime.limiter.run(
             current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
-            used)
+            billable)
     except errors.UpstreamThrottledError:
         if not prefers_async():
             raise
@@ -297,14 +290,14 @@ def chat_completions() -> Response:
         # the HTTP error the OpenAI SDK maps to its exception classes.
         streamed, reservation = runtime.limiter.run(
             current_caller(), reservation_size(request), lambda: runtime.service.stream(request),
-            used)
+            billable)
         body = render_stream(streamed, completion_id, created, options.include_usage)
         return Response(body=body, status_code=200, headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             **limit_headers(reservation.status)})
     completion, reservation = runtime.limiter.run(
         current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
-        used)
+        billable)
     return json_response(render_completion(completion, completion_id, created),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
 

@@ -8,6 +8,7 @@ billed), even when the text was cut.
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 
 from chalicelib import callstats
 from chalicelib.bedrock import BedrockGateway
@@ -16,6 +17,14 @@ from chalicelib.chat import ChatRequest, Completion, StreamedCompletion, Usage
 from chalicelib.errors import UpstreamError
 from chalicelib.models import adapter_for
 from chalicelib.pricing import DEFAULT_PRICES, Prices, cost_usd
+
+
+def billable(answer: Completion | StreamedCompletion) -> tuple[int, Decimal | None]:
+    """What an answer costs its key: (tokens, dollars). A cache hit costs nothing."""
+    completion = answer.completion if isinstance(answer, StreamedCompletion) else answer
+    if completion.cached:
+        return 0, None
+    return completion.usage.total_tokens, completion.cost_usd
 
 
 def find_stop(text: str, stops: tuple[str, ...]) -> int:

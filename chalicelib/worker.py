@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from chalicelib import callstats
+from chalicelib.completion import billable
 from chalicelib.errors import ApiError, InvalidRequestError
 from chalicelib.jobs import FINISHED, Job
 from chalicelib.native_api import render_chat
@@ -78,11 +79,7 @@ def run_job(body: str, receive_count: int, runtime: Runtime) -> None:
         _transient(runtime, claimed, ApiError("The job failed unexpectedly."), receive_count)
     else:
         if runtime.jobs.succeed(claimed, render_chat(completion, job_id)) and claimed.reservation:
-            if completion.cached:
-                runtime.limiter.settle(claimed.reservation, 0)
-            else:
-                runtime.limiter.settle(claimed.reservation, completion.usage.total_tokens,
-                                       completion.cost_usd)
+            runtime.limiter.settle(claimed.reservation, *billable(completion))
 
 
 def _finish_failed(runtime: Runtime, job: Job, envelope: dict) -> None:
