@@ -149,14 +149,14 @@ def test_templates_pass_cfn_lint(packaged: dict[str, Path]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_templates_pass_checkov(packaged: dict[str, Path]) -> None:
+def test_templates_pass_checkov(packaged: dict[str, Path], tmp_path: Path) -> None:
     assert CHECKOV.exists(), "make builds .venv-checkov"
     files = [*PROJECT_DIR.glob("infra/*.yaml"), *packaged.values()]
     args = [arg for f in files for arg in ("-f", str(f))]
     result = subprocess.run([str(CHECKOV), "--config-file", ".checkov.yaml", *args, "-o", "json"],
                             cwd=PROJECT_DIR, capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "BC_SKIP_MAPPING": "TRUE",
-                                 "HOME": str(PROJECT_DIR / "build")})
+                                 "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
