@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.e2e.stack import PROJECT_DIR, LocalStack
+from tests.support import http
 
 pytestmark = pytest.mark.e2e
 README = (PROJECT_DIR / "README.md").read_text()
@@ -30,13 +31,17 @@ def test_readme_has_both_curls() -> None:
 
 
 @pytest.mark.parametrize("line", curl_lines())
-def test_every_readme_curl_answers_200(stack: LocalStack, line: str) -> None:
-    # As pasted into a shell, after `export LLM_API_KEY=<the printed key>`.
+def test_every_readme_curl_succeeds(stack: LocalStack, line: str) -> None:
+    # As pasted into a shell, after `export LLM_API_KEY=<the printed key>`
+    # (and, for the job example, `export JOB=<the job id>`).
+    job = json.loads(http("POST", stack.url + "/chat/jobs", {"prompt": "readme"},
+                          {"Content-Type": "application/json", **stack.auth})[2])["job_id"]
     result = subprocess.run(["bash", "-c", localise(line, stack) + " -w '\n%{http_code}'"],
                             capture_output=True, text=True, timeout=30, check=True,
-                            env={**os.environ, "LLM_API_KEY": stack.key})
+                            env={**os.environ, "LLM_API_KEY": stack.key, "JOB": job})
     body, status = result.stdout.rsplit("\n", 1)
-    assert status == "200", body
+    expected = "202" if line.split()[2].endswith("/chat/jobs") else "200"
+    assert status == expected, body
     assert json.loads(body)
 
 
