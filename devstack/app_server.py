@@ -12,12 +12,25 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from chalice.cli.factory import CLIFactory
 from chalice.deploy.validate import validate_routes
-from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
+from chalice.local import (ChaliceRequestHandler, CustomLocalChalice, LocalChalice, LocalDevServer,
+                           ThreadedHTTPServer)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class AnyMethodHandler(ChaliceRequestHandler):
+    """Every HTTP method reaches Chalice's routing, which refuses an unknown
+    one with a 405 in the app's error envelope; the standard library would
+    answer TRACE or any other method it does not know with a 501 HTML page."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):
+            return self._generic_handle
+        raise AttributeError(name)
 
 
 class BurstReadyServer(ThreadedHTTPServer):
@@ -33,7 +46,8 @@ def build_server(host: str, port: int, stage: str) -> LocalDevServer:
     # What chalice.local.create_local_server does, minus its fixed server class.
     CustomLocalChalice.__bases__ = (LocalChalice, app_obj.__class__)
     app_obj.__class__ = CustomLocalChalice
-    return LocalDevServer(app_obj, config, host, port, server_cls=BurstReadyServer)
+    return LocalDevServer(app_obj, config, host, port, handler_cls=AnyMethodHandler,
+                          server_cls=BurstReadyServer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,3 +66,10 @@ def test_a_busy_port_is_a_one_line_error(stack: LocalStack) -> None:
     ours = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.startswith("make run:")]
     assert ours == [f"make run: port {stack.app_port} is already in use on 127.0.0.1"]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "FOO"])
+def test_unknown_methods_are_405_in_the_envelope(stack: LocalStack, method: str) -> None:
+    status, headers, body = http(method, stack.url + "/chat", None, stack.auth)
+    assert status == 405 and headers["x-request-id"]
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
