@@ -36,8 +36,9 @@ class Runtime:
         self._built: dict[str, Any] = {}
         if settings is not None:
             self._built["settings"] = settings
-        if bedrock_client is not None:
-            self._built["bedrock"] = bedrock_client
+        # An injected Bedrock client (tests) serves both paths; otherwise each
+        # path builds its own, with its own read timeout.
+        self._bedrock_client = bedrock_client
         if dynamodb_client is not None:
             self._built["dynamodb"] = dynamodb_client
         if sqs_client is not None:
@@ -68,7 +69,7 @@ class Runtime:
     def service(self) -> ChatService:
         """For requests answered while the client waits (API Gateway's 29 s)."""
         return self._once("service", lambda: ChatService(BedrockGateway(
-            self._once("bedrock", lambda: make_client(self.settings)),
+            self._bedrock_client or make_client(self.settings),
             retry_after=self.settings.throttle_retry_after_s), self.cache,
             self.settings.model_prices))
 
@@ -76,8 +77,8 @@ class Runtime:
     def job_service(self) -> ChatService:
         """For the jobs worker: the same path, with a longer read timeout."""
         def build() -> ChatService:
-            client = self._once("bedrock_jobs", lambda: self._built.get("bedrock") or make_client(
-                self.settings, read_timeout_s=self.settings.jobs_read_timeout_s))
+            client = self._bedrock_client or make_client(
+                self.settings, read_timeout_s=self.settings.jobs_read_timeout_s)
             return ChatService(BedrockGateway(client, retry_after=self.settings.throttle_retry_after_s),
                                self.cache, self.settings.model_prices)
         return self._once("job_service", build)
