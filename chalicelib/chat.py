@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 ROLES = ("system", "user", "assistant")
-STOP_REASONS = ("stop", "length")
 
 
 @dataclass(frozen=True)

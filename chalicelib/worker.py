@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chalicelib import callstats
@@ -53,16 +54,33 @@ def job_id_of(body: str) -> str | None:
     return job_id if isinstance(job_id, str) else None
 
 
-def run_job(body: str, receive_count: int, runtime: Runtime) -> None:
+@dataclass
+class JobRun:
+    """What one delivery did, filled in as it goes, for its log line."""
+
+    job_id: str = "malformed"
+    tenant: str | None = None
+    status: str = "retry"
+    error_code: str | None = None
+
+
+def run_job(body: str, receive_count: int, runtime: Runtime, run: JobRun | None = None) -> None:
     """Process one message; raises RetryLater to keep it queued."""
+    run = run or JobRun()
     settings = runtime.settings
     job_id = job_id_of(body)
     if job_id is None:
         # A poison message: no job to mark. Let SQS move it to the DLQ.
         raise RetryLater("malformed message", 0)
+    run.job_id = job_id
     job = runtime.jobs.get(job_id)
-    if job is None or job.status in FINISHED:
-        return  # expired, or done already: a duplicate delivery
+    if job is None:
+        run.status = "expired"
+        return
+    run.tenant = job.tenant
+    if job.status in FINISHED:  # done already: a duplicate delivery
+        run.status, run.error_code = job.status, (job.error or {}).get("error", {}).get("code")
+        return
     claimed = runtime.jobs.claim(job_id, settings.jobs_lease_s)
     if claimed is None:
         delay = backoff_s(settings.jobs_retry_base_s, receive_count)
@@ -71,13 +89,18 @@ def run_job(body: str, receive_count: int, runtime: Runtime) -> None:
         completion = runtime.job_service.complete(claimed.request)
     except InvalidRequestError as error:
         _finish_failed(runtime, claimed, error.envelope())
+        run.status, run.error_code = "failed", error.code
         return
     except ApiError as error:
+        run.error_code = error.code
         _transient(runtime, claimed, error, receive_count)
     except Exception:
         log.exception("job %s failed unexpectedly", job_id)
-        _transient(runtime, claimed, ApiError("The job failed unexpectedly."), receive_count)
+        error = ApiError("The job failed unexpectedly.")
+        run.error_code = error.code
+        _transient(runtime, claimed, error, receive_count)
     else:
+        run.status = "succeeded"
         if runtime.jobs.succeed(claimed, render_chat(completion, job_id)) and claimed.reservation:
             runtime.limiter.settle(claimed.reservation, *billable(completion))
 
@@ -105,20 +128,15 @@ def handle_message(body: str, receive_count: int, receipt_handle: str, runtime: 
     run leaves one log line and one EMF record."""
     stats = callstats.begin()
     started = time.monotonic()
-    status, error_code = "done", None
+    run = JobRun()
     try:
-        run_job(body, receive_count, runtime)
+        run_job(body, receive_count, runtime, run)
     except RetryLater as later:
-        status, error_code = "retry", str(later)
+        run.status, run.error_code = "retry", run.error_code or str(later)
         runtime.queue.delay(receipt_handle, later.delay_s)
         raise
     finally:
-        job_id = job_id_of(body) or "malformed"
-        job = runtime.jobs.get(job_id) if status == "done" and job_id.startswith("job_") else None
-        if job is not None:
-            status = job.status
-            error_code = (job.error or {}).get("error", {}).get("code")
         runtime.telemetry.record(Outcome(
-            kind="job", request_id=job_id, route="worker process_job",
-            tenant=job.tenant if job else None, status=status, error_code=error_code,
+            kind="job", request_id=run.job_id, route="worker process_job", tenant=run.tenant,
+            status=run.status, error_code=run.error_code,
             latency_ms=(time.monotonic() - started) * 1000), stats)
