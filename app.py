@@ -22,6 +22,7 @@ from chalice import AuthResponse, Chalice, Response
 from chalice.app import AuthRequest, Request, SQSEvent
 
 from chalicelib import callstats, errors
+from chalicelib.callstats import Outcome
 from chalicelib.auth import Caller, authenticate, caller_from_context, caller_to_context
 from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.jobs_api import find, render_job, status_url, submit
@@ -32,7 +33,6 @@ from chalicelib.native_api import render_chat
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
                                    render_models, render_stream)
 from chalicelib.runtime import Runtime
-from chalicelib.telemetry import Outcome
 from chalicelib.worker import handle_message
 from chalicelib.validation import decode_json_object, model_field, parse_chat_request
 

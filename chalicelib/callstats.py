@@ -1,6 +1,8 @@
 """What one request or job did on its way through: filled in by the layers
 that know (the Bedrock gateway, its retry hook, the service), read once at the
-end by telemetry. A context variable, so that concurrent requests of the
+end by telemetry, with the Outcome of the request. Both live here, free of
+Powertools, so that importing the app (the authorizer's Lambda does) does not
+load the telemetry libraries. A context variable, so that concurrent requests of the
 threaded local server, and Lambda's one-at-a-time ones, never mix."""
 from __future__ import annotations
 
@@ -38,3 +40,16 @@ def current() -> CallStats:
     """This call's stats; a throwaway one outside a request (tests, scripts)."""
     stats = _current.get()
     return stats if stats is not None else CallStats()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a request or job ended, beyond what CallStats gathered."""
+
+    kind: str  # "request" | "job"
+    request_id: str
+    route: str
+    tenant: str | None
+    status: int | str  # an HTTP status, or a job's final state
+    error_code: str | None
+    latency_ms: float

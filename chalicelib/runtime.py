@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.aws import make_sqs_client
 from chalicelib.bedrock import BedrockGateway, make_client
@@ -23,7 +23,9 @@ from chalicelib.jobs import JobStore
 from chalicelib.keys import KeyStore
 from chalicelib.limits import Limiter
 from chalicelib.queue import JobQueue
-from chalicelib.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from chalicelib.telemetry import Telemetry
 
 T = TypeVar("T")
 
@@ -85,6 +87,9 @@ class Runtime:
 
     @property
     def telemetry(self) -> Telemetry:
+        # Imported here: Powertools loads on the first request that logs,
+        # never in the authorizer's Lambda, which writes no telemetry.
+        from chalicelib.telemetry import Telemetry
         return self._once("telemetry", lambda: Telemetry(self.settings.stage,
                                                          self.settings.log_prompts))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
 
@@ -24,23 +23,10 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
     AmazonCloudWatchEMFProvider)
 
-from chalicelib.callstats import CallStats
+from chalicelib.callstats import CallStats, Outcome
 
 SERVICE = "llm-endpoint"
 NAMESPACE = "LLMEndpoint"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a request or job ended, beyond what CallStats gathered."""
-
-    kind: str  # "request" | "job"
-    request_id: str
-    route: str
-    tenant: str | None
-    status: int | str  # an HTTP status, or a job's final state
-    error_code: str | None
-    latency_ms: float
 
 
 FIELDS = ("kind", "request_id", "stage", "route", "tenant", "model", "status", "error_code",

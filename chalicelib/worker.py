@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chalicelib import callstats
+from chalicelib.callstats import Outcome
 from chalicelib.completion import billable
 from chalicelib.errors import ApiError, InvalidRequestError
 from chalicelib.jobs import FINISHED, Job
 from chalicelib.native_api import render_chat
-from chalicelib.telemetry import Outcome
 
 if TYPE_CHECKING:
     from chalicelib.runtime import Runtime

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from chalicelib.callstats import CallStats, Outcome
 from chalicelib.keys import KeyStore
 from chalicelib.pricing import cost_usd
 from chalicelib.telemetry import Telemetry
@@ -205,11 +206,8 @@ def test_alarms_watch_what_the_app_emits() -> None:
     alarms = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
     assert {"ServerErrorRateAlarm", "BedrockThrottlesAlarm", "LatencyP95Alarm", "DailyCostAlarm",
             "DeadLetterQueueAlarm", "LambdaThrottlesAlarm"} <= set(alarms)
-    record = Telemetry("dev").emf(
-        __import__("chalicelib.telemetry", fromlist=["Outcome"]).Outcome(
-            "request", "r", "POST /chat", "t", 200, None, 1.0),
-        __import__("chalicelib.callstats", fromlist=["CallStats"]).CallStats(
-            model=MODEL, cost_usd=Decimal("0.1")))[0]
+    record = Telemetry("dev").emf(Outcome("request", "r", "POST /chat", "t", 200, None, 1.0),
+                                  CallStats(model=MODEL, cost_usd=Decimal("0.1")))[0]
     emitted_dims = set(record["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0])
     emitted_metrics = {m["Name"] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     for name, alarm in alarms.items():
