@@ -240,10 +240,11 @@ def job_accepted(request: ChatRequest, headers: dict[str, str] | None = None) ->
 def chat() -> Response:
     runtime = get_runtime()
     request = parse_chat_request(json_body(), runtime.settings)
+    caller = current_caller()
     try:
         completion, reservation = runtime.limiter.run(
-            current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
-            billable)
+            caller, reservation_size(request),
+            lambda: runtime.service.complete(request, caller.tenant), billable)
     except errors.UpstreamThrottledError:
         if not prefers_async():
             raise
@@ -295,9 +296,10 @@ def chat_completions() -> Response:
         return Response(body=body, status_code=200, headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             **limit_headers(reservation.status)})
+    caller = current_caller()
     completion, reservation = runtime.limiter.run(
-        current_caller(), reservation_size(request), lambda: runtime.service.complete(request),
-        billable)
+        caller, reservation_size(request),
+        lambda: runtime.service.complete(request, caller.tenant), billable)
     return json_response(render_completion(completion, completion_id, created),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
 

@@ -1,11 +1,15 @@
 """Response cache for deterministic requests (temperature 0), in DynamoDB.
 
-The key is a SHA-256 of the model, the formatted prompt and every parameter
-that shapes the answer. Concurrent identical misses make one Bedrock call
-where practical: the first claims the entry with a conditional write (a
-short "pending" lease); the others poll for its answer and, should it not
-come within ``wait_s``, call Bedrock themselves. The cache never fails a
-request: if DynamoDB cannot be reached, the answer is computed uncached.
+The key is a SHA-256 of the tenant, the model, the formatted prompt and every
+parameter that shapes the answer. The tenant is part of it so that entries never
+cross tenants: otherwise ``x-cache: hit`` (and a zero cost) would tell one
+tenant that another asked the very same question within the TTL.
+
+Concurrent identical misses make one Bedrock call where practical: the
+first claims the entry with a conditional write (a short "pending" lease);
+the others poll for its answer and, should it not come within ``wait_s``, call
+Bedrock themselves. The cache never fails a request: if DynamoDB cannot be
+reached, the answer is computed uncached.
 """
 from __future__ import annotations
 
@@ -30,8 +34,8 @@ def cacheable(request: ChatRequest) -> bool:
     return request.temperature == 0
 
 
-def cache_key(request: ChatRequest) -> str:
-    material = [request.model, format_prompt(request.messages), request.max_tokens,
+def cache_key(request: ChatRequest, tenant: str) -> str:
+    material = [tenant, request.model, format_prompt(request.messages), request.max_tokens,
                 request.top_p, list(request.stop)]
     return hashlib.sha256(json.dumps(material).encode("utf-8")).hexdigest()
 
@@ -96,10 +100,11 @@ class ResponseCache:
                                  ExpressionAttributeNames={"#st": "state"},
                                  ExpressionAttributeValues={":pending": encode(PENDING)})
 
-    def get_or_compute(self, request: ChatRequest,
+    def get_or_compute(self, request: ChatRequest, tenant: str,
                        compute: Callable[[], Completion]) -> Completion:
-        """A cached answer (``cached=True``) or a computed one, stored."""
-        key = cache_key(request)
+        """A cached answer (``cached=True``) or a computed one, stored, in
+        ``tenant``'s own part of the cache."""
+        key = cache_key(request, tenant)
         try:
             entry = self._get(key)
             if entry is not None and entry["state"] == DONE:

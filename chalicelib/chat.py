@@ -5,16 +5,57 @@ Bedrock; the validation that builds them lives in ``validation.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Union
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call the model made: ``arguments`` is JSON text, as OpenAI carries it."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
 class Message:
-    role: str
+    """One turn. ``tool`` turns carry a result for ``tool_call_id``; assistant
+    turns may carry the calls they made (content may then be empty)."""
+
+    role: str  # system | user | assistant | tool
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call. ``parameters`` is the JSON Schema as
+    canonical JSON text, so that a request stays hashable and frozen."""
+
+    name: str
+    description: str = ""
+    parameters: str = '{"type":"object","properties":{}}'
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    mode: str = "auto"  # auto | none | required | function
+    name: str | None = None  # the one function, when mode is "function"
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: str = "text"  # text | json_object | json_schema
+    name: str | None = None
+    schema: str | None = None  # canonical JSON text of the schema (json_schema only)
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -27,6 +68,10 @@ class ChatRequest:
     temperature: float
     top_p: float
     stop: tuple[str, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
 
 
 @dataclass(frozen=True)
@@ -45,10 +90,39 @@ class Completion:
 
     model: str
     text: str
-    stop_reason: str
+    stop_reason: str  # stop | length | tool_calls
     usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
     cached: bool = False  # answered from the response cache: costs the tenant nothing
     cost_usd: Decimal | None = None  # None: no price configured for the model
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer's text, sent to the client as it arrives."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of one tool call, as OpenAI streams them: the first delta of a
+    call carries ``id`` and ``name``; later ones only ``arguments`` text."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last event of a stream: the whole completion (stop reason, usage, cost)."""
+
+    completion: Completion
+
+
+StreamEvent = Union[TextDelta, ToolCallDelta, StreamEnd]
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,14 @@ class ChatService:
         self._cache = cache
         self._prices = prices
 
-    def complete(self, request: ChatRequest) -> Completion:
-        """The answer, from the cache when the request is deterministic, with
-        its cost. Streams are never cached: they exist to show text as it comes."""
+    def complete(self, request: ChatRequest, tenant: str) -> Completion:
+        """The answer, from ``tenant``'s cache when the request is
+        deterministic, with its cost. Streams are never cached: they exist to
+        show text as it comes."""
         use_cache = self._cache is not None and cacheable(request)
         if use_cache:
-            completion = self._cache.get_or_compute(request, lambda: self._invoke(request))
+            completion = self._cache.get_or_compute(request, tenant,
+                                                    lambda: self._invoke(request))
         else:
             completion = self._invoke(request)
         return self._priced(request, completion, "hit" if completion.cached else

@@ -86,7 +86,7 @@ def run_job(body: str, receive_count: int, runtime: Runtime, run: JobRun | None 
         delay = backoff_s(settings.jobs_retry_base_s, receive_count)
         raise RetryLater("leased by another worker", delay)
     try:
-        completion = runtime.job_service.complete(claimed.request)
+        completion = runtime.job_service.complete(claimed.request, claimed.tenant)
     except InvalidRequestError as error:
         _finish_failed(runtime, claimed, error.envelope())
         run.status, run.error_code = "failed", error.code

@@ -117,7 +117,7 @@ def test_concurrent_identical_misses_make_one_call(dynamodb: Any) -> None:
         return Completion(MODEL, "the answer", "stop", Usage(3, 2))
 
     def one() -> None:
-        answer = cache.get_or_compute(req, compute)
+        answer = cache.get_or_compute(req, "t1", compute)
         with lock:
             answers.append(answer)
     threads = [threading.Thread(target=one) for _ in range(8)]
@@ -137,14 +137,14 @@ def test_a_failed_computation_lets_the_next_caller_try(dynamodb: Any) -> None:
     def boom() -> Completion:
         raise RuntimeError("bedrock down")
     with pytest.raises(RuntimeError):
-        cache.get_or_compute(req, boom)
-    answer = cache.get_or_compute(req, lambda: Completion(MODEL, "later", "stop", Usage(1, 1)))
+        cache.get_or_compute(req, "t1", boom)
+    answer = cache.get_or_compute(req, "t1", lambda: Completion(MODEL, "later", "stop", Usage(1, 1)))
     assert answer.text == "later" and not answer.cached
 
 
 def test_an_unreachable_cache_never_fails_a_request(dynamodb: Any) -> None:
     cache = ResponseCache(dynamodb, "no-such-table", time.time, ttl_s=60)
-    answer = cache.get_or_compute(request("x"), lambda: Completion(MODEL, "ok", "stop", Usage(1, 1)))
+    answer = cache.get_or_compute(request("x"), "t1", lambda: Completion(MODEL, "ok", "stop", Usage(1, 1)))
     assert answer.text == "ok"
 
 
@@ -152,4 +152,26 @@ def test_an_unreachable_cache_never_fails_a_request(dynamodb: Any) -> None:
                                     {"stop": ("x",)}, {"messages": (Message("user", "y"),)}])
 def test_the_key_covers_everything_that_shapes_the_answer(change: dict) -> None:
     base = request("x")
-    assert cache_key(ChatRequest(**{**base.__dict__, **change})) != cache_key(base)
+    assert cache_key(ChatRequest(**{**base.__dict__, **change}), "t1") != cache_key(base, "t1")
+
+
+def test_the_key_is_per_tenant() -> None:
+    assert cache_key(request("x"), "acme") != cache_key(request("x"), "globex")
+
+
+def test_the_cache_never_crosses_tenants(make_api: ApiFactory, key_store: KeyStore,
+                                         emulator: EmulatorControl) -> None:
+    """Tenant B asking what tenant A asked learns nothing: a miss, a charge,
+    its own Bedrock call. A second key of tenant A does hit A's entry."""
+    now = int(time.time())
+    acme, _ = key_store.create("acme-cache", now=now)
+    acme_again, _ = key_store.create("acme-cache", now=now)
+    globex, _ = key_store.create("globex-cache", now=now)
+    body = {"prompt": unique("a private question"), "temperature": 0}
+    first = ask(make_api(key=acme), body)
+    other = ask(make_api(key=globex), body)
+    assert (first.headers["x-cache"], other.headers["x-cache"]) == ("miss", "miss")
+    assert json.loads(other.body)["usage"]["cost_usd"] > 0
+    assert len(emulator.requests()) == 2
+    assert ask(make_api(key=acme_again), body).headers["x-cache"] == "hit"
+    assert len(emulator.requests()) == 2
