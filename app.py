@@ -25,7 +25,9 @@ from chalicelib import callstats, errors
 from chalicelib.callstats import Outcome
 from chalicelib.auth import Caller, authenticate, caller_from_context, caller_to_context
 from chalicelib.chat import ChatRequest, LimitStatus
-from chalicelib.jobs_api import find, render_job, status_url, submit
+from chalicelib.jobs import Job
+from chalicelib.jobs_api import (answer_or_defer, base_url, find, render_job, status_url,
+                                 submit)
 from chalicelib.limits import reservation_size
 from chalicelib.cache import cacheable
 from chalicelib.completion import billable
@@ -229,10 +231,17 @@ def cache_header(request: ChatRequest, completion: Any) -> dict[str, str]:
     return {"x-cache": "hit" if completion.cached else "miss"}
 
 
-def job_accepted(request: ChatRequest, headers: dict[str, str] | None = None) -> Response:
-    job = submit(get_runtime(), current_caller(), request)
-    return Response(body=render_job(job), status_code=202, headers={
-        "Content-Type": "application/json", "Location": status_url(job.job_id), **(headers or {})})
+def public_base() -> str:
+    """The API's base URL as the client reached it (stage prefix included)."""
+    request = app.current_request
+    return base_url(request.headers, request.context, request.to_original_event().get("path"))
+
+
+def job_accepted(job: Job, headers: dict[str, str] | None = None) -> Response:
+    base = public_base()
+    return Response(body=render_job(job, base), status_code=202, headers={
+        "Content-Type": "application/json", "Location": status_url(base, job.job_id),
+        **(headers or {})})
 
 
 @app.route("/chat", methods=["POST"], authorizer=api_key_auth)
@@ -240,30 +249,27 @@ def job_accepted(request: ChatRequest, headers: dict[str, str] | None = None) ->
 def chat() -> Response:
     runtime = get_runtime()
     request = parse_chat_request(json_body(), runtime.settings)
-    caller = current_caller()
-    try:
-        completion, reservation = runtime.limiter.run(
-            caller, reservation_size(request),
-            lambda: runtime.service.complete(request, caller.tenant), billable)
-    except errors.UpstreamThrottledError:
-        if not prefers_async():
-            raise
-        # Overloaded, and the client accepts an answer later: queue it.
-        return job_accepted(request, {"Preference-Applied": "respond-async"})
+    # Overloaded, and the client accepts an answer later: a job, counted once.
+    answered = answer_or_defer(runtime, current_caller(), request, prefers_async())
+    if answered.job is not None:
+        return job_accepted(answered.job, {"Preference-Applied": "respond-async"})
+    completion = answered.completion
     return json_response(render_chat(completion, current_request_id()),
-                         {**limit_headers(reservation.status), **cache_header(request, completion)})
+                         {**limit_headers(answered.reservation.status),
+                          **cache_header(request, completion)})
 
 
 @app.route("/chat/jobs", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def create_job() -> Response:
-    return job_accepted(parse_chat_request(json_body(), get_runtime().settings))
+    request = parse_chat_request(json_body(), get_runtime().settings)
+    return job_accepted(submit(get_runtime(), current_caller(), request))
 
 
 @app.route("/chat/jobs/{job_id}", methods=["GET"], authorizer=api_key_auth)
 @api_view
 def get_job(job_id: str) -> Response:
-    return json_response(render_job(find(get_runtime(), current_caller(), job_id)))
+    return json_response(render_job(find(get_runtime(), current_caller(), job_id), public_base()))
 
 
 @app.on_sqs_message(queue=JOBS_QUEUE, batch_size=1, maximum_concurrency=JOBS_MAX_CONCURRENCY)

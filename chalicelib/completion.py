@@ -44,6 +44,9 @@ class ChatService:
         """The answer, from ``tenant``'s cache when the request is
         deterministic, with its cost. Streams are never cached: they exist to
         show text as it comes."""
+        # Named before the call, so that a failed request's metrics (throttles,
+        # latency, errors) count under the model it asked for.
+        callstats.current().model = request.model
         use_cache = self._cache is not None and cacheable(request)
         if use_cache:
             completion = self._cache.get_or_compute(request, tenant,
@@ -75,6 +78,7 @@ class ChatService:
     def stream(self, request: ChatRequest) -> StreamedCompletion:
         """Read the whole stream (API Gateway buffers it anyway), keeping the
         pieces so that a streamed answer can be replayed as chunks."""
+        callstats.current().model = request.model
         adapter = adapter_for(request.model)
         pieces: list[str] = []
         reason: str | None = None

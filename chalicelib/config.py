@@ -35,6 +35,7 @@ JOBS_MAX_RECEIVES = "JOBS_MAX_RECEIVES"
 JOBS_RETRY_BASE_S = "JOBS_RETRY_BASE_S"
 JOBS_LEASE_S = "JOBS_LEASE_S"
 JOBS_READ_TIMEOUT_S = "JOBS_READ_TIMEOUT_S"
+JOBS_MAX_REQUEST_BYTES = "JOBS_MAX_REQUEST_BYTES"
 CACHE_ENABLED = "CACHE_ENABLED"
 CACHE_TTL_S = "CACHE_TTL_S"
 STAGE = "STAGE"
@@ -85,6 +86,11 @@ class Settings:
     jobs_lease_s: int = 330
     # Jobs are not bound by API Gateway's 29 s: generation may take longer.
     jobs_read_timeout_s: float = 120.0
+    # A job's DynamoDB item (400 KB at most) holds its request and then its
+    # answer (2048 tokens, usually a few KB): a request over this size is
+    # refused at submission with 413, leaving the answer ample room (one that
+    # still overflows fails the job as result_too_large; see worker.py).
+    jobs_max_request_bytes: int = 262_144
     cache_enabled: bool = True
     cache_ttl_s: int = 3_600
     stage: str = "dev"
@@ -191,6 +197,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jobs_retry_base_s=_int(env, JOBS_RETRY_BASE_S, base.jobs_retry_base_s, 0),
         jobs_lease_s=_int(env, JOBS_LEASE_S, base.jobs_lease_s, 1),
         jobs_read_timeout_s=_float(env, JOBS_READ_TIMEOUT_S, base.jobs_read_timeout_s),
+        jobs_max_request_bytes=_int(env, JOBS_MAX_REQUEST_BYTES, base.jobs_max_request_bytes, 1024),
         cache_enabled=_bool(env, CACHE_ENABLED, base.cache_enabled),
         cache_ttl_s=_int(env, CACHE_TTL_S, base.cache_ttl_s, 1),
         stage=env.get(STAGE) or base.stage,

@@ -50,6 +50,13 @@ class RequestTooLargeError(ApiError):
     type = "invalid_request_error"
 
 
+class ResultTooLargeError(ApiError):
+    """A job's answer does not fit in its record (a failed job's error)."""
+
+    code = "result_too_large"
+    type = "invalid_request_error"
+
+
 class UnsupportedMediaTypeError(ApiError):
     """The request was not sent as JSON."""
 

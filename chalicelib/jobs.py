@@ -35,6 +35,7 @@ class Job:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     lease_id: str | None = None
+    lease_until: int | None = None
 
 
 def request_to_json(request: ChatRequest) -> str:
@@ -48,7 +49,7 @@ def request_from_json(text: str) -> ChatRequest:
                        top_p=data["top_p"], stop=tuple(data["stop"]))
 
 
-def _reservation_from_json(text: str | None) -> Reservation | None:
+def reservation_from_json(text: str | None) -> Reservation | None:
     if not text:
         return None
     data = json.loads(text)
@@ -56,7 +57,7 @@ def _reservation_from_json(text: str | None) -> Reservation | None:
                        tokens=data["tokens"], held_on=tuple(data["held_on"]), status=())
 
 
-def _reservation_to_json(reservation: Reservation | None) -> str:
+def reservation_to_json(reservation: Reservation | None) -> str:
     if reservation is None:
         return ""
     data = asdict(reservation)
@@ -68,11 +69,11 @@ def _job(item: dict[str, Any]) -> Job:
     data = decode_item(item)
     return Job(job_id=data["job_id"], tenant=data["tenant"], status=data["status"],
                request=request_from_json(data["request"]),
-               reservation=_reservation_from_json(data.get("reservation")),
+               reservation=reservation_from_json(data.get("reservation")),
                attempts=int(data.get("attempts", 0)), created_at=int(data["created_at"]),
                result=json.loads(data["result"]) if data.get("result") else None,
                error=json.loads(data["error"]) if data.get("error") else None,
-               lease_id=data.get("lease_id"))
+               lease_id=data.get("lease_id"), lease_until=data.get("lease_until"))
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -91,7 +92,7 @@ class JobStore:
         job_id = "job_" + secrets.token_hex(12)
         self._client.put_item(TableName=self._table, Item=encode_item({
             "job_id": job_id, "tenant": tenant, "status": QUEUED,
-            "request": request_to_json(request), "reservation": _reservation_to_json(reservation),
+            "request": request_to_json(request), "reservation": reservation_to_json(reservation),
             "attempts": 0, "created_at": now, "updated_at": now,
             "expires_at": now + self._ttl_s}), ConditionExpression="attribute_not_exists(job_id)")
         return Job(job_id, tenant, QUEUED, request, reservation, 0, now)
@@ -129,7 +130,10 @@ class JobStore:
         try:
             self._client.update_item(
                 TableName=self._table, Key={"job_id": {"S": job_id}},
-                UpdateExpression=f"SET #s = :status, #f = :value, updated_at = :now {remove}",
+                # The outcome first: moto applies a SET in order and stops at an
+                # oversized value (DynamoDB applies none), so the status never
+                # changes without it.
+                UpdateExpression=f"SET #f = :value, #s = :status, updated_at = :now {remove}",
                 ConditionExpression=condition,
                 # Names through placeholders: DynamoDB reserves many words.
                 ExpressionAttributeNames={"#s": "status", "#f": field},

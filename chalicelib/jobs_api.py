@@ -3,15 +3,19 @@ orchestration each; routes and the worker call these)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.auth import Caller
-from chalicelib.chat import ChatRequest
-from chalicelib.errors import NotFoundError, QueueUnavailableError
-from chalicelib.jobs import FAILED, SUCCEEDED, Job
-from chalicelib.limits import reservation_size
+from chalicelib.chat import ChatRequest, Completion
+from chalicelib.completion import billable
+from chalicelib.errors import (NotFoundError, QueueUnavailableError, RequestTooLargeError,
+                               UpstreamThrottledError)
+from chalicelib.jobs import FAILED, SUCCEEDED, Job, request_to_json, reservation_to_json
+from chalicelib.limits import Reservation, reservation_size
 
 if TYPE_CHECKING:
     from chalicelib.runtime import Runtime
@@ -19,28 +23,102 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def status_url(job_id: str) -> str:
-    # Relative to the API's base URL (which, once deployed, ends in the stage: /api).
-    return f"/chat/jobs/{job_id}"
+def base_url(headers: Mapping[str, str], context: Mapping[str, Any], path: str | None) -> str:
+    """The API's public base URL, as the client reached it, from the request.
+
+    Deployed, ``requestContext.path`` is the path the client sent, stage
+    included (``/prod/chat/jobs``), and the event's ``path`` is the same
+    without it; the difference is the stage (or a custom domain's base path).
+    Locally both are the same and the prefix is empty. Without a Host header
+    (the test client) the URL stays relative."""
+    host = headers.get("host") or context.get("domainName")
+    full = str(context.get("path") or path or "")
+    prefix = full[:-len(path)] if path and full.endswith(path) else ""
+    if not host:
+        return prefix
+    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
+    return f"{scheme}://{host}{prefix}"
+
+
+def status_url(base: str, job_id: str) -> str:
+    return f"{base}/chat/jobs/{job_id}"
+
+
+def _fits(request: ChatRequest, limit: int) -> bool:
+    return len(request_to_json(request).encode("utf-8")) <= limit
+
+
+def check_size(request: ChatRequest, limit: int) -> None:
+    """A job's record holds its request and later its answer, in one DynamoDB
+    item of at most 400 KB: a request that could not fit is refused now (413),
+    instead of failing every retry or overflowing when the answer arrives."""
+    size = len(request_to_json(request).encode("utf-8"))
+    if size > limit:
+        raise RequestTooLargeError(
+            f"This request is {size} bytes as a job; jobs take at most {limit} "
+            "(send it to /chat instead, or shorten the prompt).", param="messages")
 
 
 def submit(runtime: Runtime, caller: Caller, request: ChatRequest) -> Job:
     """Reserve the caller's limits, store the job, queue it. The reservation
     travels with the job and is settled (or released) by the worker."""
-    reservation = runtime.limiter.admit(caller, reservation_size(request))
+    check_size(request, runtime.settings.jobs_max_request_bytes)
+    return enqueue(runtime, caller, request,
+                   runtime.limiter.admit(caller, reservation_size(request)))
+
+
+def enqueue(runtime: Runtime, caller: Caller, request: ChatRequest,
+            reservation: Reservation) -> Job:
+    """Store and queue a job that already holds ``reservation``; release it if
+    the job cannot be accepted, whatever else fails on the way."""
     try:
         job = runtime.jobs.create(caller.tenant, request, reservation)
     except (ClientError, BotoCoreError) as exc:
         runtime.limiter.release(reservation)
         raise QueueUnavailableError("The job could not be stored; retry shortly.") from exc
     try:
-        runtime.queue.send(job.job_id)
+        runtime.queue.send(job.job_id, reservation=reservation_to_json(reservation))
     except (ClientError, BotoCoreError) as exc:
         log.error("job %s not queued: %s", job.job_id, exc)
-        runtime.jobs.abandon(job, QueueUnavailableError("The job could not be queued.").envelope())
-        runtime.limiter.release(reservation)
+        try:
+            runtime.jobs.abandon(job, QueueUnavailableError("The job could not be queued.").envelope())
+        except (ClientError, BotoCoreError) as abandon_exc:
+            # The record stays queued until its TTL; nothing will run it.
+            log.error("job %s not marked failed: %s", job.job_id, abandon_exc)
+        finally:
+            runtime.limiter.release(reservation)
         raise QueueUnavailableError("The job could not be queued; retry shortly.") from exc
     return job
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What ``answer_or_defer`` did: answered now, or queued as ``job``."""
+
+    completion: Completion | None
+    reservation: Reservation
+    job: Job | None = None
+
+
+def answer_or_defer(runtime: Runtime, caller: Caller, request: ChatRequest,
+                    defer: bool) -> Answered:
+    """``/chat``: answer now; if Bedrock is overloaded and the client sent
+    ``Prefer: respond-async``, queue the request as a job that keeps this
+    request's reservation, so that it counts once against the key's limits."""
+    reservation = runtime.limiter.admit(caller, reservation_size(request))
+    try:
+        completion = runtime.service.complete(request, caller.tenant)
+    except UpstreamThrottledError:
+        if defer and _fits(request, runtime.settings.jobs_max_request_bytes):
+            # enqueue releases the reservation itself if the job is refused.
+            return Answered(None, reservation, enqueue(runtime, caller, request, reservation))
+        runtime.limiter.release(reservation)
+        raise
+    except BaseException:
+        runtime.limiter.release(reservation)
+        raise
+    runtime.limiter.settle(reservation, *billable(completion))
+    return Answered(completion, reservation)
 
 
 def find(runtime: Runtime, caller: Caller, job_id: str) -> Job:
@@ -51,10 +129,10 @@ def find(runtime: Runtime, caller: Caller, job_id: str) -> Job:
     return job
 
 
-def render_job(job: Job) -> dict[str, Any]:
+def render_job(job: Job, base: str = "") -> dict[str, Any]:
     body: dict[str, Any] = {"job_id": job.job_id, "status": job.status,
-                            "status_url": status_url(job.job_id), "created_at": job.created_at,
-                            "attempts": job.attempts}
+                            "status_url": status_url(base, job.job_id),
+                            "created_at": job.created_at, "attempts": job.attempts}
     if job.status == SUCCEEDED:
         body["result"] = job.result
     elif job.status == FAILED:

@@ -22,8 +22,11 @@ class JobQueue:
                 self._url = str(self._client.get_queue_url(QueueName=self._name)["QueueUrl"])
             return self._url
 
-    def send(self, job_id: str) -> None:
-        self._client.send_message(QueueUrl=self.url, MessageBody=json.dumps({"job_id": job_id}))
+    def send(self, job_id: str, **fields: str) -> None:
+        """``fields`` travel with the job id (the reservation, so that a worker
+        can release it even when the job's record has expired)."""
+        self._client.send_message(QueueUrl=self.url,
+                                  MessageBody=json.dumps({"job_id": job_id, **fields}))
 
     def delay(self, receipt_handle: str, seconds: int) -> None:
         """The message comes back after ``seconds`` (SQS caps it at 12 h)."""

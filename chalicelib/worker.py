@@ -8,6 +8,13 @@ with exponential backoff; on the queue's last allowed receive the job is
 marked failed and the message is left to SQS, which moves it to the
 dead-letter queue. Permanent failures (Bedrock refusing the request) fail the
 job at once.
+
+DynamoDB failures get the same backoff as Bedrock's (never the queue's long
+visibility timeout). A duplicate delivery of a job that another live worker
+runs comes back when that worker's lease ends, and never goes to the
+dead-letter queue. A message whose job record has expired releases the
+reservation it carries. An answer too large for the job's item fails the job
+(``result_too_large``) with its tokens charged, instead of running again.
 """
 from __future__ import annotations
 
@@ -18,11 +25,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from chalicelib import callstats
 from chalicelib.callstats import Outcome
 from chalicelib.completion import billable
-from chalicelib.errors import ApiError, InvalidRequestError
-from chalicelib.jobs import FINISHED, Job
+from chalicelib.chat import Completion
+from chalicelib.errors import ApiError, InvalidRequestError, ResultTooLargeError
+from chalicelib.jobs import FINISHED, Job, reservation_from_json
 from chalicelib.native_api import render_chat
 
 if TYPE_CHECKING:
@@ -54,6 +64,21 @@ def job_id_of(body: str) -> str | None:
     return job_id if isinstance(job_id, str) else None
 
 
+def reservation_of(body: str) -> str | None:
+    """The reservation the message carries (messages queued before it did
+    carry none)."""
+    try:
+        reservation = json.loads(body).get("reservation")
+    except (ValueError, AttributeError):
+        return None
+    return reservation if isinstance(reservation, str) else None
+
+
+def _too_large(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "ValidationException" and "size" in str(error.get("Message", ""))
+
+
 @dataclass
 class JobRun:
     """What one delivery did, filled in as it goes, for its log line."""
@@ -73,18 +98,40 @@ def run_job(body: str, receive_count: int, runtime: Runtime, run: JobRun | None 
         # A poison message: no job to mark. Let SQS move it to the DLQ.
         raise RetryLater("malformed message", 0)
     run.job_id = job_id
+    try:
+        _run(job_id, body, receive_count, runtime, run)
+    except (ClientError, BotoCoreError) as exc:  # DynamoDB: the job's backoff
+        log.error("job %s: jobs or usage table unavailable: %s", job_id, exc)
+        run.error_code = "store_unavailable"
+        raise RetryLater("store_unavailable",
+                         backoff_s(settings.jobs_retry_base_s, receive_count)) from None
+
+
+def _run(job_id: str, body: str, receive_count: int, runtime: Runtime, run: JobRun) -> None:
+    settings = runtime.settings
     job = runtime.jobs.get(job_id)
     if job is None:
         run.status = "expired"
+        # The record (and the reservation in it) is gone; the message's copy
+        # is given back, so no reservation outlives its job.
+        reservation = reservation_from_json(reservation_of(body))
+        if reservation is not None:
+            runtime.limiter.release(reservation)
         return
     run.tenant = job.tenant
+    callstats.current().model = job.request.model
     if job.status in FINISHED:  # done already: a duplicate delivery
         run.status, run.error_code = job.status, (job.error or {}).get("error", {}).get("code")
         return
     claimed = runtime.jobs.claim(job_id, settings.jobs_lease_s)
     if claimed is None:
-        delay = backoff_s(settings.jobs_retry_base_s, receive_count)
-        raise RetryLater("leased by another worker", delay)
+        # Another live worker runs it (SQS delivered the message twice).
+        if receive_count >= settings.jobs_max_receives:
+            run.status = "duplicate"  # its own worker finishes it: not for the DLQ
+            return
+        now = int(runtime.clock())
+        lease_until = job.lease_until if job.lease_until is not None else now + settings.jobs_lease_s
+        raise RetryLater("leased by another worker", max(1, lease_until - now + 1))
     try:
         completion = runtime.job_service.complete(claimed.request, claimed.tenant)
     except InvalidRequestError as error:
@@ -100,9 +147,24 @@ def run_job(body: str, receive_count: int, runtime: Runtime, run: JobRun | None 
         run.error_code = error.code
         _transient(runtime, claimed, error, receive_count)
     else:
-        run.status = "succeeded"
-        if runtime.jobs.succeed(claimed, render_chat(completion, job_id)) and claimed.reservation:
-            runtime.limiter.settle(claimed.reservation, *billable(completion))
+        _succeed(runtime, claimed, completion, run)
+
+
+def _succeed(runtime: Runtime, job: Job, completion: Completion, run: JobRun) -> None:
+    """Store the answer and charge it once. Bedrock generated the tokens, so
+    they are charged even when the answer is too large for the job's item."""
+    run.status = "succeeded"
+    try:
+        won = runtime.jobs.succeed(job, render_chat(completion, job.job_id))
+    except ClientError as exc:
+        if not _too_large(exc):
+            raise
+        error = ResultTooLargeError("The answer is too large to store as a job's result; "
+                                    "send this request to /chat instead.")
+        won = runtime.jobs.fail(job, error.envelope())
+        run.status, run.error_code = "failed", error.code
+    if won and job.reservation:
+        runtime.limiter.settle(job.reservation, *billable(completion))
 
 
 def _finish_failed(runtime: Runtime, job: Job, envelope: dict) -> None:
