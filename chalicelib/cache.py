@@ -5,17 +5,21 @@ parameter that shapes the answer. The tenant is part of it so that entries never
 cross tenants: otherwise ``x-cache: hit`` (and a zero cost) would tell one
 tenant that another asked the very same question within the TTL.
 
-Concurrent identical misses make one Bedrock call where practical: the
-first claims the entry with a conditional write (a short "pending" lease);
-the others poll for its answer and, should it not come within ``wait_s``, call
-Bedrock themselves. The cache never fails a request: if DynamoDB cannot be
-reached, the answer is computed uncached.
+Concurrent identical misses make one Bedrock call: the first claims the
+entry with a conditional write, a "pending" lease that covers the leader's
+whole deadline (``lease_s``: every attempt of its Bedrock call); the others
+poll for its answer until it comes, the leader lets go (it failed), its lease
+runs out (it died), or their own wait budget (``wait_s``, their own deadline)
+is spent, and only then call Bedrock themselves. So a slow call (15 s) is
+still made once, and no follower waits past its deadline. The cache never
+fails a request: if DynamoDB cannot be reached, the answer is computed uncached.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,12 +58,12 @@ def _from_json(text: str) -> Completion:
 
 class ResponseCache:
     def __init__(self, client: Any, table: str, clock: Callable[[], float], ttl_s: int,
-                 wait_s: float = 10.0, poll_s: float = 0.05) -> None:
+                 lease_s: float = 30.0, poll_s: float = 0.05) -> None:
         self._client = client
         self._table = table
         self._clock = clock
         self._ttl_s = ttl_s
-        self._wait_s = wait_s
+        self._lease_s = lease_s  # default leader deadline, when a caller names none
         self._poll_s = poll_s
 
     def _get(self, key: str) -> dict[str, Any] | None:
@@ -71,12 +75,12 @@ class ResponseCache:
         # DynamoDB's TTL deletes late: an expired entry is a miss.
         return data if data.get("expires_at", 0) > self._clock() else None
 
-    def _claim(self, key: str) -> bool:
+    def _claim(self, key: str, lease_s: float) -> bool:
         now = int(self._clock())
         try:
             self._client.put_item(
                 TableName=self._table, Item=encode_item({
-                    "pk": key, "state": PENDING, "lease_until": now + int(self._wait_s) + 1,
+                    "pk": key, "state": PENDING, "lease_until": now + math.ceil(lease_s) + 1,
                     "expires_at": now + self._ttl_s}),
                 ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR "
                                     "(#st = :pending AND lease_until < :now)",
@@ -101,15 +105,21 @@ class ResponseCache:
                                  ExpressionAttributeValues={":pending": encode(PENDING)})
 
     def get_or_compute(self, request: ChatRequest, tenant: str,
-                       compute: Callable[[], Completion]) -> Completion:
+                       compute: Callable[[], Completion], *, lease_s: float | None = None,
+                       wait_s: float | None = None) -> Completion:
         """A cached answer (``cached=True``) or a computed one, stored, in
-        ``tenant``'s own part of the cache."""
+        ``tenant``'s own part of the cache. ``lease_s``: how long ``compute``
+        may take at worst (this caller's deadline, should it lead);
+        ``wait_s``: how long this caller may wait for another's answer (its
+        own time left), by default as long as it would lead."""
+        lease_s = self._lease_s if lease_s is None else lease_s
+        budget = lease_s if wait_s is None else wait_s
         key = cache_key(request, tenant)
         try:
             entry = self._get(key)
             if entry is not None and entry["state"] == DONE:
                 return _from_json(entry["completion"])
-            won = self._claim(key)
+            won = self._claim(key, lease_s)
         except (ClientError, BotoCoreError) as exc:
             log.warning("cache unavailable, answering uncached: %s", exc)
             return compute()
@@ -121,18 +131,26 @@ class ResponseCache:
                 raise
             self._quietly(self._store, key, completion)
             return completion
-        deadline = time.monotonic() + self._wait_s
-        while time.monotonic() < deadline:
-            time.sleep(self._poll_s)
+        return self._follow(key, budget) or compute()
+
+    def _follow(self, key: str, budget_s: float) -> Completion | None:
+        """The leader's answer, or None when this caller must compute its own."""
+        deadline = time.monotonic() + max(0.0, budget_s)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None  # our own deadline: never wait past it
+            time.sleep(min(self._poll_s, left))
             try:
                 entry = self._get(key)
             except (ClientError, BotoCoreError):
-                break
+                return None
             if entry is None:
-                break  # the other caller failed and let go: compute ourselves
+                return None  # the leader failed and let go
             if entry["state"] == DONE:
                 return _from_json(entry["completion"])
-        return compute()
+            if entry.get("lease_until", 0) < self._clock():
+                return None  # the leader died: its lease covered its whole deadline
 
     def _quietly(self, action: Callable[..., None], *args: Any) -> None:
         try:

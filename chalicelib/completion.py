@@ -35,22 +35,27 @@ def find_stop(text: str, stops: tuple[str, ...]) -> int:
 
 class ChatService:
     def __init__(self, gateway: BedrockGateway, cache: ResponseCache | None = None,
-                 prices: Prices = DEFAULT_PRICES) -> None:
+                 prices: Prices = DEFAULT_PRICES, call_deadline_s: float = 30.0) -> None:
         self._gateway = gateway
         self._cache = cache
         self._prices = prices
+        self._call_deadline_s = call_deadline_s
 
-    def complete(self, request: ChatRequest, tenant: str) -> Completion:
+    def complete(self, request: ChatRequest, tenant: str,
+                 wait_s: float | None = None) -> Completion:
         """The answer, from ``tenant``'s cache when the request is
         deterministic, with its cost. Streams are never cached: they exist to
-        show text as it comes."""
+        show text as it comes. ``wait_s``: the most this caller may wait for
+        an identical request's answer (its own time left; by default as long
+        as one call of its own may take)."""
         # Named before the call, so that a failed request's metrics (throttles,
         # latency, errors) count under the model it asked for.
         callstats.current().model = request.model
         use_cache = self._cache is not None and cacheable(request)
         if use_cache:
             completion = self._cache.get_or_compute(request, tenant,
-                                                    lambda: self._invoke(request))
+                                                    lambda: self._invoke(request),
+                                                    lease_s=self._call_deadline_s, wait_s=wait_s)
         else:
             completion = self._invoke(request)
         return self._priced(request, completion, "hit" if completion.cached else

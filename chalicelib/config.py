@@ -101,6 +101,16 @@ class Settings:
         default_factory=lambda: dict(DEFAULT_PRICES))
 
 
+def call_deadline_s(settings: Settings, read_timeout_s: float | None = None) -> float:
+    """The longest one Bedrock call may take with its retries (a read timeout
+    is not retried): every attempt's connect timeout, standard mode's backoff
+    (at most 1 s, then 2 s) and one full read. The cache's single-flight lease
+    covers this, so identical requests wait for one slow call."""
+    read = settings.bedrock_read_timeout_s if read_timeout_s is None else read_timeout_s
+    backoff = sum(min(2 ** i, 20) for i in range(settings.bedrock_max_attempts - 1))
+    return settings.bedrock_max_attempts * settings.bedrock_connect_timeout_s + backoff + read
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":

@@ -17,7 +17,7 @@ from chalicelib.aws import make_sqs_client
 from chalicelib.bedrock import BedrockGateway, make_client
 from chalicelib.cache import ResponseCache
 from chalicelib.completion import ChatService
-from chalicelib.config import Settings, load_settings
+from chalicelib.config import Settings, call_deadline_s, load_settings
 from chalicelib.dynamo import make_dynamodb_client
 from chalicelib.jobs import JobStore
 from chalicelib.keys import KeyStore
@@ -73,7 +73,7 @@ class Runtime:
         return self._once("service", lambda: ChatService(BedrockGateway(
             self._bedrock_client or make_client(self.settings),
             retry_after=self.settings.throttle_retry_after_s), self.cache,
-            self.settings.model_prices))
+            self.settings.model_prices, call_deadline_s(self.settings)))
 
     @property
     def job_service(self) -> ChatService:
@@ -82,7 +82,8 @@ class Runtime:
             client = self._bedrock_client or make_client(
                 self.settings, read_timeout_s=self.settings.jobs_read_timeout_s)
             return ChatService(BedrockGateway(client, retry_after=self.settings.throttle_retry_after_s),
-                               self.cache, self.settings.model_prices)
+                               self.cache, self.settings.model_prices,
+                               call_deadline_s(self.settings, self.settings.jobs_read_timeout_s))
         return self._once("job_service", build)
 
     @property

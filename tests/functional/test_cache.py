@@ -104,7 +104,7 @@ def request(prompt: str) -> ChatRequest:
 
 
 def test_concurrent_identical_misses_make_one_call(dynamodb: Any) -> None:
-    cache = ResponseCache(dynamodb, CACHE, time.time, ttl_s=60, wait_s=5, poll_s=0.02)
+    cache = ResponseCache(dynamodb, CACHE, time.time, ttl_s=60, lease_s=5, poll_s=0.02)
     calls: list[int] = []
     answers: list[Completion] = []
     lock = threading.Lock()
@@ -131,7 +131,7 @@ def test_concurrent_identical_misses_make_one_call(dynamodb: Any) -> None:
 
 
 def test_a_failed_computation_lets_the_next_caller_try(dynamodb: Any) -> None:
-    cache = ResponseCache(dynamodb, CACHE, time.time, ttl_s=60, wait_s=5)
+    cache = ResponseCache(dynamodb, CACHE, time.time, ttl_s=60, lease_s=5)
     req = request(unique("fails"))
 
     def boom() -> Completion:

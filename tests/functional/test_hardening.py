@@ -271,3 +271,72 @@ def test_a_failing_abandon_still_releases(make_api: ApiFactory, key_store: KeySt
         response = api.http.post("/chat/jobs", headers=JSON, body=body)
         assert response.status_code == 503, response.body
         assert json.loads(response.body)["error"]["code"] == "queue_unavailable"
+
+
+# 5. Single flight covers the leader's whole deadline; followers keep theirs.
+
+def flight_request(prompt: str) -> Any:
+    from chalicelib.chat import ChatRequest, Message
+    return ChatRequest(messages=(Message("user", f"{prompt} {time.monotonic_ns()}"),), model=MODEL,
+                       max_tokens=20, temperature=0.0, top_p=0.9)
+
+
+def test_identical_requests_make_one_slow_call(make_api: ApiFactory,
+                                               emulator: EmulatorControl) -> None:
+    import threading
+    api = make_api()
+    emulator.configure(latency_ms=11_000)  # longer than the old 10 s follower wait
+    req = flight_request("slow")
+    answers: list[Any] = []
+
+    def ask() -> None:
+        answers.append(api.runtime.service.complete(req, "tests"))
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)  # the first one leads
+    for t in threads:
+        t.join(60)
+    assert len(emulator.requests()) == 1
+    assert len({a.text for a in answers}) == 1 and sum(not a.cached for a in answers) == 1
+
+
+def test_the_lease_covers_the_leaders_deadline(dynamodb: Any) -> None:
+    from chalicelib.cache import ResponseCache, cache_key
+    from chalicelib.chat import Completion, Usage
+    from chalicelib.config import Settings, call_deadline_s
+    assert call_deadline_s(Settings()) == 24  # 3 x 1 s connect + 1 + 2 s backoff + 18 s read
+    cache = ResponseCache(dynamodb, "llm-endpoint-dev-cache", time.time, ttl_s=60)
+    req = flight_request("lease")
+    seen: list[int] = []
+
+    def compute() -> Completion:
+        item = dynamodb.get_item(TableName="llm-endpoint-dev-cache",
+                                 Key={"pk": {"S": cache_key(req, "t1")}})["Item"]
+        seen.append(int(item["lease_until"]["N"]) - int(time.time()))
+        return Completion(MODEL, "x", "stop", Usage(1, 1))
+    cache.get_or_compute(req, "t1", compute, lease_s=126)
+    assert 126 <= seen[0] <= 128
+
+
+def test_a_follower_never_waits_past_its_own_deadline(dynamodb: Any) -> None:
+    import threading
+    from chalicelib.cache import ResponseCache
+    from chalicelib.chat import Completion, Usage
+    cache = ResponseCache(dynamodb, "llm-endpoint-dev-cache", time.time, ttl_s=60, poll_s=0.02)
+    req = flight_request("deadline")
+    release = threading.Event()
+
+    def slow() -> Completion:
+        release.wait(10)
+        return Completion(MODEL, "leader", "stop", Usage(1, 1))
+    leader = threading.Thread(target=lambda: cache.get_or_compute(req, "t1", slow, lease_s=30))
+    leader.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    answer = cache.get_or_compute(req, "t1", lambda: Completion(MODEL, "own", "stop", Usage(1, 1)),
+                                  lease_s=30, wait_s=0.5)
+    waited = time.monotonic() - started
+    release.set()
+    leader.join(10)
+    assert answer.text == "own" and 0.45 <= waited < 1.5
