@@ -48,7 +48,7 @@ check-templates: $(STAMP) $(CHECKOV_STAMP)
 		echo "packaged $$stage -> build/$$stage/sam.json"; \
 	done
 	$(VENV)/bin/cfn-lint infra/*.yaml $(foreach s,$(STAGES),build/$(s)/sam.json)
-	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml -f infra/resources.yaml -f infra/bootstrap.yaml $(foreach s,$(STAGES),-f build/$(s)/sam.json)
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml $(foreach f,$(wildcard infra/*.yaml),-f $(f)) $(foreach s,$(STAGES),-f build/$(s)/sam.json)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(VENV)/bin/zizmor --offline .github/workflows/
 

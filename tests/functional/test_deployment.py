@@ -200,3 +200,15 @@ def test_workflows_pin_actions_and_use_oidc() -> None:
     assert "s3 sync" in steps and "/health" in steps
     ci = yaml.safe_load((PROJECT_DIR / ".github/workflows/ci.yml").read_text())
     assert ci["jobs"]["deploy"]["needs"] == "test"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_api_function_has_a_reserved_concurrency(packaged: dict[str, Path], stage: str) -> None:
+    """A burst on /chat cannot take the account's whole Lambda pool from the
+    authorizer and the worker: the API function has a ceiling of its own."""
+    resources = template(packaged, stage)["Resources"]
+    ceiling = CONFIG["stages"][stage]["lambda_functions"]["api_handler"]["reserved_concurrency"]
+    assert resources["APIHandler"]["Properties"]["ReservedConcurrentExecutions"] == ceiling
+    # AWS keeps 100 of the default 1,000 unreserved; the worker's own cap fits beside it.
+    jobs = int(stage_env(CONFIG, stage)["JOBS_MAX_CONCURRENCY"])
+    assert 0 < ceiling and ceiling + jobs <= 900
