@@ -184,10 +184,13 @@ def request_id_and_envelope(event: Request, get_response: Callable[[Request], Re
 def api_key_auth(auth_request: AuthRequest) -> AuthResponse:
     """``Authorization: Bearer <key>`` -> the caller's tenant and limits.
 
-    A rejection is ``AuthResponse(routes=[])``, a 403 under API Gateway,
-    chalice local and the test client alike; raising would give 401 on API
-    Gateway but a dropped connection locally (SPEC.md). A missing header is
-    answered 401 by the gateway before this runs.
+    A rejection is ``AuthResponse(routes=[])``: API Gateway's ACCESS_DENIED,
+    which the gateway responses (infra/gateway-responses.yaml) answer 401
+    ``invalid_api_key``. When the keys table cannot be read, authenticate
+    raises: API Gateway then answers AUTHORIZER_CONFIGURATION_ERROR (mapped to
+    503 with Retry-After) and, unlike a deny, caches nothing. A missing header
+    is UNAUTHORIZED (401) before this runs. The local stack and the tests
+    answer the same from the same file (devstack/gateway.py).
     """
     runtime = get_runtime()
     caller = authenticate(auth_request.token, runtime.keys, runtime.clock(),

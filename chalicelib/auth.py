@@ -1,8 +1,11 @@
 """Who is calling: ``Authorization: Bearer <key>`` -> Caller, or None.
 
 Every rejection looks the same from outside (malformed, unknown, revoked and
-expired keys all get None, which the authorizer turns into a 403), so a
-caller learns nothing about which keys exist.
+expired keys all get None, which the authorizer turns into a deny: 401
+``invalid_api_key`` through the gateway responses), so a caller learns nothing
+about which keys exist. A lookup that fails is no answer at all: it raises
+AuthUnavailableError, still failing closed, but retryable and never cached
+as a deny.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.errors import AuthUnavailableError
 from chalicelib.keys import LIMIT_NAMES, KeyStore, Limits, well_formed
 
 log = logging.getLogger(__name__)
@@ -39,9 +43,9 @@ def authenticate(header: str | None, store: KeyStore, now: float, defaults: Limi
         return None
     try:
         record = store.lookup(token)
-    except Exception:  # fail closed: an outage must not open the endpoint
+    except Exception as exc:  # fail closed: an outage must not open the endpoint
         log.exception("key lookup failed")
-        return None
+        raise AuthUnavailableError("API keys cannot be checked right now; retry shortly.") from exc
     if record is None or not record.usable_at(now):
         return None
     return Caller(tenant=record.tenant, key_id=record.key_id,

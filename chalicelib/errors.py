@@ -162,6 +162,16 @@ class LimiterUnavailableError(ApiError):
     type = "server_error"
 
 
+class AuthUnavailableError(ApiError):
+    """The keys table cannot be read: the key is neither accepted nor refused.
+
+    The authorizer raises it, so that API Gateway caches no deny and answers
+    with the retryable gateway response (503 ``auth_unavailable``)."""
+
+    code = "auth_unavailable"
+    type = "server_error"
+
+
 class QueueUnavailableError(ApiError):
     """The jobs queue cannot be reached; the job was not accepted."""
 

@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,24 @@ from chalice.deploy.validate import validate_routes
 from chalice.local import (ChaliceRequestHandler, CustomLocalChalice, LocalChalice, LocalDevServer,
                            ThreadedHTTPServer)
 
+from devstack.gateway import EmulatedGateway
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class AnyMethodHandler(ChaliceRequestHandler):
     """Every HTTP method reaches Chalice's routing, which refuses an unknown
     one with a 405 in the app's error envelope; the standard library would
-    answer TRACE or any other method it does not know with a 501 HTML page."""
+    answer TRACE or any other method it does not know with a 501 HTML page.
+    API Gateway's own answers (missing or refused key, a failing authorizer,
+    unknown path) are the stage's gateway responses (devstack/gateway.py)."""
+
+    def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any,
+                 config: Any) -> None:
+        # What ChaliceRequestHandler.__init__ does, with the emulated gateway
+        # (the base class serves the request inside __init__).
+        self.local_gateway = EmulatedGateway(app_object, config)
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("do_"):

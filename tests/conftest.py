@@ -23,6 +23,7 @@ from chalicelib.runtime import Runtime
 from devstack.aws_emulator import make_aws_server
 from devstack.bedrock_emulator import make_server
 from devstack.bootstrap import create_queues, create_tables
+from devstack.gateway import EmulatedGateway
 from tests.openapi_check import ValidatingHTTP
 from tests.support import EmulatorControl, free_port, http
 
@@ -176,6 +177,9 @@ def make_api(emulator: EmulatorControl, api_key: str, _shared_bedrock: Any,
         app_module.set_runtime(runtime)
         client = Client(app_module.app, stage_name="dev")
         client.__enter__()
+        # API Gateway's own answers (gateway responses), as deployed and as
+        # make run gives them, instead of chalice local's defaults.
+        client.http._local_gateway = EmulatedGateway(app_module.app, client._chalice_config)
         clients.append(client)
         return Api(client, key, runtime)
 

@@ -33,8 +33,12 @@ def test_no_route_but_health_answers_without_a_valid_key(stack: LocalStack) -> N
     for method, path, body in [("POST", "/chat", {"prompt": "x"}), ("GET", "/v1/models", None),
                                ("POST", "/v1/chat/completions", {"model": "m", "messages": []})]:
         assert http(method, stack.url + path, body, JSON)[0] == 401
-        assert http(method, stack.url + path, body,
-                    {**JSON, "Authorization": "Bearer llm_" + "q" * 43})[0] == 403
+        status, headers, answer = http(method, stack.url + path, body,
+                                       {**JSON, "Authorization": "Bearer llm_" + "q" * 43})
+        assert status == 401 and json.loads(answer)["error"]["code"] == "invalid_api_key"
+        assert headers["x-request-id"]
+    status, _, answer = http("GET", stack.url + "/no/such/path", None, JSON)
+    assert status == 404 and json.loads(answer)["error"]["code"] == "not_found"
 
 
 def test_requests_per_minute(stack: LocalStack, emulator: EmulatorControl) -> None:
@@ -66,6 +70,6 @@ def test_revoking_locks_the_key_out(stack: LocalStack) -> None:
     secret, key_id = new_key(stack)
     assert chat(stack, secret)[0] == 200
     stack.keys_command("revoke", key_id)
-    assert chat(stack, secret)[0] == 403
+    assert chat(stack, secret)[0] == 401
     listing = stack.keys_command("list")
     assert f"{key_id}  tenant=e2e  revoked" in listing and secret not in listing

@@ -100,8 +100,8 @@ def test_sdk_retries_ride_out_a_burst_of_throttles(stack: LocalStack,
 
 
 @pytest.mark.parametrize("key,error,status", [
-    ("llm_" + "Z" * 43, openai.PermissionDeniedError, 403),
-    ("short", openai.PermissionDeniedError, 403),
+    ("llm_" + "Z" * 43, openai.AuthenticationError, 401),
+    ("short", openai.AuthenticationError, 401),
 ])
 def test_bad_keys_raise_the_sdk_classes(stack: LocalStack, key: str,
                                         error: type[openai.APIStatusError], status: int) -> None:
@@ -109,6 +109,7 @@ def test_bad_keys_raise_the_sdk_classes(stack: LocalStack, key: str,
     with pytest.raises(error) as caught:
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
     assert caught.value.status_code == status
+    assert caught.value.code == "invalid_api_key"  # OpenAI's own code for a bad key
 
 
 def test_no_key_raises_authentication_error(stack: LocalStack) -> None:
