@@ -53,8 +53,9 @@ def reservation_from_json(text: str | None) -> Reservation | None:
     if not text:
         return None
     data = json.loads(text)
-    return Reservation(key_id=data["key_id"], minute_pk=data["minute_pk"], day_pk=data["day_pk"],
-                       tokens=data["tokens"], held_on=tuple(data["held_on"]), status=())
+    return Reservation(key_id=data["key_id"], day_pk=data["day_pk"], minute=data["minute"],
+                       tokens=data["tokens"], held=data["held"], status=(),
+                       stale=tuple(data.get("stale", ())))
 
 
 def reservation_to_json(reservation: Reservation | None) -> str:

@@ -1,12 +1,16 @@
-"""Per-key limits that hold under concurrent Lambdas: DynamoDB conditional updates.
+"""Per-key limits that hold under concurrent Lambdas: one conditional DynamoDB update.
 
+Each key has one usage item per UTC day. It holds the day's token budget
+(``tokens``, ``requests``, ``cost_usd``) and, beside it, the current minute's
+counters under names that carry the minute (``r<minute>``, ``t<minute>``).
 Before Bedrock is called, the request's worst case (prompt estimate plus
-max_tokens) is reserved with conditional ``ADD`` updates: one item per key and
-minute (requests and tokens) and one per key and UTC day (the token budget).
-DynamoDB applies each conditional update atomically, so concurrent requests
-can never reserve past a limit. After the call the reservation is settled to
-the tokens Bedrock reported; a failure releases it. If the day's update is
-refused after the minute's succeeded, the minute's is taken back.
+max_tokens) is reserved on the minute and the day together with one
+conditional ``ADD``: DynamoDB applies it atomically, so concurrent requests
+can never reserve past a limit, and a refusal leaves nothing to take back.
+After the call one more update settles the reservation to the tokens Bedrock
+reported (and drops the counters of minutes long gone); a failure releases it
+with one update instead. So a limited key costs two round trips a request,
+and a key without limits one (its usage is counted when it settles).
 
 A reservation over-estimates on purpose (three UTF-8 bytes a token, where
 Llama averages about four characters), so settling only ever gives tokens
@@ -35,26 +39,31 @@ T = TypeVar("T")
 
 MINUTE = 60
 DAY = 86_400
-# Window items outlive their window a little (minute) or a week (day, for
-# accounting), then DynamoDB's TTL deletes them.
-MINUTE_ITEM_TTL = DAY
+# Day items are kept a week after their day (accounting), then DynamoDB's
+# TTL deletes them.
 DAY_ITEM_TTL = 8 * DAY
 
 
 @dataclass(frozen=True)
 class Reservation:
     key_id: str
-    minute_pk: str
     day_pk: str
+    minute: int  # the epoch minute whose counters hold this request
     tokens: int
-    held_on: tuple[str, ...]  # items that hold the reserved tokens
+    held: bool  # tokens were reserved (a limited key) and must be settled or released
     status: tuple[LimitStatus, ...]
+    stale: tuple[str, ...] = ()  # counters of past minutes, dropped when settling
 
 
 def reservation_size(request: ChatRequest) -> int:
     """The worst case: a generous prompt estimate plus every token asked for."""
     prompt_bytes = len(format_prompt(request.messages).encode("utf-8"))
     return math.ceil(prompt_bytes / 3) + request.max_tokens
+
+
+def minute_names(minute: int) -> tuple[str, str]:
+    """The attributes of one minute's request and token counters."""
+    return f"r{minute}", f"t{minute}"
 
 
 def _n(value: int) -> dict[str, str]:
@@ -65,42 +74,31 @@ def _count(item: dict[str, Any] | None, name: str) -> int:
     return int(item[name]["N"]) if item and name in item else 0
 
 
+def _stale(item: dict[str, Any], minute: int) -> tuple[str, ...]:
+    """Counters of minutes before the last one (a request still in flight in
+    the last minute may yet settle there)."""
+    old = []
+    for name in item:
+        if name[:1] in ("r", "t") and name[1:].isdigit() and int(name[1:]) < minute - 1:
+            old.append(name)
+    return tuple(sorted(old))
+
+
 class Limiter:
     def __init__(self, client: Any, table: str, clock: Callable[[], float]) -> None:
         self._client = client
         self._table = table
         self._clock = clock
 
-    def _add(self, pk: str, requests: int, tokens: int, ttl: int, *,
-             condition: str | None = None, values: dict[str, Any] | None = None,
-             cost: Decimal | None = None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        adds = "ADD requests :r, tokens :t"
-        if cost:
-            adds += ", cost_usd :c"
-            values = {**(values or {}), ":c": {"N": str(cost)}}
-        if condition:
-            kwargs = {"ConditionExpression": condition,
-                      "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
-        response = self._client.update_item(
-            TableName=self._table, Key={"pk": {"S": pk}},
-            UpdateExpression=f"{adds} SET expires_at = if_not_exists(expires_at, :e)",
-            ExpressionAttributeValues={":r": _n(requests), ":t": _n(tokens), ":e": _n(ttl),
-                                       **(values or {})},
-            ReturnValues="UPDATED_NEW", **kwargs)
-        return dict(response.get("Attributes", {}))
-
     def admit(self, caller: Caller, tokens: int) -> Reservation:
         """Reserve ``tokens`` for one request, or raise the limit that trips."""
         now = self._clock()
         minute, day = int(now // MINUTE), int(now // DAY)
-        minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
-        day_reset = max(1, math.ceil((day + 1) * DAY - now))
         key = caller.key_id
-        reservation = Reservation(key, f"{key}#m#{minute}", f"{key}#d#{day}", tokens, (), ())
+        day_pk = f"{key}#d#{day}"
         limits = caller.limits
         if limits.unlimited:
-            return reservation
+            return Reservation(key, day_pk, minute, tokens, False, ())
         for name, limit in (("tokens_per_minute", limits.tokens_per_minute),
                             ("tokens_per_day", limits.tokens_per_day)):
             if limit is not None and tokens > limit:
@@ -109,94 +107,110 @@ class Limiter:
                     f"more than this key's {name.replace('_', ' ')} limit of {limit}: "
                     "lower max_tokens or shorten the prompt.", param="max_tokens")
         rpm, tpm, tpd = limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day
-        status: list[LimitStatus] = []
-        held: list[str] = []
-        minute_reserved = False
+        mr, mt = minute_names(minute)
+        clauses = []
+        values: dict[str, Any] = {":one": _n(1), ":t": _n(tokens),
+                                  ":e": _n(int(now) + DAY_ITEM_TTL)}
+        if rpm is not None:
+            clauses.append("(attribute_not_exists(#mr) OR #mr < :rpm)")
+            values[":rpm"] = _n(rpm)
+        if tpm is not None:
+            clauses.append("(attribute_not_exists(#mt) OR #mt <= :tpm_room)")
+            values[":tpm_room"] = _n(tpm - tokens)
+        if tpd is not None:
+            clauses.append("(attribute_not_exists(tokens) OR tokens <= :tpd_room)")
+            values[":tpd_room"] = _n(tpd - tokens)
         try:
-            if rpm is not None or tpm is not None:
-                clauses, values = [], {}
-                if rpm is not None:
-                    clauses.append("(attribute_not_exists(requests) OR requests < :rpm)")
-                    values[":rpm"] = _n(rpm)
-                if tpm is not None:
-                    clauses.append("(attribute_not_exists(tokens) OR tokens <= :tpm_room)")
-                    values[":tpm_room"] = _n(tpm - tokens)
-                # Tokens go on the minute item only when a per-minute token
-                # limit needs them there: one write less to settle otherwise.
-                minute_tokens = tokens if tpm is not None else 0
-                try:
-                    new = self._add(reservation.minute_pk, 1, minute_tokens,
-                                    int(now) + MINUTE_ITEM_TTL,
-                                    condition=" AND ".join(clauses), values=values)
-                except ClientError as exc:
-                    if _code(exc) != "ConditionalCheckFailedException":
-                        raise
-                    old = exc.response.get("Item")
-                    tripped = ("requests_per_minute" if rpm is not None
-                               and _count(old, "requests") >= rpm else "tokens_per_minute")
-                    raise _exceeded(tripped, getattr(limits, tripped), minute_reset) from None
-                minute_reserved = True
-                if tpm is not None:
-                    held.append(reservation.minute_pk)
-                if rpm is not None:
-                    status.append(LimitStatus("requests", rpm, max(0, rpm - _count(new, "requests")),
-                                              minute_reset))
-                if tpm is not None:
-                    status.append(LimitStatus("tokens", tpm, max(0, tpm - _count(new, "tokens")),
-                                              minute_reset))
-            condition, values = None, None
-            if tpd is not None:
-                condition = "attribute_not_exists(tokens) OR tokens <= :tpd_room"
-                values = {":tpd_room": _n(tpd - tokens)}
-            try:
-                new = self._add(reservation.day_pk, 1, tokens, int(now) + DAY_ITEM_TTL,
-                                condition=condition, values=values)
-            except ClientError as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
-                    raise
-                if minute_reserved:
-                    self._undo_minute(reservation.minute_pk, tpm, tokens)
-                raise _exceeded("tokens_per_day", tpd, day_reset) from None
-            held.append(reservation.day_pk)
-            if tpd is not None:
-                status.append(LimitStatus("tokens-day", tpd, max(0, tpd - _count(new, "tokens")),
-                                          day_reset))
-        except (ClientError, BotoCoreError) as exc:
-            if minute_reserved:
-                self._undo_minute(reservation.minute_pk, tpm, tokens)
+            new = self._client.update_item(
+                TableName=self._table, Key={"pk": {"S": day_pk}},
+                UpdateExpression="ADD requests :one, tokens :t, #mr :one, #mt :t "
+                                 "SET expires_at = if_not_exists(expires_at, :e)",
+                ConditionExpression=" AND ".join(clauses),
+                ExpressionAttributeNames={"#mr": mr, "#mt": mt},
+                ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD")["Attributes"]
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise self._tripped(exc.response.get("Item"), caller, tokens, now) from None
             log.error("limiter unavailable: %s", exc)
             raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.") from exc
-        return Reservation(key, reservation.minute_pk, reservation.day_pk, tokens,
-                           tuple(held), tuple(status))
+        except BotoCoreError as exc:
+            log.error("limiter unavailable: %s", exc)
+            raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.") from exc
+        minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
+        day_reset = max(1, math.ceil((day + 1) * DAY - now))
+        status: list[LimitStatus] = []
+        if rpm is not None:
+            status.append(LimitStatus("requests", rpm, max(0, rpm - _count(new, mr)), minute_reset))
+        if tpm is not None:
+            status.append(LimitStatus("tokens", tpm, max(0, tpm - _count(new, mt)), minute_reset))
+        if tpd is not None:
+            status.append(LimitStatus("tokens-day", tpd, max(0, tpd - _count(new, "tokens")),
+                                      day_reset))
+        return Reservation(key, day_pk, minute, tokens, True, tuple(status), _stale(new, minute))
 
-    def _undo_minute(self, pk: str, tpm: int | None, tokens: int) -> None:
-        self._undo([pk], requests=1, tokens=tokens if tpm is not None else 0)
+    def _tripped(self, old: dict[str, Any] | None, caller: Caller, tokens: int,
+                 now: float) -> RateLimitExceededError:
+        """Which limit refused the update, from the item as it was."""
+        limits = caller.limits
+        minute, day = int(now // MINUTE), int(now // DAY)
+        mr, mt = minute_names(minute)
+        minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
+        day_reset = max(1, math.ceil((day + 1) * DAY - now))
+        rpm, tpm, tpd = limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day
+        if rpm is not None and _count(old, mr) >= rpm:
+            return _exceeded("requests_per_minute", rpm, minute_reset)
+        if tpm is not None and _count(old, mt) > tpm - tokens:
+            return _exceeded("tokens_per_minute", tpm, minute_reset)
+        return _exceeded("tokens_per_day", tpd or 0, day_reset)
 
-    def _undo(self, pks: list[str] | tuple[str, ...], *, requests: int, tokens: int) -> None:
-        for pk in pks:
-            try:
-                self._add(pk, -requests, -tokens, 0)
-            except (ClientError, BotoCoreError):
-                log.error("could not release %s tokens on %s", tokens, pk)
+    def _update(self, reservation: Reservation, *, requests: int, tokens: int,
+                cost: Decimal | None = None, remove: tuple[str, ...] = ()) -> None:
+        adds = ["tokens :t"]
+        values: dict[str, Any] = {":t": _n(tokens)}
+        names: dict[str, str] = {}
+        if requests:
+            adds.append("requests :r")
+            values[":r"] = _n(requests)
+        if reservation.held:
+            adds.append("#mt :t")
+            names["#mt"] = minute_names(reservation.minute)[1]
+        if cost:
+            adds.append("cost_usd :c")
+            values[":c"] = {"N": str(cost)}
+        expression = "ADD " + ", ".join(adds)
+        if not reservation.held:  # the key's first write of the day may be this one
+            expression += " SET expires_at = if_not_exists(expires_at, :e)"
+            values[":e"] = _n(int(self._clock()) + DAY_ITEM_TTL)
+        if remove:
+            names.update({f"#x{i}": name for i, name in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#x{i}" for i in range(len(remove)))
+        kwargs: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+        self._client.update_item(TableName=self._table, Key={"pk": {"S": reservation.day_pk}},
+                                 UpdateExpression=expression, ExpressionAttributeValues=values,
+                                 **kwargs)
 
     def settle(self, reservation: Reservation, used_tokens: int,
                cost: Decimal | None = None) -> None:
         """Replace the reservation by what was used, and add its cost to the
-        key's day (never fails the request)."""
+        key's day, in one update (never fails the request)."""
         try:
-            if reservation.held_on:
-                for pk in reservation.held_on:
-                    self._add(pk, 0, used_tokens - reservation.tokens, 0,
-                              cost=cost if pk == reservation.day_pk else None)
+            if reservation.held:
+                self._update(reservation, requests=0, tokens=used_tokens - reservation.tokens,
+                             cost=cost, remove=reservation.stale)
             else:  # unlimited key: nothing reserved, usage still counted per day
-                self._add(reservation.day_pk, 1, used_tokens, int(self._clock()) + DAY_ITEM_TTL,
-                          cost=cost)
+                self._update(reservation, requests=1, tokens=used_tokens, cost=cost)
         except (ClientError, BotoCoreError):
             log.error("could not settle usage of %s on %s", reservation.key_id, reservation.day_pk)
 
     def release(self, reservation: Reservation) -> None:
         """Give back the tokens of a request that failed; it still counts as a request."""
-        self._undo(reservation.held_on, requests=0, tokens=reservation.tokens)
+        if not reservation.held:
+            return
+        try:
+            self._update(reservation, requests=0, tokens=-reservation.tokens)
+        except (ClientError, BotoCoreError):
+            log.error("could not release %s tokens on %s", reservation.tokens, reservation.day_pk)
 
     def run(self, caller: Caller, tokens: int, call: Callable[[], T],
             used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:

@@ -14,7 +14,7 @@ from chalicelib.chat import ChatRequest, LimitStatus, Message
 from chalicelib.errors import (LimiterUnavailableError, RateLimitExceededError,
                                RequestExceedsLimitError)
 from chalicelib.keys import KeyStore, Limits
-from chalicelib.limits import DAY, Limiter, reservation_size
+from chalicelib.limits import DAY, Limiter, Reservation, minute_names, reservation_size
 from tests.conftest import ApiFactory
 from tests.support import EmulatorControl
 
@@ -37,6 +37,15 @@ def caller(**limits: int | None) -> Caller:
 def usage(dynamodb: Any, pk: str) -> dict[str, int]:
     item = dynamodb.get_item(TableName=USAGE, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item", {})
     return {k: int(v["N"]) for k, v in item.items() if k in ("requests", "tokens")}
+
+
+def minute_usage(dynamodb: Any, reservation: Reservation) -> dict[str, int]:
+    """The minute's counters, which live on the key's day item."""
+    item = dynamodb.get_item(TableName=USAGE, Key={"pk": {"S": reservation.day_pk}},
+                             ConsistentRead=True).get("Item", {})
+    r, t = minute_names(reservation.minute)
+    return {name: int(item[attr]["N"]) for name, attr in (("requests", r), ("tokens", t))
+            if attr in item}
 
 
 @pytest.fixture
@@ -72,7 +81,7 @@ def test_tokens_per_minute_and_settle(limiter: Limiter, dynamodb: Any) -> None:
     assert caught.value.code == "tokens_per_minute_exceeded"
     limiter.settle(first, 100)  # the first used far less than it reserved
     third = limiter.admit(who, 400)
-    assert usage(dynamodb, third.minute_pk) == {"requests": 3, "tokens": 900}
+    assert minute_usage(dynamodb, third) == {"requests": 3, "tokens": 900}
     assert third.status == (LimitStatus("tokens", 1000, 100, third.status[0].reset_seconds),)
 
 
@@ -104,7 +113,7 @@ def test_day_refusal_takes_back_the_minute_reservation(limiter: Limiter, dynamod
     with pytest.raises(RateLimitExceededError) as caught:
         limiter.admit(who, 400)
     assert caught.value.code == "tokens_per_day_exceeded"
-    assert usage(dynamodb, first.minute_pk) == {"requests": 1, "tokens": 400}
+    assert minute_usage(dynamodb, first) == {"requests": 1, "tokens": 400}
 
 
 def test_failure_releases_tokens_but_counts_the_request(limiter: Limiter, dynamodb: Any) -> None:
@@ -121,9 +130,9 @@ def test_failure_releases_tokens_but_counts_the_request(limiter: Limiter, dynamo
 def test_unlimited_keys_reserve_nothing_but_usage_is_counted(limiter: Limiter, dynamodb: Any) -> None:
     who = caller()
     result, reservation = limiter.run(who, 10**9, lambda: 42, lambda _: (42, None))
-    assert (result, reservation.held_on, reservation.status) == (42, (), ())
+    assert (result, reservation.held, reservation.status) == (42, False, ())
     assert usage(dynamodb, reservation.day_pk) == {"requests": 1, "tokens": 42}
-    assert usage(dynamodb, reservation.minute_pk) == {}
+    assert minute_usage(dynamodb, reservation) == {}
 
 
 def test_an_unreachable_table_refuses_requests(dynamodb: Any, clock: Clock) -> None:
@@ -244,12 +253,12 @@ def test_openai_route_is_limited_too(make_api: ApiFactory, key_store: KeyStore) 
     assert api.http.post("/v1/chat/completions", headers=headers, body=body).status_code == 429
 
 
-def test_rpm_only_keys_keep_tokens_off_the_minute_item(limiter: Limiter, dynamodb: Any) -> None:
+def test_rpm_only_keys_settle_on_the_day(limiter: Limiter, dynamodb: Any) -> None:
     who = caller(requests_per_minute=5)
     reservation = limiter.admit(who, 300)
-    assert reservation.held_on == (reservation.day_pk,)
+    assert reservation.held
     limiter.settle(reservation, 120)
-    assert usage(dynamodb, reservation.minute_pk) == {"requests": 1, "tokens": 0}
+    assert minute_usage(dynamodb, reservation) == {"requests": 1, "tokens": 120}
     assert usage(dynamodb, reservation.day_pk) == {"requests": 1, "tokens": 120}
 
 
@@ -259,4 +268,58 @@ def test_day_refusal_of_an_rpm_only_key_takes_back_its_request(limiter: Limiter,
     first = limiter.admit(who, 80)
     with pytest.raises(RateLimitExceededError):
         limiter.admit(who, 80)
-    assert usage(dynamodb, first.minute_pk) == {"requests": 1, "tokens": 0}
+    assert minute_usage(dynamodb, first) == {"requests": 1, "tokens": 80}
+
+
+class CountingDynamoDB:
+    """The real client, counting the calls that reach DynamoDB."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def counted(**kwargs: Any) -> Any:
+            self.calls.append(name)
+            return method(**kwargs)
+        return counted
+
+
+@pytest.mark.parametrize("limits,round_trips", [
+    ({"requests_per_minute": 10, "tokens_per_minute": 5000, "tokens_per_day": 50_000}, 2),
+    ({"tokens_per_day": 50_000}, 2),
+    ({"requests_per_minute": 10}, 2),
+    ({}, 1),
+])
+def test_round_trips_per_request(dynamodb: Any, clock: Clock, limits: dict[str, int],
+                                 round_trips: int) -> None:
+    """Issue 11 item 13: a limited key reserves the minute and the day in one
+    update and settles in one; a key without limits only counts its usage."""
+    counting = CountingDynamoDB(dynamodb)
+    limiter = Limiter(counting, USAGE, clock)
+    who = caller(**limits)
+    for minute in range(3):  # across minutes, old counters dropped on the way
+        clock.now = T0 + 60 * minute + 5
+        counting.calls.clear()
+        limiter.run(who, 300, lambda: None, lambda _: (120, None))
+        assert counting.calls == ["update_item"] * round_trips
+    if limits:
+        item = dynamodb.get_item(TableName=USAGE, Key={"pk": {"S": f"{who.key_id}#d#{int(T0) // DAY}"}},
+                                 ConsistentRead=True)["Item"]
+        minutes = sorted(int(name[1:]) for name in item if name[0] in "rt" and name[1:].isdigit())
+        assert set(minutes) <= {int(clock.now) // 60 - 1, int(clock.now) // 60}
+        assert usage(dynamodb, f"{who.key_id}#d#{int(T0) // DAY}") == {"requests": 3, "tokens": 360}
+
+
+def test_a_failed_call_releases_in_one_round_trip(dynamodb: Any, clock: Clock) -> None:
+    counting = CountingDynamoDB(dynamodb)
+    limiter = Limiter(counting, USAGE, clock)
+    who = caller(tokens_per_day=1000)
+
+    def boom() -> None:
+        raise RuntimeError("bedrock failed")
+    with pytest.raises(RuntimeError):
+        limiter.run(who, 600, boom, lambda _: (0, None))
+    assert counting.calls == ["update_item", "update_item"]
