@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.deps-stamp
+# A clean interpreter holding only what the Lambda runtime holds (boto3 and
+# botocore at its versions): the packaged artifact runs on it in the tests.
+LAMBDA_VENV := .venv-lambda
+LAMBDA_STAMP := $(LAMBDA_VENV)/.deps-stamp
 STAGES := dev prod
 
 .PHONY: run test lint venv bench clean check-templates
@@ -25,7 +29,12 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $(CHECKOV_STAMP)
 
-venv: $(STAMP) $(CHECKOV_STAMP)
+$(LAMBDA_STAMP): requirements-lambda-runtime.txt
+	@test -x $(LAMBDA_VENV)/bin/python || $(PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lambda-runtime.txt
+	@touch $(LAMBDA_STAMP)
+
+venv: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP)
 
 run: $(STAMP)
 	@exec $(PY) -m devstack.run
@@ -33,7 +42,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m flake8
 
-test: $(STAMP) $(CHECKOV_STAMP)
+test: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP)
 	$(PY) -m flake8
 	$(PY) -m pytest
 
@@ -56,4 +65,4 @@ bench: $(STAMP)
 	$(PY) bench/overhead.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LAMBDA_VENV) .pytest_cache build

@@ -1,0 +1,188 @@
+"""The shipped artifact, run as Lambda runs it (issue 11 item 12).
+
+``chalice package`` builds deployment.zip; it is unpacked into a directory of
+its own (Lambda's /var/task) and imported by a clean interpreter
+(.venv-lambda: only the Lambda runtime's boto3 and botocore, at its versions,
+requirements-lambda-runtime.txt), in isolated mode: neither the repository nor
+the dev virtualenv is on its path. Each handler named in the packaged template
+is invoked as Lambda invokes it, with the function's own environment from the
+template, against the local emulators: the API handler with API Gateway
+proxy events, the authorizer with a TOKEN event, the worker with an SQS
+event. A missing runtime dependency, a file left out of the zip or code that
+only works from the repository fails here.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.keys import KeyStore
+from tests.e2e.stack import PROJECT_DIR
+
+VENV_BIN = Path(sys.executable).parent
+LAMBDA_PYTHON = PROJECT_DIR / ".venv-lambda" / "bin" / "python"
+MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
+
+# What Lambda's Python bootstrap does for each event: import the handler's
+# module from the task root, call handler(event, context), send back the
+# result or the error's type. Warm: one process serves the events in turn.
+RUNNER = r"""
+import importlib, json, sys, traceback
+task_root, handler_name = sys.argv[1], sys.argv[2]
+sys.path.insert(0, task_root)
+
+class Context:
+    function_name = "llm-endpoint-dev"
+    memory_limit_in_mb = 256
+    aws_request_id = "artifact-test"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:llm-endpoint-dev"
+    def get_remaining_time_in_millis(self):
+        return 30000
+
+module_name, attribute = handler_name.rsplit(".", 1)
+handler = getattr(importlib.import_module(module_name), attribute)
+answers = []
+for event in json.loads(sys.stdin.read()):
+    try:
+        answers.append({"result": handler(event, Context())})
+    except Exception as exc:
+        traceback.print_exc()
+        answers.append({"error": type(exc).__name__})
+import boto3, botocore
+answers.append({"sdk": [boto3.__version__, botocore.__version__],
+                "path": [p for p in sys.path if "site-packages" in p]})
+print(json.dumps(answers))
+"""
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The dev stage as packaged: the unpacked zip and each function's handler and environment."""
+    assert LAMBDA_PYTHON.exists(), "make builds .venv-lambda (requirements-lambda-runtime.txt)"
+    out = tmp_path_factory.mktemp("package")
+    subprocess.run([str(VENV_BIN / "chalice"), "package", "--stage", "dev", str(out)],
+                   cwd=PROJECT_DIR, check=True, capture_output=True,
+                   env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"})
+    task_root = tmp_path_factory.mktemp("task")
+    with zipfile.ZipFile(out / "deployment.zip") as package:
+        package.extractall(task_root)
+    resources = json.loads((out / "sam.json").read_text())["Resources"]
+    functions = {name: {"handler": r["Properties"]["Handler"],
+                        "env": r["Properties"].get("Environment", {}).get("Variables", {})}
+                 for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    return {"root": task_root, "functions": functions}
+
+
+def invoke(artifact: dict[str, Any], function: str, events: list[dict[str, Any]],
+           emulator_url: str, aws_url: str) -> list[dict[str, Any]]:
+    spec = artifact["functions"][function]
+    env = {"PATH": "/usr/bin:/bin", **{k: str(v) for k, v in spec["env"].items()},
+           "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": emulator_url, "AWS_ENDPOINT_URL_DYNAMODB": aws_url,
+           "AWS_ENDPOINT_URL_SQS": aws_url, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+           "AWS_LAMBDA_FUNCTION_NAME": f"llm-endpoint-dev-{function}",
+           "LAMBDA_TASK_ROOT": str(artifact["root"])}
+    done = subprocess.run([str(LAMBDA_PYTHON), "-I", "-c", RUNNER, str(artifact["root"]),
+                           spec["handler"]], input=json.dumps(events), capture_output=True,
+                          text=True, env=env, cwd=artifact["root"], timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    *answers, runtime = json.loads(done.stdout.strip().splitlines()[-1])
+    # Only the runtime's SDK, from the clean interpreter, never the dev one.
+    assert runtime["sdk"] == ["1.34.145", "1.34.145"], runtime
+    assert all(".venv-lambda" in p for p in runtime["path"]), runtime
+    return answers
+
+
+def proxy(method: str, path: str, body: Any = None, caller: dict[str, str] | None = None,
+          resource: str | None = None, params: dict[str, str] | None = None) -> dict[str, Any]:
+    headers = {"Host": "abc123defg.execute-api.us-east-1.amazonaws.com",
+               "X-Forwarded-Proto": "https", "Content-Type": "application/json"}
+    context: dict[str, Any] = {"resourcePath": resource or path, "httpMethod": method,
+                               "path": f"/dev{path}", "stage": "dev",
+                               "requestId": f"req-{time.monotonic_ns()}",
+                               "identity": {"sourceIp": "203.0.113.1"}}
+    if caller:
+        context["authorizer"] = {"principalId": caller["tenant"], **caller}
+    return {"resource": resource or path, "path": path, "httpMethod": method, "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": None, "multiValueQueryStringParameters": None,
+            "pathParameters": params, "stageVariables": None, "requestContext": context,
+            "body": None if body is None else json.dumps(body), "isBase64Encoded": False}
+
+
+def test_the_zip_holds_no_dev_code(artifact: dict[str, Any]) -> None:
+    root = artifact["root"]
+    assert (root / "app.py").exists() and (root / "chalicelib").is_dir()
+    for absent in ("devstack", "tests", "scripts", "bench", "boto3", "botocore", "moto"):
+        assert not (root / absent).exists(), absent
+
+
+def test_the_authorizer_with_a_token_event(artifact: dict[str, Any], key_store: KeyStore,
+                                           emulator_url: str, aws_url: str) -> None:
+    secret, _ = key_store.create("artifact", now=int(time.time()))
+    arn = "arn:aws:execute-api:us-east-1:000000000000:abc123defg/dev/POST/chat"
+    good, bad = invoke(artifact, "ApiKeyAuth", [
+        {"type": "TOKEN", "authorizationToken": f"Bearer {secret}", "methodArn": arn},
+        {"type": "TOKEN", "authorizationToken": "Bearer llm_" + "N" * 43, "methodArn": arn},
+    ], emulator_url, aws_url)
+    allowed = good["result"]
+    assert allowed["principalId"] == "artifact" and allowed["context"]["tenant"] == "artifact"
+    assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert allowed["policyDocument"]["Statement"][0]["Resource"]
+    assert bad["result"]["policyDocument"]["Statement"][0]["Resource"] == []
+
+
+def test_the_api_and_the_worker(artifact: dict[str, Any], emulator_url: str, aws_url: str,
+                                sqs: Any, dynamodb: Any) -> None:
+    caller = {"tenant": "artifact", "key_id": f"key_{time.monotonic_ns()}",
+              "requests_per_minute": "100", "tokens_per_minute": "", "tokens_per_day": "100000"}
+    health, chat, models, job = invoke(artifact, "APIHandler", [
+        proxy("GET", "/health"),
+        proxy("POST", "/chat", {"prompt": "Hello from the zip", "max_tokens": 30}, caller),
+        proxy("GET", "/v1/models", None, caller),
+        proxy("POST", "/chat/jobs", {"prompt": "A job from the zip", "max_tokens": 20}, caller),
+    ], emulator_url, aws_url)
+    assert health["result"]["statusCode"] == 200
+    answer = chat["result"]
+    assert answer["statusCode"] == 200, answer
+    assert json.loads(answer["body"])["usage"]["total_tokens"] > 0
+    assert answer["headers"]["x-ratelimit-remaining-requests"] == "99"
+    assert json.loads(models["result"]["body"])["data"][0]["id"] == MODEL
+    accepted = job["result"]
+    assert accepted["statusCode"] == 202, accepted
+    job_id = json.loads(accepted["body"])["job_id"]
+    assert accepted["headers"]["Location"] == (
+        f"https://abc123defg.execute-api.us-east-1.amazonaws.com/dev/chat/jobs/{job_id}")
+
+    # The worker, with the message the API queued, in Lambda's SQS event shape.
+    queue = artifact["functions"]["ProcessJob"]["env"]["JOBS_QUEUE"]
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    messages = []
+    for _ in range(20):
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                  AttributeNames=["All"]).get("Messages", [])
+        messages += got
+        if any(json.loads(m["Body"]).get("job_id") == job_id for m in messages):
+            break
+    message = next(m for m in messages if json.loads(m["Body"]).get("job_id") == job_id)
+    event = {"Records": [{
+        "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"], "attributes": message["Attributes"],
+        "messageAttributes": {}, "md5OfBody": message["MD5OfBody"], "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:000000000000:{queue}",
+        "awsRegion": "us-east-1"}]}
+    (ran,) = invoke(artifact, "ProcessJob", [event], emulator_url, aws_url)
+    assert "error" not in ran, ran
+    read = invoke(artifact, "APIHandler", [
+        proxy("GET", f"/chat/jobs/{job_id}", None, caller, resource="/chat/jobs/{job_id}",
+              params={"job_id": job_id})], emulator_url, aws_url)[0]["result"]
+    done = json.loads(read["body"])
+    assert done["status"] == "succeeded" and done["result"]["usage"]["total_tokens"] > 0
