@@ -29,12 +29,12 @@ from chalicelib.jobs_api import find, render_job, status_url, submit
 from chalicelib.limits import reservation_size
 from chalicelib.cache import cacheable
 from chalicelib.completion import billable
-from chalicelib.native_api import render_chat
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
                                    render_models, render_stream)
 from chalicelib.runtime import Runtime
 from chalicelib.worker import handle_message
-from chalicelib.validation import decode_json_object, model_field, parse_chat_request
+from chalicelib.native_api import parse_chat_request, render_chat
+from chalicelib.validation import decode_json_object, model_field
 
 app = Chalice(app_name="llm-endpoint")
 log = logging.getLogger("llm-endpoint")
