@@ -53,6 +53,10 @@ STATUS: dict[type[errors.ApiError], int] = {
     errors.UpstreamError: 502,
     errors.UpstreamMisconfiguredError: 502,
     errors.RateLimitExceededError: 429,
+    # The request was fine but the model's answer could not honour it, even
+    # after a repair; 422 because retrying the same request rarely helps (the
+    # SDK does not retry 4xx) and the tokens were billed.
+    errors.UnusableAnswerError: 422,
     errors.LimiterUnavailableError: 503,
     errors.QueueUnavailableError: 503,
     errors.ApiError: 500,

@@ -101,9 +101,10 @@ def tools_field(value: Any, *, openai: bool, where: str = "tools") -> tuple[Tool
     tools: list[Tool] = []
     for index, item in enumerate(value):
         at = f"{where}[{index}]"
-        if openai:
-            if not isinstance(item, dict):
-                raise _invalid(f"'{at}' must be an object.", at)
+        if not isinstance(item, dict):
+            raise _invalid(f"'{at}' must be an object.", at)
+        # The native shape is flat; OpenAI's wrapped form is taken there too.
+        if openai or "function" in item:
             if item.get("type") != "function":
                 kind = str(item.get("type"))[:40]
                 raise UnsupportedParameterError(
