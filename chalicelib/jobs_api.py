@@ -108,14 +108,14 @@ def answer_or_defer(runtime: Runtime, caller: Caller, request: ChatRequest,
     reservation = runtime.limiter.admit(caller, reservation_size(request))
     try:
         completion = runtime.service.complete(request, caller.tenant)
-    except UpstreamThrottledError:
+    except UpstreamThrottledError as exc:
         if defer and _fits(request, runtime.settings.jobs_max_request_bytes):
             # enqueue releases the reservation itself if the job is refused.
             return Answered(None, reservation, enqueue(runtime, caller, request, reservation))
-        runtime.limiter.release(reservation)
+        runtime.limiter.failed(reservation, exc)
         raise
-    except BaseException:
-        runtime.limiter.release(reservation)
+    except BaseException as exc:
+        runtime.limiter.failed(reservation, exc)
         raise
     runtime.limiter.settle(reservation, *billable(completion))
     return Answered(completion, reservation)
