@@ -16,7 +16,7 @@ from chalicelib.jobs_api import base_url
 from chalicelib.keys import KeyStore
 from chalicelib.queue import JobQueue
 from chalicelib.telemetry import Telemetry
-from chalicelib.validation import parse_chat_request
+from chalicelib.native_api import parse_chat_request
 from chalicelib.worker import RetryLater, handle_message
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.functional.test_jobs import drain, queue_depth, status, submit
