@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.generator import count_tokens, generate, scripted, split_words
@@ -144,7 +144,7 @@ MARKERS = st.sampled_from([TOOLS_MARKER, SCHEMA_MARKER, JSON_OBJECT_MARKER, OPEN
                            "[", "]", "1", '"', ", ", ":"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(MARKERS | st.text(max_size=5), max_size=30).map("".join))
 def test_any_prompt_is_answered_without_an_exception(prompt: str) -> None:
     for text in (prompt, prompt + OPEN, OPEN.join([prompt, ""])):

@@ -347,7 +347,7 @@ JSON = st.recursive(SCALARS | st.text(max_size=3),
                     max_leaves=25)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(JSON, st.integers(0, 2 ** 32))
 def test_any_json_as_a_schema_gives_a_value_not_an_exception(schema: Any, seed: int) -> None:
     build(schema, seed)
