@@ -163,8 +163,9 @@ if len(sys.argv) > 3:  # the same round trips as the app: one usage write
     dynamodb = boto3.client("dynamodb", config=Config(
         retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=1, read_timeout=3))
     dynamodb.update_item(TableName=sys.argv[3], Key={"pk": {"S": "floor#d#1"}},
-                         UpdateExpression="ADD requests :one, tokens :t",
-                         ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "40"}})
+                         UpdateExpression="ADD requests :one, tokens :t, cost_usd :c SET expires_at = :e",
+                         ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "40"},
+                                                    ":c": {"N": "0.0000088"}, ":e": {"N": "1900000000"}})
 print(time.perf_counter() - started)
 """
 
@@ -230,9 +231,13 @@ def main() -> None:
             json.loads(floor_client.invoke_model(modelId=MODEL, body=floor_body)["body"].read())
 
         def write(pk: str) -> None:
+            # The usage write a request needs: requests, tokens, cost, expiry.
             dynamodb.update_item(TableName=table, Key={"pk": {"S": pk}},
-                                 UpdateExpression="ADD requests :one, tokens :t",
-                                 ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "40"}})
+                                 UpdateExpression="ADD requests :one, tokens :t, cost_usd :c "
+                                                  "SET expires_at = :e",
+                                 ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "40"},
+                                                            ":c": {"N": "0.0000088"},
+                                                            ":e": {"N": str(int(time.time()) + 691200)}})
 
         def floor_one_write() -> None:
             bare()
@@ -244,14 +249,15 @@ def main() -> None:
             minute = int(time.time() // 60)
             dynamodb.update_item(
                 TableName=table, Key={"pk": {"S": pk}},
-                UpdateExpression="ADD requests :one, tokens :t, #mr :one, #mt :t",
+                UpdateExpression="ADD requests :one, tokens :t, #mr :one, #mt :t SET expires_at = :e",
                 ConditionExpression="(attribute_not_exists(#mr) OR #mr < :rpm) AND "
                                     "(attribute_not_exists(#mt) OR #mt <= :tpm) AND "
                                     "(attribute_not_exists(tokens) OR tokens <= :tpd)",
                 ExpressionAttributeNames={"#mr": f"r{minute}", "#mt": f"t{minute}"},
                 ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "100"},
                                            ":rpm": {"N": "100000000"}, ":tpm": {"N": "10000000000"},
-                                           ":tpd": {"N": "10000000000000"}},
+                                           ":tpd": {"N": "10000000000000"},
+                                           ":e": {"N": str(int(time.time()) + 691200)}},
                 ReturnValues="ALL_NEW")
 
         def floor_two_writes() -> None:

@@ -127,7 +127,7 @@ class Limiter:
             new = self._client.update_item(
                 TableName=self._table, Key={"pk": {"S": day_pk}},
                 UpdateExpression="ADD requests :one, tokens :t, #mr :one, #mt :t "
-                                 "SET expires_at = if_not_exists(expires_at, :e)",
+                                 "SET expires_at = :e",
                 ConditionExpression=" AND ".join(clauses),
                 ExpressionAttributeNames={"#mr": mr, "#mt": mt},
                 ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
@@ -183,7 +183,9 @@ class Limiter:
             values[":c"] = {"N": str(cost)}
         expression = "ADD " + ", ".join(adds)
         if not reservation.held:  # the key's first write of the day may be this one
-            expression += " SET expires_at = if_not_exists(expires_at, :e)"
+            # A week after the latest write (within its day): the day's item
+            # outlives its day by a week, as it must for accounting.
+            expression += " SET expires_at = :e"
             values[":e"] = _n(int(self._clock()) + DAY_ITEM_TTL)
         if remove:
             names.update({f"#x{i}": name for i, name in enumerate(remove)})
