@@ -81,9 +81,9 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def invoke(artifact: dict[str, Any], function: str, events: list[dict[str, Any]],
-           emulator_url: str, aws_url: str) -> list[dict[str, Any]]:
+           emulator_url: str, aws_url: str, **overrides: str) -> list[dict[str, Any]]:
     spec = artifact["functions"][function]
-    env = {"PATH": "/usr/bin:/bin", **{k: str(v) for k, v in spec["env"].items()},
+    env = {"PATH": "/usr/bin:/bin", **{k: str(v) for k, v in spec["env"].items()}, **overrides,
            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": emulator_url, "AWS_ENDPOINT_URL_DYNAMODB": aws_url,
            "AWS_ENDPOINT_URL_SQS": aws_url, "AWS_ACCESS_KEY_ID": "test",
            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
@@ -138,6 +138,13 @@ def test_the_authorizer_with_a_token_event(artifact: dict[str, Any], key_store: 
     assert allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert allowed["policyDocument"]["Statement"][0]["Resource"]
     assert bad["result"]["policyDocument"]["Statement"][0]["Resource"] == []
+    # The keys table unreachable: the handler raises (a Lambda function error,
+    # which API Gateway answers through the AUTHORIZER_CONFIGURATION_ERROR
+    # gateway response and never caches), it does not return a deny.
+    (down,) = invoke(artifact, "ApiKeyAuth", [
+        {"type": "TOKEN", "authorizationToken": f"Bearer {secret}", "methodArn": arn},
+    ], emulator_url, aws_url, KEYS_TABLE="no-such-table")
+    assert down == {"error": "AuthUnavailableError"}
 
 
 def test_the_api_and_the_worker(artifact: dict[str, Any], emulator_url: str, aws_url: str,
