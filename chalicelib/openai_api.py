@@ -31,7 +31,7 @@ from typing import Any
 from chalicelib.chat import ChatRequest, Completion, Message, StreamedCompletion, ToolCall
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
-from chalicelib.models import REGISTRY, get_model
+from chalicelib.models import REGISTRY, check_capabilities, get_model
 from chalicelib.native_api import usd
 from chalicelib.tool_fields import (legacy_functions, response_format_field, tool_calls_field,
                                     tool_choice_field, tools_field)
@@ -215,7 +215,7 @@ def parse_openai_request(payload: Mapping[str, Any],
         tool_choice=tool_choice_field(payload.get("tool_choice"), tools, openai=True),
         parallel_tool_calls=parallel is not False,
         response_format=response_format_field(payload.get("response_format"), openai=True))
-    return request, _stream_options(payload)
+    return check_capabilities(request), _stream_options(payload)
 
 
 def _usage(completion: Completion) -> dict[str, int]:
