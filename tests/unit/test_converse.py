@@ -97,8 +97,8 @@ def test_parse_response(reason: str, finish: str) -> None:
     assert answer.tool_calls == (ToolCall("tooluse_9", "get_weather", '{"city": "Oslo"}'),)
 
 
-@pytest.mark.parametrize("payload", [{}, {"output": {}}, {"output": {"message": {"content": []}},
-                                                        "stopReason": "end_turn"}])
+@pytest.mark.parametrize("payload", [
+    {}, {"output": {}}, {"output": {"message": {"content": []}}, "stopReason": "end_turn"}])
 def test_malformed_answers_are_upstream_errors(payload: Any) -> None:
     with pytest.raises(UpstreamError):
         parse_response(payload)
