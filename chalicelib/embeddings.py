@@ -11,6 +11,8 @@ Pure translation (``parse_request``, ``build_bodies``, ``parse_vectors``,
 - ``dimensions`` only where the model has a choice (Titan v2: 256, 512, 1024);
 - Titan takes one text a call: the texts are embedded by a few threads at a
   time (``TITAN_CONCURRENCY``), each call bounded by the client's timeouts;
+- an answer must fit Lambda's 6 MB: inputs x dimensions is capped
+  (``MAX_ANSWER_NUMBERS``, more for base64), a 400 saying what to lower;
   Cohere takes up to 96 a call, with ``input_type`` ``search_document``;
 - tokens come from the ``X-Amzn-Bedrock-Input-Token-Count`` header (Titan's
   body count when the header is absent); every vector is rounded to float32,
@@ -28,7 +30,6 @@ import json
 import math
 import struct
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -44,7 +45,11 @@ from chalicelib.validation import reject_unknown
 FIELDS = ("model", "input", "encoding_format", "dimensions", "user")
 MAX_INPUTS = 2048  # OpenAI's own limit per request
 COHERE_INPUT_TYPE = "search_document"
-TITAN_CONCURRENCY = 4
+TITAN_CONCURRENCY = 8
+# Lambda answers at most 6 MB: a float is ~20 JSON characters, base64 float32
+# 5.33 bytes. These caps keep an answer under ~5.6 MB (LangChain's default
+# chunk of 1000 texts of 1024 dimensions fits as base64, which it asks for).
+MAX_ANSWER_NUMBERS = {"float": 200_000, "base64": 1_048_576}
 # A cached answer is one DynamoDB item (400 KB): base64 float32 is ~5.4 bytes a number.
 MAX_CACHED_NUMBERS = 60_000
 TOKEN_HEADER = "x-amzn-bedrock-input-token-count"
@@ -129,7 +134,16 @@ def parse_request(payload: Mapping[str, Any], allowed: tuple[str, ...]) -> Embed
             raise InvalidRequestError(
                 f"The model '{spec.id}' does not support dimensions={dimensions}: it makes "
                 f"vectors of {sizes} dimensions.", param="dimensions")
-    return EmbeddingRequest(spec.id, _inputs(payload.get("input")), encoding, dimensions)
+    request = EmbeddingRequest(spec.id, _inputs(payload.get("input")), encoding, dimensions)
+    numbers = len(request.inputs) * dimensions_of(request)
+    if numbers > MAX_ANSWER_NUMBERS[encoding]:
+        most = MAX_ANSWER_NUMBERS[encoding] // dimensions_of(request)
+        raise InvalidRequestError(
+            f"This request would answer {len(request.inputs)} vectors of "
+            f"{dimensions_of(request)} numbers, more than one answer can carry: send at most "
+            f"{most} inputs a request (with encoding_format '{encoding}'"
+            + (", or use 'base64'" if encoding == "float" else "") + ").", param="input")
+    return request
 
 
 def dimensions_of(request: EmbeddingRequest) -> int:
@@ -267,6 +281,9 @@ class EmbeddingService:
         if len(bodies) == 1:
             results = [call(bodies[0])]
         else:
+            # Imported here: only Titan batches need threads, and cold starts
+            # should not pay for concurrent.futures.
+            from concurrent.futures import ThreadPoolExecutor
             # Each thread runs in a copy of this request's context, so the
             # gateway's timings and retries land in this request's stats.
             with ThreadPoolExecutor(max_workers=self._concurrency) as pool:

@@ -318,3 +318,27 @@ def test_limits_and_cost_hold_per_key_across_models(make_api: ApiFactory, key_st
     assert int(item["requests"]["N"]) == 4
     assert float(item["cost_usd"]["N"]) == pytest.approx(
         float(sum(costs)) + json.loads(answer.body)["usage"]["cost_usd"], abs=1e-7)
+
+
+def test_native_chat_with_claude_tools(api: Api, emulator: EmulatorControl) -> None:
+    tool = {"name": "get_weather", "parameters": WEATHER["function"]["parameters"]}
+    response = post(api, {"model": CLAUDE, "system": "Use tools.", "prompt": "Weather in Oslo?",
+                          "tools": [tool], "tool_choice": {"name": "get_weather"}}, "/chat")
+    assert response.status_code == 200, response.body
+    body = sent(emulator)["body"]
+    assert body["system"] == [{"text": "Use tools."}]
+    assert body["toolConfig"]["toolChoice"] == {"tool": {"name": "get_weather"}}
+    call = json.loads(response.body)["tool_calls"][0]
+    assert call["name"] == "get_weather" and isinstance(call["arguments"]["city"], str)
+
+
+def test_jobs_run_converse_models(make_api: ApiFactory, sqs: Any, job_queues: dict[str, str],
+                                  emulator: EmulatorControl) -> None:
+    from tests.functional.test_jobs import drain, status, submit
+    api = make_api(allowed_models=ALLOWED, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0)
+    accepted = submit(api, {"model": NOVA, "prompt": "Hello, job", "max_tokens": 300})
+    drain(sqs, job_queues["jobs"])
+    done = json.loads(status(api, accepted["job_id"]).body)
+    assert done["status"] == "succeeded", done
+    assert done["result"]["model"] == NOVA and done["result"]["text"]
+    assert sent(emulator)["operation"] == "Converse"
