@@ -78,7 +78,8 @@ def _as_text(message: Message) -> Message:
 def _blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
         return [{"toolResult": {"toolUseId": message.tool_call_id,
-                                "content": [{"text": message.content or EMPTY_RESULT}]}}]
+                                "content": [{"text": message.content if message.content.strip()
+                                             else EMPTY_RESULT}]}}]
     blocks: list[dict[str, Any]] = []
     if message.content.strip():
         blocks.append({"text": message.content})

@@ -170,3 +170,9 @@ def test_vectors_tokens_and_base64() -> None:
     assert input_tokens({}, {"inputTextTokenCount": 4}) == 4
     raw = base64.b64decode(encode((0.5, -1.0), "base64"))
     assert struct.unpack("<2f", raw) == (0.5, -1.0)
+
+
+def test_a_blank_tool_result_is_not_a_blank_text_block() -> None:
+    body = build_request(request(Message("user", "q"), Message("assistant", "", tool_calls=(CALL,)),
+                                 Message("tool", "  ", tool_call_id="tooluse_1"), tools=(TOOL,)))
+    assert body["messages"][-1]["content"][0]["toolResult"]["content"] == [{"text": "(empty)"}]
