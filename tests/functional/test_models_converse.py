@@ -342,3 +342,34 @@ def test_jobs_run_converse_models(make_api: ApiFactory, sqs: Any, job_queues: di
     assert done["status"] == "succeeded", done
     assert done["result"]["model"] == NOVA and done["result"]["text"]
     assert sent(emulator)["operation"] == "Converse"
+
+
+def test_embeddings_and_converse_calls_are_logged_like_chat(make_api: ApiFactory) -> None:
+    import io
+
+    from chalicelib.telemetry import Telemetry
+    from tests.functional.test_telemetry import lines
+    stream = io.StringIO()
+    api = make_api(allowed_models=ALLOWED, telemetry=Telemetry("dev", stream=stream),
+                   cache_enabled=False)
+    assert embed(api, {"model": TITAN, "input": ["a", "b"]}).status_code == 200
+    assert post(api, {"model": CLAUDE, "messages": [{"role": "user", "content": "Hi"}]}
+                ).status_code == 200
+    logs, emf = lines(stream)
+    assert [(log["route"], log["model"]) for log in logs] == [
+        ("POST /v1/embeddings", TITAN), ("POST /v1/chat/completions", CLAUDE)]
+    assert logs[0]["input_tokens"] > 0 and logs[0]["output_tokens"] == 0
+    assert logs[0]["cost_usd"] > 0 and logs[0]["bedrock_ms"] > 0
+    assert logs[1]["output_tokens"] > 0 and logs[1]["cost_usd"] > 0
+    assert {blob["model"] for blob in emf if "model" in blob} == {TITAN, CLAUDE}
+
+
+def test_scripted_answers_stream_through_converse_stream(api: Api,
+                                                         emulator: EmulatorControl) -> None:
+    emulator.respond_next("Exactly these words.")
+    response = post(api, {"model": NOVA, "stream": True,
+                          "messages": [{"role": "user", "content": "Say it"}]})
+    text = "".join(e["choices"][0]["delta"].get("content") or ""
+                   for e in sse_events(response.body) if e["choices"])
+    assert text == "Exactly these words."
+    assert sent(emulator)["operation"] == "ConverseStream"
