@@ -9,7 +9,9 @@ Choices that OpenAI's API leaves to us, documented in the README too:
   later ones stay system turns where they are.
 - Text parts of a list ``content`` are joined with a newline; an assistant's
   ``refusal`` parts are text too.
-- ``name`` on a message is accepted and not shown to the model.
+- ``name`` on a message is accepted and not shown to the model, and so is an
+  assistant's ``annotations`` (output-only citations that the openai SDK's
+  ``message.model_dump()`` and OpenAI's own answers carry back in).
 - ``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format``
   are honoured (``tool_fields``, ``prompting``, ``answers``); the legacy
   ``functions``/``function_call`` get a 400 naming what to send instead.
@@ -60,7 +62,7 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
 }
 FIELDS = (*HONOURED, *IGNORED, *NEUTRAL, "functions", "function_call")
 MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "function_call",
-                  "refusal", "audio")
+                  "refusal", "audio", "annotations")
 TEMPERATURE_SCALE = 0.5  # OpenAI 0..2 -> Llama 0..1
 
 
