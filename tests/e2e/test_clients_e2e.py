@@ -397,3 +397,21 @@ def test_openai_stream_helper_parses(sdk: openai.OpenAI) -> None:
             pass
         parsed = stream.get_final_completion().choices[0].message.parsed
     assert isinstance(parsed, City)
+
+
+def test_openai_allowed_tools(sdk: openai.OpenAI, emulator: EmulatorControl) -> None:
+    # One long tool list, a subset allowed per request (OpenAI's allowed_tools).
+    def function(name: str) -> dict:
+        return {"type": "function", "function": {"name": name, "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+    reply = sdk.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Time in Tokyo?"}],
+        tools=[function("get_weather"), function("get_time")],  # type: ignore[list-item]
+        tool_choice={"type": "allowed_tools", "allowed_tools": {
+            "mode": "required", "tools": [{"type": "function", "function": {"name": "get_time"}}]}})
+    (call,) = reply.choices[0].message.tool_calls or []
+    assert call.function.name == "get_time"  # type: ignore[union-attr]
+    (prompt,) = prompts(emulator)
+    assert '"name": "get_time"' in prompt and "get_weather" not in prompt
+    assert prompt.endswith(OPEN + '{"name": "')
