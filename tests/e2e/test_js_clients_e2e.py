@@ -63,11 +63,21 @@ def test_ai_sdk_multi_step_tool_loop(stack: LocalStack, emulator: EmulatorContro
     assert f"{IPYTHON}It is " in second and second.endswith(OPEN)
 
 
+# Two ways Llama 3.1 writes parallel calls: one per line, or after
+# <|python_tag|> separated by ";" (with "arguments" for "parameters" at times).
+PARALLEL = [
+    '{"name": "weather", "parameters": {"city": "Paris"}}\n'
+    '{"name": "time", "parameters": {"city": "Tokyo", "clock": "24h"}}',
+    'Checking both.\n<|python_tag|>{"name": "weather", "parameters": {"city": "Paris"}}; '
+    '{"name": "time", "arguments": {"city": "Tokyo", "clock": "24h"}}',
+]
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("answer", PARALLEL, ids=["lines", "python-tag"])
 def test_ai_sdk_streams_parallel_calls(stack: LocalStack, emulator: EmulatorControl,
-                                       provider: str) -> None:
-    emulator.respond_next('{"name": "weather", "parameters": {"city": "Paris"}}\n'
-                          '{"name": "time", "parameters": {"city": "Tokyo", "clock": "24h"}}')
+                                       provider: str, answer: str) -> None:
+    emulator.respond_next(answer)
     out = node(stack, "ai_sdk.mjs", provider, "stream-parallel")
     assert out["calls"] == [["weather", {"city": "Paris"}], ["time", {"city": "Tokyo", "clock": "24h"}]]
     assert out["asked"] == [["weather", "Paris"], ["time", "Tokyo"]]
