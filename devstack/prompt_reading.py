@@ -25,7 +25,7 @@ SCHEMA_MARKER = "It must be valid against this JSON Schema:\n"
 JSON_OBJECT_MARKER = "Respond with a single JSON object and nothing else: no prose, no code fences."
 
 _DECODER = json.JSONDecoder()
-_TOOL_START = re.compile(r"\n\n\s*\{")
+_LINE_BRACE = re.compile(r"\n[ \t]*\{")
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,20 @@ def read_tools(content: str) -> tuple[list[Tool], int]:
         return [], -1
     tools: list[Tool] = []
     pos = start + len(TOOLS_MARKER)
-    match = _TOOL_START.search(content, pos)
-    if match is None:
+    # The first tool is the first JSON object at the start of a line that
+    # reads as one (the format line's braces are not JSON); a few tries only.
+    for attempt, match in enumerate(_LINE_BRACE.finditer(content, pos)):
+        if attempt == 4:
+            return [], pos
+        try:
+            first, _ = _DECODER.raw_decode(content, match.end() - 1)
+        except (ValueError, RecursionError):
+            continue
+        if _as_tool(first) is not None:
+            pos = match.end() - 1
+            break
+    else:
         return [], pos
-    pos = match.end() - 1
     while pos < len(content) and content[pos] == "{":
         try:
             obj, end = _DECODER.raw_decode(content, pos)

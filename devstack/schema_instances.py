@@ -29,6 +29,7 @@ import re
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -382,7 +383,14 @@ class _Builder:
         a, b = math.ceil(a), math.floor(b)
         step = _number(node.get("multipleOf"))
         if step is not None and step > 0:
-            found = self._multiple(Fraction(step), a, b, lo, hi, integer=True)
+            # The integer multiples of p/q are the multiples of p (0.3 reads as 3/10).
+            whole = Fraction(step).limit_denominator(10 ** 6).numerator
+
+            def fits(v: float | int) -> bool:
+                # jsonschema divides by a float multipleOf: the quotient must come out whole.
+                return ((lo is None or v >= lo) and (hi is None or v <= hi)
+                        and (not isinstance(step, float) or (v / step).is_integer()))
+            found = self._multiple(Fraction(whole), ((a, b), (lo, hi)), fits)
             if found is not None:
                 return int(found)
         return self.rng.randint(a, b) if a <= b else a
@@ -390,15 +398,15 @@ class _Builder:
     def _float(self, node: dict[str, Any], hint: str) -> float | int:
         low, low_strict, high, high_strict = self._bounds(node)
 
-        def fits(v: float) -> bool:
+        def fits(v: float | int) -> bool:
             return (math.isfinite(v)
                     and (low is None or (v > low if low_strict else v >= low))
                     and (high is None or (v < high if high_strict else v <= high)))
         a, b = self._window(low, high, hint)
         step = _number(node.get("multipleOf"))
         if step is not None and step > 0:
-            found = self._multiple(Fraction(step), a, b, low, high, integer=False)
-            if found is not None and fits(found):
+            found = self._multiple(Fraction(step), ((a, b), (low, high)), fits)
+            if found is not None:
                 return found
         picked = self.rng.uniform(a, b)
         for candidate in (round(picked, 2), picked, a / 2 + b / 2):
@@ -406,28 +414,24 @@ class _Builder:
                 return candidate
         return a  # unsatisfiable (e.g. an empty exclusive range)
 
-    def _multiple(self, step: Fraction, a: float, b: float, low: float | None,
-                  high: float | None, integer: bool) -> float | int | None:
-        """A multiple of ``step`` in [a, b] (else in [low, high]) that survives
-        float arithmetic as jsonschema checks it; None when there is none."""
-        for lo, hi in ((a, b), (low, high)):
+    def _multiple(self, step: Fraction, windows: tuple[tuple[float | None, float | None], ...],
+                  fits: Callable[[float | int], bool]) -> float | int | None:
+        """A multiple of ``step`` in the first window that has one, that ``fits``
+        and survives float arithmetic as jsonschema checks it; else None."""
+        for lo, hi in windows:
             if lo is None and hi is None:
-                lo, hi = a, b
+                continue
             k_lo = math.ceil(Fraction(lo) / step) if lo is not None else math.floor(Fraction(hi) / step) - 10
             k_hi = math.floor(Fraction(hi) / step) if hi is not None else k_lo + 10
             if k_lo > k_hi:
                 continue
-            for _ in range(16):
-                k = self.rng.randint(k_lo, min(k_hi, k_lo + 1000))
-                exact = k * step
-                if integer and exact.denominator != 1:
-                    continue
+            for _ in range(16):  # random multiples in range; exclusive ends may reject a few
+                exact = self.rng.randint(k_lo, min(k_hi, k_lo + 1000)) * step
                 value: float | int = int(exact) if exact.denominator == 1 else float(exact)
                 if isinstance(value, float) and not (value / float(step)).is_integer():
                     continue
-                if lo is not None and value < lo or hi is not None and value > hi:
-                    continue
-                return value
+                if fits(value):
+                    return value
         return None
 
     def _string(self, node: dict[str, Any], hint: str) -> str:

@@ -8,13 +8,13 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.generator import count_tokens, generate, scripted, split_words
 from devstack.llama_answers import answer, call_header
 from devstack.prompt_reading import (JSON_OBJECT_MARKER, SCHEMA_MARKER, TOOLS_MARKER, read_prompt,
-                                     split_turns)
+                                     read_tools, split_turns)
 from tests.llama_format import FLIGHT, PERSON, TOOLS, WEATHER, render
 
 OPEN = "<|start_header_id|>assistant<|end_header_id|>\n\n"
@@ -144,9 +144,20 @@ MARKERS = st.sampled_from([TOOLS_MARKER, SCHEMA_MARKER, JSON_OBJECT_MARKER, OPEN
                            "[", "]", "1", '"', ", ", ":"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(MARKERS | st.text(max_size=5), max_size=30).map("".join))
 def test_any_prompt_is_answered_without_an_exception(prompt: str) -> None:
     for text in (prompt, prompt + OPEN, OPEN.join([prompt, ""])):
         written = answer(text, random.Random(0))
         assert written is None or isinstance(written, str)
+
+
+@pytest.mark.parametrize("gap", ["\n\n", "\n", "\n  "])
+def test_tools_are_read_whatever_the_spacing(gap: str) -> None:
+    tools = gap.join(json.dumps(t, indent=4) for t in TOOLS)
+    content = f'{TOOLS_MARKER}{gap}Respond in the format {{"name": x}}.{gap}{tools}{gap}Hi there'
+    found, end = read_tools(content)
+    assert [t.name for t in found] == ["get_weather", "book_flight"]
+    assert content[end:].strip() == "Hi there"
+    assert read_tools("no marker here") == ([], -1)
+    assert read_tools(TOOLS_MARKER + "\n\n{not json}\n\nHi")[0] == []

@@ -93,6 +93,10 @@ CASES: list[tuple[str, Any]] = [
     ("number huge range", {"type": "number", "minimum": -1e308, "maximum": 1e308}),
     ("number multipleOf", {"type": "number", "multipleOf": 0.25, "minimum": 1.1, "maximum": 1.4}),
     ("integer multipleOf", {"type": "integer", "multipleOf": 6, "minimum": 100, "maximum": 110}),
+    ("integer fractional multipleOf", {"type": "integer", "multipleOf": 0.3, "minimum": 1,
+                                       "maximum": 10}),
+    ("number multipleOf in an exclusive range", {"type": "number", "multipleOf": 0.5,
+                                                 "exclusiveMinimum": 1, "exclusiveMaximum": 2}),
     ("only a lower bound", {"type": "integer", "minimum": 10 ** 12}),
     ("only an upper bound", {"type": "number", "maximum": -5000.5}),
     ("string lengths", {"type": "string", "minLength": 30, "maxLength": 31}),
@@ -327,7 +331,7 @@ def documents(draw: st.DrawFn) -> Any:
     return body
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(), st.integers(0, 2 ** 32))
 def test_every_generated_instance_validates(schema: Any, seed: int) -> None:
     VALIDATOR.check_schema(schema)
@@ -343,7 +347,7 @@ JSON = st.recursive(SCALARS | st.text(max_size=3),
                     max_leaves=25)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(JSON, st.integers(0, 2 ** 32))
 def test_any_json_as_a_schema_gives_a_value_not_an_exception(schema: Any, seed: int) -> None:
     build(schema, seed)
