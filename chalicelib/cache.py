@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -33,13 +33,14 @@ from chalicelib.dynamo import decode_item, encode, encode_item
 
 log = logging.getLogger(__name__)
 PENDING, DONE = "pending", "done"
+T = TypeVar("T")
 
 
 def cacheable(request: ChatRequest) -> bool:
     return request.temperature == 0
 
 
-def cache_key(request: ChatRequest, tenant: str) -> str:
+def cache_key(request: Any, tenant: str) -> str:
     """Everything in the request shapes the answer (messages, tools, tool
     choice, response format, parameters), so all of it is in the key."""
     material = [tenant, asdict(request)]
@@ -98,10 +99,10 @@ class ResponseCache:
             raise
         return True
 
-    def _store(self, key: str, completion: Completion) -> None:
+    def _store(self, key: str, text: str) -> None:
         now = int(self._clock())
         self._client.put_item(TableName=self._table, Item=encode_item({
-            "pk": key, "state": DONE, "completion": _to_json(completion),
+            "pk": key, "state": DONE, "completion": text,
             "expires_at": now + self._ttl_s}))
 
     def _release(self, key: str) -> None:
@@ -110,21 +111,24 @@ class ResponseCache:
                                  ExpressionAttributeNames={"#st": "state"},
                                  ExpressionAttributeValues={":pending": encode(PENDING)})
 
-    def get_or_compute(self, request: ChatRequest, tenant: str,
-                       compute: Callable[[], Completion], *, lease_s: float | None = None,
-                       wait_s: float | None = None) -> Completion:
+    def get_or_compute(self, request: Any, tenant: str, compute: Callable[[], T],
+                       encode: Callable[[T], str] = _to_json,  # type: ignore[assignment]
+                       decode: Callable[[str], T] = _from_json,  # type: ignore[assignment]
+                       *, lease_s: float | None = None, wait_s: float | None = None) -> T:
         """A cached answer (``cached=True``) or a computed one, stored, in
-        ``tenant``'s own part of the cache. ``lease_s``: how long ``compute``
-        may take at worst (this caller's deadline, should it lead);
-        ``wait_s``: how long this caller may wait for another's answer (its
-        own time left), by default as long as it would lead."""
+        ``tenant``'s own part of the cache. ``request`` is any dataclass (a
+        ChatRequest, an embeddings request); ``encode``/``decode`` write and
+        read its answer (a Completion's by default). ``lease_s``: how long
+        ``compute`` may take at worst (this caller's deadline, should it
+        lead); ``wait_s``: how long this caller may wait for another's answer
+        (its own time left), by default as long as it would lead."""
         lease_s = self._lease_s if lease_s is None else lease_s
         budget = lease_s if wait_s is None else wait_s
         key = cache_key(request, tenant)
         try:
             entry = self._get(key)
             if entry is not None and entry["state"] == DONE:
-                return _from_json(entry["completion"])
+                return decode(entry["completion"])
             won = self._claim(key, lease_s)
         except (ClientError, BotoCoreError) as exc:
             log.warning("cache unavailable, answering uncached: %s", exc)
@@ -135,12 +139,13 @@ class ResponseCache:
             except BaseException:
                 self._quietly(self._release, key)
                 raise
-            self._quietly(self._store, key, completion)
+            self._quietly(self._store, key, encode(completion))
             return completion
-        return self._follow(key, budget) or compute()
+        stored = self._follow(key, budget)
+        return decode(stored) if stored is not None else compute()
 
-    def _follow(self, key: str, budget_s: float) -> Completion | None:
-        """The leader's answer, or None when this caller must compute its own."""
+    def _follow(self, key: str, budget_s: float) -> str | None:
+        """The leader's stored answer, or None when this caller must compute its own."""
         deadline = time.monotonic() + max(0.0, budget_s)
         while True:
             left = deadline - time.monotonic()
@@ -154,7 +159,7 @@ class ResponseCache:
             if entry is None:
                 return None  # the leader failed and let go
             if entry["state"] == DONE:
-                return _from_json(entry["completion"])
+                return str(entry["completion"])
             if entry.get("lease_until", 0) < self._clock():
                 return None  # the leader died: its lease covered its whole deadline
 

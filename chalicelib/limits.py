@@ -180,7 +180,8 @@ class Limiter:
             names["#mt"] = minute_names(reservation.minute)[1]
         if cost:
             adds.append("cost_usd :c")
-            values[":c"] = {"N": str(cost)}
+            # Plain digits: str(Decimal) may write "2E-7", which moto cannot read.
+            values[":c"] = {"N": format(cost, "f")}
         expression = "ADD " + ", ".join(adds)
         if not reservation.held:  # the key's first write of the day may be this one
             # A week after the latest write (within its day): the day's item
