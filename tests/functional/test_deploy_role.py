@@ -108,3 +108,12 @@ def test_function_roles_carry_the_boundary_under_chalices_names(stage: str) -> N
     assert made == names
     assert RESOURCES["FunctionBoundary"]["Properties"]["ManagedPolicyName"] == {
         "Fn::Sub": "${AppName}-function-boundary"}
+
+
+def test_the_deploy_role_can_set_and_clear_reserved_concurrency() -> None:
+    """chalice deploy puts the API function's reserved concurrency and
+    deletes it on the functions that have none."""
+    for action in ("lambda:PutFunctionConcurrency", "lambda:DeleteFunctionConcurrency"):
+        (statement,) = allowed(action)
+        assert statement["Resource"] == {"Fn::Sub": (
+            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AppName}-*")}
