@@ -3,20 +3,28 @@
 Bedrock's InvokeModel for Llama takes no stop sequences, so they are applied
 here to the generated text: the answer is cut before the first one and its
 stop reason becomes ``"stop"``. Usage stays what Bedrock reported (what is
-billed), even when the text was cut.
+billed), even when the text was cut. Every call reads Bedrock's response
+stream (InvokeModelWithResponseStream), under the request's deadline
+(deadline.py), so that the tokens of a call cut short are always known.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 
 from chalicelib import callstats
 from chalicelib.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
-from chalicelib.chat import ChatRequest, Completion, StreamedCompletion, Usage
-from chalicelib.errors import UpstreamError
-from chalicelib.models import adapter_for
+from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
+                             TextDelta, Usage)
+from chalicelib.errors import ApiError, DeadlineExceededError, UpstreamError
+from chalicelib.models import RawChunk, RawCompletion, adapter_for
 from chalicelib.pricing import DEFAULT_PRICES, Prices, cost_usd
+
+log = logging.getLogger(__name__)
 
 
 def billable(answer: Completion | StreamedCompletion) -> tuple[int, Decimal | None]:
@@ -64,48 +72,132 @@ class ChatService:
         return completion
 
     def _invoke(self, request: ChatRequest) -> Completion:
-        adapter = adapter_for(request.model)
-        raw = adapter.parse_body(self._gateway.invoke(request.model, adapter.build_body(request)))
+        raw = self._generate(request)
         text, reason = raw.text, raw.stop_reason
         cut = find_stop(text, request.stop)
         if cut >= 0:
             text, reason = text[:cut], "stop"
         return Completion(model=request.model, text=text, stop_reason=reason, usage=raw.usage)
 
-    def stream(self, request: ChatRequest) -> StreamedCompletion:
-        """Read the whole stream (API Gateway buffers it anyway), keeping the
-        pieces so that a streamed answer can be replayed as chunks."""
-        adapter = adapter_for(request.model)
+    def _generate(self, request: ChatRequest) -> RawCompletion:
+        """The whole answer, read from Bedrock's stream even for a plain call:
+        InvokeModel tells nothing of a generation cut at the deadline, while
+        the stream's chunks count its tokens as they come, so a cut call is
+        billed for what Bedrock generated (``ApiError.generated``)."""
+        meter = _Meter()
         pieces: list[str] = []
-        reason: str | None = None
-        usage: Usage | None = None
+        try:
+            for chunk in self._chunks(request, meter):
+                pieces.append(chunk.text)
+        except ApiError as error:
+            raise self._charged(request, error, meter) from error.__cause__
+        return RawCompletion(text="".join(pieces).lstrip(), stop_reason=meter.reason or "stop",
+                             usage=meter.usage())
+
+    def _chunks(self, request: ChatRequest, meter: _Meter) -> Iterator[RawChunk]:
+        adapter = adapter_for(request.model)
         for payload in self._gateway.invoke_stream(request.model, adapter.build_body(request)):
             chunk = adapter.parse_chunk(payload)
-            text = chunk.text if pieces else chunk.text.lstrip()
-            if text:
-                pieces.append(text)
-            reason = chunk.stop_reason or reason
-            usage = chunk.usage or usage
-        if reason is None or usage is None:
+            meter.add(chunk)
+            yield chunk
+        if meter.reason is None or meter.final is None:
             raise UpstreamError("The model's stream ended early.")
-        kept, reason = _cut_pieces(pieces, request.stop, reason)
-        completion = self._priced(request, Completion(model=request.model, text="".join(kept),
-                                                      stop_reason=reason, usage=usage), None)
-        return StreamedCompletion(deltas=tuple(kept), completion=completion)
+
+    def _charged(self, request: ChatRequest, error: ApiError, meter: _Meter) -> ApiError:
+        """``error``, carrying the tokens generated before it, priced."""
+        if meter.chunks:
+            usage = meter.usage()
+            error.generated = usage
+            error.generated_cost_usd = cost_usd(self._prices, request.model, usage, False)
+            stats = callstats.current()
+            stats.model, stats.cost_usd = request.model, error.generated_cost_usd
+            stats.input_tokens, stats.output_tokens = usage.input_tokens, usage.output_tokens
+        return error
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """The answer as it comes: a TextDelta for each piece Bedrock sends,
+        then StreamEnd with the completion (stop reason, usage, cost).
+
+        Stop sequences are applied live: only the text that could still be the
+        start of one is held back. Once one is found nothing more is sent, but
+        Bedrock's stream is still read to its end, because Bedrock generates
+        (and bills) those tokens and only the last chunk reports them. A
+        stream that reaches its deadline ends cleanly with ``"length"`` and the
+        tokens counted so far. Other failures raise, carrying those tokens;
+        before the first chunk, even the deadline raises (the caller still
+        answers an HTTP error then)."""
+        meter = _Meter()
+        sent: list[str] = []
+        held = ""
+        stopped = False
+        try:
+            for chunk in self._chunks(request, meter):
+                text = chunk.text if (sent or held) else chunk.text.lstrip()
+                if stopped or not text:
+                    continue
+                held += text
+                cut = find_stop(held, request.stop)
+                if cut >= 0:
+                    held, stopped = held[:cut], True
+                    if held:
+                        sent.append(held)
+                        yield TextDelta(held)
+                    held = ""
+                    continue
+                keep = held_back(held, request.stop)
+                if len(held) > keep:
+                    piece, held = held[:len(held) - keep], held[len(held) - keep:]
+                    sent.append(piece)
+                    yield TextDelta(piece)
+            reason = meter.reason or "stop"
+        except DeadlineExceededError as error:
+            if not meter.chunks:
+                raise
+            log.warning("stream cut at its deadline after %s chunks: %s", meter.chunks, error)
+            reason = "length"
+        except ApiError as error:
+            raise self._charged(request, error, meter) from error.__cause__
+        if held:  # the stream ended: what was held back is no stop sequence
+            sent.append(held)
+            yield TextDelta(held)
+        completion = Completion(model=request.model, text="".join(sent),
+                                stop_reason="stop" if stopped else reason, usage=meter.usage())
+        yield StreamEnd(self._priced(request, completion, None))
 
 
-def _cut_pieces(pieces: list[str], stops: tuple[str, ...],
-                reason: str) -> tuple[list[str], str]:
-    cut = find_stop("".join(pieces), stops)
-    if cut < 0:
-        return pieces, reason
-    kept: list[str] = []
-    length = 0
-    for piece in pieces:
-        if length + len(piece) >= cut:
-            if cut > length:
-                kept.append(piece[:cut - length])
-            break
-        kept.append(piece)
-        length += len(piece)
-    return kept, "stop"
+@dataclass
+class _Meter:
+    """What a stream has said so far: token counts from every chunk (the
+    prompt's on the first, a running total of generated ones on each), and
+    Bedrock's own final usage and stop reason from the last."""
+
+    chunks: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    final: Usage | None = None
+    reason: str | None = None
+
+    def add(self, chunk: RawChunk) -> None:
+        self.chunks += 1
+        if chunk.prompt_tokens is not None:
+            self.prompt_tokens = chunk.prompt_tokens
+        # Without a running total, each chunk is at least one token.
+        self.generated_tokens = max(self.generated_tokens, self.chunks
+                                    if chunk.generated_tokens is None else chunk.generated_tokens)
+        self.final = chunk.usage or self.final
+        self.reason = chunk.stop_reason or self.reason
+
+    def usage(self) -> Usage:
+        return self.final or Usage(self.prompt_tokens, self.generated_tokens)
+
+
+def held_back(text: str, stops: tuple[str, ...]) -> int:
+    """How many characters at the end of ``text`` could still begin a stop
+    sequence (the longest proper prefix of one that ``text`` ends with)."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest

@@ -7,7 +7,9 @@ internals such as ARNs, account ids or botocore text.
 """
 from __future__ import annotations
 
-from chalicelib.chat import LimitStatus
+from decimal import Decimal
+
+from chalicelib.chat import LimitStatus, Usage
 
 
 class ApiError(Exception):
@@ -15,6 +17,11 @@ class ApiError(Exception):
 
     code: str = "internal_error"
     type: str = "server_error"
+    # Tokens Bedrock generated before the failure, and their price: a call
+    # cut or broken part way is billed for them, never left free nor charged
+    # its worst case (limits.Limiter.run settles to them).
+    generated: Usage | None = None
+    generated_cost_usd: Decimal | None = None
 
     def __init__(self, message: str, *, param: str | None = None,
                  code: str | None = None) -> None:
@@ -107,6 +114,10 @@ class UpstreamTimeoutError(ApiError):
 
     code = "upstream_timeout"
     type = "timeout_error"
+
+
+class DeadlineExceededError(UpstreamTimeoutError):
+    """The call reached its overall deadline (deadline.py) before it ended."""
 
 
 class UpstreamUnavailableError(ApiError):

@@ -194,19 +194,38 @@ class Limiter:
         except (ClientError, BotoCoreError):
             log.error("could not settle usage of %s on %s", reservation.key_id, reservation.day_pk)
 
+    def charge(self, reservation: Reservation, tokens: int, cost: Decimal | None = None) -> None:
+        """Add tokens a failed attempt generated, leaving the reservation held
+        (a job that is retried keeps its reservation for the next attempt)."""
+        try:
+            for pk in reservation.held_on or (reservation.day_pk,):
+                self._add(pk, 0, tokens, int(self._clock()) + DAY_ITEM_TTL,
+                          cost=cost if pk == reservation.day_pk else None)
+        except (ClientError, BotoCoreError):
+            log.error("could not charge %s tokens to %s", tokens, reservation.key_id)
+
     def release(self, reservation: Reservation) -> None:
         """Give back the tokens of a request that failed; it still counts as a request."""
         self._undo(reservation.held_on, requests=0, tokens=reservation.tokens)
 
+    def settle_failure(self, reservation: Reservation, exc: BaseException) -> None:
+        """Settle a failed call to the tokens it generated, or release it."""
+        generated = getattr(exc, "generated", None)
+        if generated is not None:
+            self.settle(reservation, generated.total_tokens, getattr(exc, "generated_cost_usd", None))
+        else:
+            self.release(reservation)
+
     def run(self, caller: Caller, tokens: int, call: Callable[[], T],
             used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
-        """Admit, call, settle to ``used(result)`` (tokens, cost); release if
-        the call fails."""
+        """Admit, call, settle to ``used(result)`` (tokens, cost). A call that
+        fails after Bedrock generated tokens (cut at its deadline, broken off)
+        is settled to those; any other failure releases the reservation."""
         reservation = self.admit(caller, tokens)
         try:
             result = call()
-        except BaseException:
-            self.release(reservation)
+        except BaseException as exc:
+            self.settle_failure(reservation, exc)
             raise
         self.settle(reservation, *used(result))
         return result, reservation

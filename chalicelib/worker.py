@@ -93,6 +93,10 @@ def run_job(body: str, receive_count: int, runtime: Runtime, run: JobRun | None 
         return
     except ApiError as error:
         run.error_code = error.code
+        if error.generated is not None and claimed.reservation:
+            # Cut at the deadline or broken off: Bedrock billed those tokens.
+            runtime.limiter.charge(claimed.reservation, error.generated.total_tokens,
+                                   error.generated_cost_usd)
         _transient(runtime, claimed, error, receive_count)
     except Exception:
         log.exception("job %s failed unexpectedly", job_id)
