@@ -127,7 +127,9 @@ def translate_error(exc: Exception, retry_after: int) -> ApiError:
 
 
 class BedrockGateway:
-    """InvokeModel and InvokeModelWithResponseStream, errors translated."""
+    """InvokeModelWithResponseStream, errors translated. Every call reads
+    the stream, plain ones too (completion.py): only the stream's chunks
+    count the tokens of a generation cut at its deadline."""
 
     def __init__(self, client: Any, *, retry_after: int = 2) -> None:
         self._client = client
@@ -144,22 +146,6 @@ class BedrockGateway:
         log.warning("bedrock call failed: model=%s code=%s cause=%s: %s",
                     model_id, error.code, type(exc).__name__, exc)
         return error
-
-    def invoke(self, model_id: str, body: dict[str, Any]) -> Any:
-        stats = callstats.current()
-        started = time.monotonic()
-        try:
-            response = self._client.invoke_model(
-                modelId=model_id, body=json.dumps(body), contentType="application/json",
-                accept="application/json")
-            stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
-            return json.loads(response["body"].read())
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail(exc, model_id) from exc
-        except ValueError as exc:
-            raise UpstreamError("The model returned a malformed answer.") from exc
-        finally:
-            stats.bedrock_ms += (time.monotonic() - started) * 1000
 
     def invoke_stream(self, model_id: str, body: dict[str, Any]) -> Iterator[Any]:
         """The stream's chunks, JSON-decoded; errors before or inside the

@@ -9,11 +9,14 @@ are static and one repo deploys to any account; a role can only reach its own
 account's resources without resource policies, and every ARN names its
 resource exactly. One policy per function:
 
-- api (APIHandler): Bedrock InvokeModel and InvokeModelWithResponseStream
-  (the OpenAI route streams), usage/jobs/cache tables, send to the queue;
+- api (APIHandler) and stream (stream_handler, the streaming routes once
+  deployed): Bedrock InvokeModelWithResponseStream (every model call reads
+  the stream, so that a call cut at its deadline knows its tokens),
+  usage/jobs/cache tables, send to the queue;
 - auth (api_key_auth): GetItem on the keys table, nothing else;
-- worker (process_job): Bedrock InvokeModel, usage/jobs/cache tables, and the
-  queue actions of Lambda's SQS event source plus ChangeMessageVisibility.
+- worker (process_job): Bedrock InvokeModelWithResponseStream, usage/jobs/
+  cache tables, and the queue actions of Lambda's SQS event source plus
+  ChangeMessageVisibility.
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ CHALICE_DIR = PROJECT_DIR / ".chalice"
 APP = "llm-endpoint"
 # Where a us. cross-region inference profile may send a request (SPEC.md).
 US_PROFILE_REGIONS = ("us-east-1", "us-east-2", "us-west-2")
-ROLES = {"api": "api_handler", "auth": "api_key_auth", "worker": "process_job"}
+ROLES = {"api": "api_handler", "auth": "api_key_auth", "worker": "process_job",
+         "stream": "stream_handler"}
+INVOKE = ["bedrock:InvokeModelWithResponseStream"]
 
 
 def stage_env(config: dict[str, Any], stage: str) -> dict[str, str]:
@@ -72,21 +77,22 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
         statement("ResponseCache", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
                   [table(env["CACHE_TABLE"])]),
     ]
-    api = [
-        statement("InvokeLlama", ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                  bedrock_resources(models)),
-        *shared_tables,
-        statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                  [table(env["JOBS_TABLE"])]),
-        statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
-        logs(stage, None),
-    ]
+
+    def api_role(function: str | None) -> list[dict[str, Any]]:
+        return [
+            statement("InvokeLlama", INVOKE, bedrock_resources(models)),
+            *shared_tables,
+            statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                      [table(env["JOBS_TABLE"])]),
+            statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
+            logs(stage, function),
+        ]
     auth = [
         statement("ReadKeys", ["dynamodb:GetItem"], [table(env["KEYS_TABLE"])]),
         logs(stage, "api_key_auth"),
     ]
     worker = [
-        statement("InvokeLlama", ["bedrock:InvokeModel"], bedrock_resources(models)),
+        statement("InvokeLlama", INVOKE, bedrock_resources(models)),
         *shared_tables,
         statement("Jobs", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table(env["JOBS_TABLE"])]),
         statement("ConsumeJobs", ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
@@ -95,7 +101,8 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
         logs(stage, "process_job"),
     ]
     return {role: {"Version": "2012-10-17", "Statement": statements}
-            for role, statements in (("api", api), ("auth", auth), ("worker", worker))}
+            for role, statements in (("api", api_role(None)), ("auth", auth), ("worker", worker),
+                                     ("stream", api_role("stream_handler")))}
 
 
 def rendered(config: dict[str, Any]) -> dict[Path, str]:
