@@ -16,6 +16,7 @@ error with a status.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 
@@ -66,7 +67,9 @@ class LiveStream:
     def events(self) -> Iterator[StreamEvent]:
         """The events, to be consumed once; closing it early drains Bedrock."""
         try:
-            for event in self._pending():
+            # chain, not a generator with ``yield from``: a generator dropped
+            # here would close Bedrock's stream before it could be drained.
+            for event in itertools.chain((self._first,), self._rest):
                 self._end(event)
                 yield event
         except ApiError as error:
@@ -86,16 +89,14 @@ class LiveStream:
                 self.abandoned = True
                 self._drain()
 
-    def _pending(self) -> Iterator[StreamEvent]:
-        yield self._first
-        yield from self._rest
-
     def _drain(self) -> None:
         """Read what is left of Bedrock's stream (bounded by the deadline) to
         learn what it generated, then settle."""
         try:
             for event in self._rest:
                 self._end(event)
+            if not self._settled:  # ended without its last event: nothing to bill
+                self._fail(RuntimeError("stream ended without its end"))
         except BaseException as exc:
             if isinstance(exc, ApiError):
                 self.error = exc
