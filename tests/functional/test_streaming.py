@@ -247,3 +247,25 @@ def test_a_job_follows_its_own_deadline(make_api: ApiFactory, emulator: Emulator
         assert time.monotonic() - started < 1.5
     finally:
         deadline.start(deadline.NONE)
+
+
+def test_chalice_alone_answers_streams_buffered(make_api: ApiFactory,
+                                                emulator: EmulatorControl) -> None:
+    """Where Chalice serves the route itself (test client, plain chalice
+    local): the same events in one piece, checked against openapi.yaml; a
+    failure inside the stream is still its HTTP error."""
+    api = make_api()
+    headers = {"Content-Type": "application/json"}
+    plain = api.http.post("/chat", headers=headers, body=json.dumps({"prompt": "Hi",
+                                                                     "stream": False}))
+    streamed = api.http.post("/chat", headers=headers, body=json.dumps({"prompt": "Hi",
+                                                                        "stream": True}))
+    assert streamed.status_code == 200
+    assert streamed.headers["Content-Type"] == "text/event-stream"
+    text = "".join(json.loads(line[len("data: "):])["text"]
+                   for line in streamed.body.decode().split("\n") if line.startswith('data: {"text"'))
+    assert text == json.loads(plain.body)["text"]
+    emulator.configure(fault_rate={"ModelStreamErrorException": 1.0}, fail_in_stream=True)
+    failed = api.http.post("/chat", headers=headers, body=json.dumps({"prompt": "Hi",
+                                                                      "stream": True}))
+    assert failed.status_code == 502
