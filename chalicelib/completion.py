@@ -3,9 +3,16 @@
 Bedrock's InvokeModel for Llama takes no stop sequences, so they are applied
 here to the generated text: the answer is cut before the first one and its
 stop reason becomes ``"stop"``. Usage stays what Bedrock reported (what is
-billed), even when the text was cut. Every call reads Bedrock's response
-stream (InvokeModelWithResponseStream), under the request's deadline
-(deadline.py), so that the tokens of a call cut short are always known.
+billed), even when the text was cut.
+
+Tool calls and JSON formats are read from the answer by ``answers.shape``. An
+answer that does not honour the request gets one repair attempt (a second
+Bedrock call that is told what was wrong); the usage of both calls is billed,
+and a fatal problem that survives the repair is an UnusableAnswerError.
+
+Every call reads Bedrock's response stream (InvokeModelWithResponseStream),
+under the request's deadline (deadline.py), so that the tokens of a call cut
+short are always known and billed (``ApiError.spent``).
 """
 from __future__ import annotations
 
@@ -16,12 +23,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from chalicelib import callstats
+from chalicelib.answers import find_stop, repair_request, shape
 from chalicelib.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
                              TextDelta, Usage)
-from chalicelib.errors import ApiError, DeadlineExceededError, UpstreamError
-from chalicelib.models import RawChunk, RawCompletion, adapter_for
+from chalicelib.errors import ApiError, DeadlineExceededError, UnusableAnswerError, UpstreamError
+from chalicelib.models import RawChunk, adapter_for
+from chalicelib.prompting import may_repair, render
+from chalicelib.tool_stream import completion_events
 from chalicelib.pricing import DEFAULT_PRICES, Prices, cost_usd
 
 log = logging.getLogger(__name__)
@@ -35,10 +45,7 @@ def billable(answer: Completion | StreamedCompletion) -> tuple[int, Decimal | No
     return completion.usage.total_tokens, completion.cost_usd
 
 
-def find_stop(text: str, stops: tuple[str, ...]) -> int:
-    """Index of the earliest stop sequence in ``text``, or -1."""
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(found, default=-1)
+__all__ = ["ChatService", "billable", "find_stop"]
 
 
 class ChatService:
@@ -71,19 +78,11 @@ class ChatService:
         stats.messages, stats.answer = request.messages, completion.text
         return completion
 
-    def _invoke(self, request: ChatRequest) -> Completion:
-        raw = self._generate(request)
-        text, reason = raw.text, raw.stop_reason
-        cut = find_stop(text, request.stop)
-        if cut >= 0:
-            text, reason = text[:cut], "stop"
-        return Completion(model=request.model, text=text, stop_reason=reason, usage=raw.usage)
-
-    def _generate(self, request: ChatRequest) -> RawCompletion:
+    def _generate(self, request: ChatRequest) -> tuple[str, str, Usage]:
         """The whole answer, read from Bedrock's stream even for a plain call:
         InvokeModel tells nothing of a generation cut at the deadline, while
         the stream's chunks count its tokens as they come, so a cut call is
-        billed for what Bedrock generated (``ApiError.generated``)."""
+        billed for what Bedrock generated (``ApiError.spent``)."""
         meter = _Meter()
         pieces: list[str] = []
         try:
@@ -91,8 +90,36 @@ class ChatService:
                 pieces.append(chunk.text)
         except ApiError as error:
             raise self._charged(request, error, meter) from error.__cause__
-        return RawCompletion(text="".join(pieces).lstrip(), stop_reason=meter.reason or "stop",
-                             usage=meter.usage())
+        return "".join(pieces).lstrip(), meter.reason or "stop", meter.usage()
+
+    def _invoke(self, request: ChatRequest) -> Completion:
+        text, reason, usage = self._generate(request)
+        answer = shape(request, render(request), text, reason)
+        if answer.problem is not None and answer.repairable:
+            retry = repair_request(request, render(request).prefix + text, answer.problem)
+            try:
+                text, reason, more = self._generate(retry)
+            except ApiError as error:  # the first answer was generated too
+                first = self._cost(request, usage)
+                spent = error.spent or (0, None)
+                error.spent = (usage.total_tokens + spent[0],
+                               None if first is None and spent[1] is None
+                               else (first or 0) + (spent[1] or 0))
+                raise
+            usage = Usage(usage.input_tokens + more.input_tokens,
+                          usage.output_tokens + more.output_tokens)
+            answer = shape(retry, render(retry), text, reason)
+        if answer.problem is not None and answer.fatal:
+            # Billed all the same: the limiter settles what the error says was spent.
+            failed = self._priced(request, Completion(request.model, answer.text, "error", usage),
+                                  None)
+            raise UnusableAnswerError(f"The model's answer could not be used: {answer.problem}.",
+                                      spent=billable(failed))
+        return Completion(model=request.model, text=answer.text, stop_reason=answer.stop_reason,
+                          usage=usage, tool_calls=answer.tool_calls)
+
+    def _cost(self, request: ChatRequest, usage: Usage) -> Decimal | None:
+        return cost_usd(self._prices, request.model, usage, False)
 
     def _chunks(self, request: ChatRequest, meter: _Meter) -> Iterator[RawChunk]:
         adapter = adapter_for(request.model)
@@ -107,10 +134,9 @@ class ChatService:
         """``error``, carrying the tokens generated before it, priced."""
         if meter.chunks:
             usage = meter.usage()
-            error.generated = usage
-            error.generated_cost_usd = cost_usd(self._prices, request.model, usage, False)
+            error.spent = (usage.total_tokens, self._cost(request, usage))
             stats = callstats.current()
-            stats.model, stats.cost_usd = request.model, error.generated_cost_usd
+            stats.model, stats.cost_usd = request.model, error.spent[1]
             stats.input_tokens, stats.output_tokens = usage.input_tokens, usage.output_tokens
         return error
 
@@ -125,7 +151,14 @@ class ChatService:
         stream that reaches its deadline ends cleanly with ``"length"`` and the
         tokens counted so far. Other failures raise, carrying those tokens;
         before the first chunk, even the deadline raises (the caller still
-        answers an HTTP error then)."""
+        answers an HTTP error then).
+
+        An answer that must be read whole before any of it may be sent (tools
+        offered, a JSON format: it may need a repair) is made as a plain call,
+        under the same deadline, and sent as events once done."""
+        if may_repair(request):
+            yield from completion_events(self._priced(request, self._invoke(request), None))
+            return
         meter = _Meter()
         sent: list[str] = []
         held = ""

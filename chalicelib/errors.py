@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from chalicelib.chat import LimitStatus, Usage
+from chalicelib.chat import LimitStatus
 
 
 class ApiError(Exception):
@@ -17,11 +17,10 @@ class ApiError(Exception):
 
     code: str = "internal_error"
     type: str = "server_error"
-    # Tokens Bedrock generated before the failure, and their price: a call
-    # cut or broken part way is billed for them, never left free nor charged
-    # its worst case (limits.Limiter.run settles to them).
-    generated: Usage | None = None
-    generated_cost_usd: Decimal | None = None
+    # (tokens, dollars) Bedrock generated before the failure: a call cut at
+    # its deadline, broken off or answered unusably is billed for them, never
+    # left free nor charged its worst case (limits.Limiter.settle_failure).
+    spent: tuple[int, Decimal | None] | None = None
 
     def __init__(self, message: str, *, param: str | None = None,
                  code: str | None = None) -> None:
@@ -171,3 +170,16 @@ class QueueUnavailableError(ApiError):
 
     code = "queue_unavailable"
     type = "server_error"
+
+
+class UnusableAnswerError(ApiError):
+    """The model's answer could not be made to honour the request (a forced
+    tool call, a JSON format, a strict schema), even after one repair attempt.
+    The tokens it generated are still billed."""
+
+    code = "invalid_model_output"
+    type = "server_error"
+
+    def __init__(self, message: str, *, spent: tuple[int, Decimal | None] = (0, None)) -> None:
+        super().__init__(message)
+        self.spent = spent  # (tokens, dollars) Bedrock generated for the failed answer

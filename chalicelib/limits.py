@@ -28,7 +28,7 @@ from chalicelib.auth import Caller
 from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.errors import (LimiterUnavailableError, RateLimitExceededError,
                                RequestExceedsLimitError)
-from chalicelib.llama import format_prompt
+from chalicelib.prompting import may_repair, render
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,9 +52,12 @@ class Reservation:
 
 
 def reservation_size(request: ChatRequest) -> int:
-    """The worst case: a generous prompt estimate plus every token asked for."""
-    prompt_bytes = len(format_prompt(request.messages).encode("utf-8"))
-    return math.ceil(prompt_bytes / 3) + request.max_tokens
+    """The worst case: a generous prompt estimate (tool definitions and schemas
+    included) plus every token asked for, twice when the answer may need a
+    repair attempt (a second call with the first answer in its prompt)."""
+    prompt_bytes = len(render(request).text.encode("utf-8"))
+    once = math.ceil(prompt_bytes / 3) + request.max_tokens
+    return once * 2 + request.max_tokens if may_repair(request) else once
 
 
 def _n(value: int) -> dict[str, str]:
@@ -209,18 +212,21 @@ class Limiter:
         self._undo(reservation.held_on, requests=0, tokens=reservation.tokens)
 
     def settle_failure(self, reservation: Reservation, exc: BaseException) -> None:
-        """Settle a failed call to the tokens it generated, or release it."""
-        generated = getattr(exc, "generated", None)
-        if generated is not None:
-            self.settle(reservation, generated.total_tokens, getattr(exc, "generated_cost_usd", None))
+        """Settle a failed call to what it spent (an error's ``spent``: the
+        tokens Bedrock generated before the failure, or for an unusable
+        answer), or release it when Bedrock generated nothing."""
+        spent = getattr(exc, "spent", None)
+        if spent is not None and spent[0] > 0:
+            self.settle(reservation, *spent)
         else:
             self.release(reservation)
 
     def run(self, caller: Caller, tokens: int, call: Callable[[], T],
             used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
         """Admit, call, settle to ``used(result)`` (tokens, cost). A call that
-        fails after Bedrock generated tokens (cut at its deadline, broken off)
-        is settled to those; any other failure releases the reservation."""
+        fails after Bedrock generated tokens (cut at its deadline, broken off,
+        an unusable answer) is settled to those; any other failure releases
+        the reservation."""
         reservation = self.admit(caller, tokens)
         try:
             result = call()
