@@ -30,8 +30,8 @@ from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, St
                              TextDelta, Usage)
 from chalicelib.errors import ApiError, DeadlineExceededError, UnusableAnswerError, UpstreamError
 from chalicelib.models import RawChunk, adapter_for, get_model
-from chalicelib.prompting import may_repair, render
-from chalicelib.tool_stream import completion_events
+from chalicelib.prompting import may_repair, offers_tools, render
+from chalicelib.tool_stream import completion_events, detect_calls
 from chalicelib.pricing import DEFAULT_PRICES, Prices, cost_usd
 
 log = logging.getLogger(__name__)
@@ -165,16 +165,28 @@ class ChatService:
         before the first chunk, even the deadline raises (the caller still
         answers an HTTP error then).
 
-        An answer that must be read whole before any of it may be sent (tools
-        offered, a JSON format: it may need a repair) is made as a plain call,
+        Tools offered with ``tool_choice: auto`` (none of them strict, no JSON
+        format) stream live through ``tool_stream.detect_calls``: text as it
+        comes, calls as OpenAI's deltas once read. Any other answer that must
+        be read whole before any of it may be sent (a forced call, strict
+        tools, a JSON format: it may need a repair) is made as a plain call,
         under the same deadline, and sent as events once done."""
         is_converse = get_model(request.model).api == "converse"
-        if converse.streams_whole(request) if is_converse else may_repair(request):
-            yield from completion_events(self._priced(request, self._invoke(request), None))
-            return
         if is_converse:
-            yield from self._converse_stream(request)
+            if converse.streams_whole(request):
+                yield from completion_events(self._priced(request, self._invoke(request), None))
+            else:
+                yield from self._converse_stream(request)
             return
+        if not may_repair(request):
+            yield from self._llama_stream(request)
+        elif _calls_stream_live(request):
+            yield from detect_calls(request, self._llama_stream(request))
+        else:
+            yield from completion_events(self._priced(request, self._invoke(request), None))
+
+    def _llama_stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """Bedrock's chunks as TextDeltas (stop sequences applied), then StreamEnd."""
         meter = _Meter()
         sent: list[str] = []
         held = ""
@@ -220,6 +232,14 @@ class ChatService:
         for event in converse.stream_events(events, request):
             yield StreamEnd(self._priced(request, event.completion, None)) \
                 if isinstance(event, StreamEnd) else event
+
+
+def _calls_stream_live(request: ChatRequest) -> bool:
+    """Whether a tools request can stream as it comes: nothing in it may need
+    a repair once text has been sent."""
+    return (offers_tools(request) and request.tool_choice.mode == "auto"
+            and request.response_format.type == "text"
+            and not any(tool.strict for tool in request.tools))
 
 
 @dataclass

@@ -84,10 +84,13 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
                     raise AssertionError(f"unexpected service {service}")
     assert actions_by_role["ApiKeyAuthRole"] == {"dynamodb:GetItem", "logs:CreateLogGroup",
                                                  "logs:CreateLogStream", "logs:PutLogEvents"}
-    # Every model call reads Bedrock's stream (completion.py): nothing else.
+    # Llama calls and ConverseStream read Bedrock's stream (completion.py);
+    # InvokeModel only where the stage serves Converse or embedding models.
+    expected = {"bedrock:InvokeModelWithResponseStream"}
+    if any(REGISTRY[m].api == "converse" or REGISTRY[m].kind == "embedding" for m in models):
+        expected.add("bedrock:InvokeModel")
     for role in ("ApiHandlerRole", "ProcessJobRole", "StreamHandlerRole"):
-        assert {a for a in actions_by_role[role] if a.startswith("bedrock:")} == {
-            "bedrock:InvokeModelWithResponseStream"}
+        assert {a for a in actions_by_role[role] if a.startswith("bedrock:")} == expected
     assert actions_by_role["StreamHandlerRole"] == actions_by_role["ApiHandlerRole"]
     assert "sqs:ReceiveMessage" in actions_by_role["ProcessJobRole"]
     assert "sqs:ReceiveMessage" not in actions_by_role["ApiHandlerRole"]
