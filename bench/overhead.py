@@ -7,10 +7,12 @@ processes, prints:
    proxy event as Lambda invokes it, authorizer context included (p50, p99,
    requests/s), for a key without limits (one usage write) and for a limited
    key (rpm, tpm and tpd: reserve and settle, two writes), each against its
-   floor: bare boto3 making the same round trips (``invoke_model`` with the
-   same body and client configuration, plus the same number of
-   ``update_item`` calls on the same table); and once with DynamoDB stubbed
-   out, which isolates what the endpoint's own code costs;
+   floor: bare boto3 making the same round trips (the call the endpoint makes,
+   ``invoke_model_with_response_stream`` read to its end with the same body
+   and client configuration, plus the same DynamoDB writes on the same
+   table); and once with DynamoDB stubbed out, which isolates what the
+   endpoint's own code costs, against bare ``invoke_model`` and the bare
+   streamed call;
 2. the DynamoDB round trips each request made (counted at the client);
 3. cold start: a fresh process that imports the app and serves its first
    request (a key without limits: one Bedrock call, one usage write),
@@ -235,6 +237,12 @@ def main() -> None:
         def bare() -> None:
             json.loads(floor_client.invoke_model(modelId=MODEL, body=floor_body)["body"].read())
 
+        def bare_stream() -> None:
+            response = floor_client.invoke_model_with_response_stream(modelId=MODEL,
+                                                                      body=floor_body)
+            for item in response["body"]:
+                json.loads(item["chunk"]["bytes"])
+
         def write(pk: str) -> None:
             # The usage write a request needs: requests, tokens, cost, expiry.
             dynamodb.update_item(TableName=table, Key={"pk": {"S": pk}},
@@ -245,7 +253,7 @@ def main() -> None:
                                                             ":e": {"N": str(int(time.time()) + 691200)}})
 
         def floor_one_write() -> None:
-            bare()
+            bare_stream()
             write("floor#d#1")
 
         def reserve(pk: str) -> None:
@@ -267,7 +275,7 @@ def main() -> None:
 
         def floor_two_writes() -> None:
             reserve("floor#d#2")
-            bare()
+            bare_stream()
             write("floor#d#2")
 
         def handler(runtime: Runtime, lambda_event: dict[str, Any]) -> Any:
@@ -285,20 +293,22 @@ def main() -> None:
         print(f"Per request ({args.requests} sequential calls each, emulators at zero latency):")
         # Interleave in rounds so that machine noise hits all alike.
         runs: dict[str, list[float]] = {name: [] for name in (
-            "floor", "stubbed", "floor1", "unlimited", "floor2", "limited")}
-        calls = {"floor": bare, "stubbed": handler(stubbed, event),
+            "floor", "stream", "stubbed", "floor1", "unlimited", "floor2", "limited")}
+        calls = {"floor": bare, "stream": bare_stream, "stubbed": handler(stubbed, event),
                  "floor1": floor_one_write, "unlimited": handler(with_dynamodb, event),
                  "floor2": floor_two_writes, "limited": handler(with_dynamodb, limited_event)}
         for _ in range(4):
             for name, call in calls.items():
                 runs[name] += time_calls(call, args.requests // 4, warmup=20)
         floor = summarise("bare boto3 invoke_model", runs["floor"])
+        stream_floor = summarise("bare boto3 invoke_model_with_response_stream", runs["stream"])
         ours = summarise("handler, DynamoDB stubbed", runs["stubbed"])
-        print(f"    own code at p50: {ours['p50_ms'] - floor['p50_ms']:+.3f} ms")
+        print(f"    own code at p50: {ours['p50_ms'] - floor['p50_ms']:+.3f} ms over invoke_model, "
+              f"{ours['p50_ms'] - stream_floor['p50_ms']:+.3f} ms over the same streamed call")
         for label, floor_name, name in (("key without limits", "floor1", "unlimited"),
                                         ("limited key", "floor2", "limited")):
-            base = summarise("floor: invoke + 1 write" if floor_name == "floor1"
-                             else "floor: reserve + invoke + settle", runs[floor_name])
+            base = summarise("floor: stream + 1 write" if floor_name == "floor1"
+                             else "floor: reserve + stream + settle", runs[floor_name])
             mine = summarise(f"handler, {label}", runs[name])
             print(f"    {label}: {mine['p50_ms'] / base['p50_ms']:.2f}x its floor at p50 "
                   f"(+{mine['p50_ms'] - base['p50_ms']:.3f} ms; target <= 1.2x)")

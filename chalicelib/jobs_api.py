@@ -112,10 +112,10 @@ def answer_or_defer(runtime: Runtime, caller: Caller, request: ChatRequest,
         if defer and _fits(request, runtime.settings.jobs_max_request_bytes):
             # enqueue releases the reservation itself if the job is refused.
             return Answered(None, reservation, enqueue(runtime, caller, request, reservation))
-        runtime.limiter.failed(reservation, exc)
+        runtime.limiter.settle_failure(reservation, exc)
         raise
     except BaseException as exc:
-        runtime.limiter.failed(reservation, exc)
+        runtime.limiter.settle_failure(reservation, exc)
         raise
     runtime.limiter.settle(reservation, *billable(completion))
     return Answered(completion, reservation)

@@ -209,6 +209,14 @@ class Limiter:
         except (ClientError, BotoCoreError):
             log.error("could not settle usage of %s on %s", reservation.key_id, reservation.day_pk)
 
+    def charge(self, reservation: Reservation, tokens: int, cost: Decimal | None = None) -> None:
+        """Add tokens a failed attempt generated, leaving the reservation held
+        (a job that is retried keeps its reservation for the next attempt)."""
+        try:
+            self._update(reservation, requests=0, tokens=tokens, cost=cost)
+        except (ClientError, BotoCoreError):
+            log.error("could not charge %s tokens to %s", tokens, reservation.key_id)
+
     def release(self, reservation: Reservation) -> None:
         """Give back the tokens of a request that failed; it still counts as a request."""
         if not reservation.held:
@@ -218,29 +226,30 @@ class Limiter:
         except (ClientError, BotoCoreError):
             log.error("could not release %s tokens on %s", reservation.tokens, reservation.day_pk)
 
-    def run(self, caller: Caller, tokens: int, call: Callable[[], T],
-            used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
-        """Admit, call, settle to ``used(result)`` (tokens, cost); release if
-        the call fails, or settle to what it spent when the failure says so
-        (an error with ``spent``: Bedrock generated tokens that were unusable)."""
-        reservation = self.admit(caller, tokens)
-        try:
-            result = call()
-        except BaseException as exc:
-            self.failed(reservation, exc)
-            raise
-        self.settle(reservation, *used(result))
-        return result, reservation
-
-    def failed(self, reservation: Reservation, exc: BaseException) -> None:
-        """The call raised ``exc``: release the reservation, or settle it to
-        what the failure spent (an error with ``spent``: Bedrock generated
-        tokens that were unusable)."""
+    def settle_failure(self, reservation: Reservation, exc: BaseException) -> None:
+        """Settle a failed call to what it spent (an error's ``spent``: the
+        tokens Bedrock generated before the failure, or for an unusable
+        answer), or release it when Bedrock generated nothing."""
         spent = getattr(exc, "spent", None)
         if spent is not None and spent[0] > 0:
             self.settle(reservation, *spent)
         else:
             self.release(reservation)
+
+    def run(self, caller: Caller, tokens: int, call: Callable[[], T],
+            used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
+        """Admit, call, settle to ``used(result)`` (tokens, cost). A call that
+        fails after Bedrock generated tokens (cut at its deadline, broken off,
+        an unusable answer) is settled to those; any other failure releases
+        the reservation."""
+        reservation = self.admit(caller, tokens)
+        try:
+            result = call()
+        except BaseException as exc:
+            self.settle_failure(reservation, exc)
+            raise
+        self.settle(reservation, *used(result))
+        return result, reservation
 
 
 def _exceeded(tripped: str, limit: int, retry_after: int) -> RateLimitExceededError:
