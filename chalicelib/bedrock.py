@@ -61,10 +61,15 @@ def _bound_attempt(request: Any = None, **_: Any) -> None:
     limit = deadline.current()
     if limit.expired:
         raise DeadlineExceededError("The model did not answer in time.")
-    if request is not None and limit.at != deadline.NONE.at:
-        configured = request.context.get("client_config")
+    # The Lambda runtime's botocore (1.34, requirements-lambda-runtime.txt)
+    # has no per-request context on a prepared request: there an attempt
+    # keeps the client's read timeout, and the deadline still holds before
+    # each attempt and each read of a stream.
+    context = getattr(request, "context", None)
+    if context is not None and limit.at != deadline.NONE.at:
+        configured = context.get("client_config")
         read = getattr(configured, "read_timeout", None) or 60.0
-        request.context["read_timeout"] = limit.bound(read)
+        context["read_timeout"] = limit.bound(read)
 
 
 def _socket_of(stream: Any) -> Any:
