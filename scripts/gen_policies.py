@@ -10,7 +10,8 @@ account's resources without resource policies, and every ARN names its
 resource exactly. One policy per function:
 
 - api (APIHandler): Bedrock InvokeModel and InvokeModelWithResponseStream
-  (the OpenAI route streams), usage/jobs/cache tables, send to the queue;
+  (the OpenAI route streams), usage/jobs/cache tables (plus BatchGetItem on the
+  usage table, for GET /usage), send to the queue;
 - auth (api_key_auth): GetItem on the keys table, nothing else;
 - worker (process_job): Bedrock InvokeModel, usage/jobs/cache tables, and the
   queue actions of Lambda's SQS event source plus ChangeMessageVisibility.
@@ -76,6 +77,7 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
         statement("InvokeLlama", ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
                   bedrock_resources(models)),
         *shared_tables,
+        statement("ReadUsage", ["dynamodb:BatchGetItem"], [table(env["USAGE_TABLE"])]),
         statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                   [table(env["JOBS_TABLE"])]),
         statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),

@@ -32,6 +32,10 @@
     return "$" + value.toFixed(8).replace(/0+$/, "").replace(/\.$/, "");
   }
 
+  function count(n, noun) {
+    return n + " " + noun + (n === 1 ? "" : "s");
+  }
+
   function currentKey() {
     return sessionStorage.getItem(KEY_STORE) || "";
   }
@@ -69,7 +73,7 @@
     const message = envelope && typeof envelope.message === "string" ? envelope.message
       : "no explanation was sent";
     let text = title + (where ? " (" + where + ")" : "") + ": " + message;
-    if (retryAfter) text += " Retry after " + retryAfter + " s.";
+    if (retryAfter && !/retry after/i.test(message)) text += " Retry after " + retryAfter + " s.";
     return text;
   }
 
@@ -386,8 +390,8 @@
     fact(facts, "Key id", usage.key_id);
     fact(facts, "Limits", limitParts.length ? limitParts.join(" · ") : "none");
     const today = usage.today;
-    fact(facts, "Today (UTC)", today.requests + " requests · " + today.tokens + " tokens · " +
-      money(today.cost_usd));
+    fact(facts, "Today (UTC)", count(today.requests, "request") + " · " + count(today.tokens, "token") +
+      " · " + money(today.cost_usd));
     drawChart(usage.days || []);
     status.textContent = "";
     status.className = "";

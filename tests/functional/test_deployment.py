@@ -20,7 +20,8 @@ VENV_BIN = Path(sys.executable).parent
 CHECKOV = PROJECT_DIR / ".venv-checkov" / "bin" / "checkov"
 CONFIG = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
 STAGES = sorted(CONFIG["stages"])
-PUBLIC_ROUTES = {"/health"}
+# The playground page and its files carry no data; the page asks for a key.
+PUBLIC_ROUTES = {"/health", "/", "/static/{name}"}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,8 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
     assert "bedrock:InvokeModelWithResponseStream" not in actions_by_role["ProcessJobRole"]
     assert "sqs:ReceiveMessage" in actions_by_role["ProcessJobRole"]
     assert "sqs:ReceiveMessage" not in actions_by_role["ApiHandlerRole"]
+    assert "dynamodb:BatchGetItem" in actions_by_role["ApiHandlerRole"]  # GET /usage
+    assert "dynamodb:BatchGetItem" not in actions_by_role["ProcessJobRole"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -102,7 +105,7 @@ def test_every_route_but_health_carries_the_authorizer(packaged: dict[str, Path]
                                                        stage: str) -> None:
     paths = template(packaged, stage)["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     assert {"/chat", "/chat/jobs", "/chat/jobs/{job_id}", "/v1/chat/completions", "/v1/models",
-            "/v1/models/{model_id}", "/health"} <= set(paths)
+            "/v1/models/{model_id}", "/health", "/usage", "/", "/static/{name}"} <= set(paths)
     for path, methods in paths.items():
         for method, spec in methods.items():
             if method == "options":

@@ -1,0 +1,362 @@
+"""The playground page in a real browser against `make run`.
+
+Debian's Chromium (``/usr/bin/chromium``, or ``$CHROMIUM``), headless, driven by
+Playwright for Python; the Makefile installs the system package when it is
+missing, and Playwright never downloads a browser of its own here. Each test
+gets a fresh browser context (its own sessionStorage) on one browser, and every
+request every page makes is recorded: all of them must go to the stack's own
+origin, no dialog may open and no script error may happen.
+
+``UPDATE_SCREENSHOTS=1`` rewrites docs/playground.png (the README's picture);
+otherwise the screenshot goes to a temporary file and is only checked.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
+
+from tests.e2e.stack import PROJECT_DIR, LocalStack
+from tests.support import EmulatorControl, http
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = PROJECT_DIR / "docs" / "playground.png"
+XSS = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>",
+       '<svg onload="alert(3)"></svg>']
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+    with sync_playwright() as playwright:
+        # launch() gives the browser a fresh temporary profile (user-data-dir) of its own.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Session:
+    """One browser context on the stack's page, with what it did recorded."""
+
+    page: Page
+    stack: LocalStack
+    requests: list[Any] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def open(self) -> Session:
+        self.page.goto(self.stack.url + "/")
+        return self
+
+    def use_key(self, key: str) -> None:
+        self.page.fill("#api-key", key)
+        self.page.press("#api-key", "Enter")
+
+    def use_stack_key(self) -> None:
+        self.use_key(self.stack.key)
+        self.page.wait_for_selector("#model option", state="attached")
+        self.page.wait_for_selector("#usage-chart rect.bar", state="attached")
+
+    def send(self, prompt: str) -> None:
+        self.page.fill("#prompt", prompt)
+        self.page.press("#prompt", "Enter")
+
+    def last_answer(self, state: str = "done|error|stopped") -> Any:
+        answer = self.page.locator("#transcript li.assistant").last
+        answer.and_(self.page.locator(
+            ",".join(f'li[data-state="{s}"]' for s in state.split("|")))).wait_for()
+        return answer
+
+
+@pytest.fixture
+def session(browser: Browser, stack: LocalStack, emulator: EmulatorControl) -> Iterator[Session]:
+    context: BrowserContext = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    session = Session(page, stack)
+    context.on("request", lambda request: session.requests.append(request))
+    page.on("dialog", lambda dialog: (session.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: session.errors.append(str(error)))
+    yield session
+    context.close()
+    origin = urlsplit(stack.url)
+    for request in session.requests:
+        url = urlsplit(request.url)
+        assert (url.scheme, url.netloc) == (origin.scheme, origin.netloc), request.url
+    assert session.dialogs == []
+    assert session.errors == []
+
+
+def samples_while_streaming(page: Page) -> list[list[float]]:
+    """[ms, text length] of the answer every 20 ms until it is done, sampled
+    by a timer in the page (a macrotask, so it sees only what the network
+    delivered by then, never a state between two lines of the page's script)."""
+    return page.evaluate("""() => new Promise((resolve) => {
+        const samples = [];
+        const started = performance.now();
+        const timer = setInterval(() => {
+            const answers = document.querySelectorAll("#transcript li.assistant");
+            const answer = answers[answers.length - 1];
+            if (!answer) return;
+            samples.push([performance.now() - started, answer.querySelector(".text").textContent.length]);
+            if (answer.dataset.state !== "streaming") { clearInterval(timer); resolve(samples); }
+        }, 20);
+    })""")
+
+
+def test_the_answer_streams_in_with_its_usage_and_cost(session: Session,
+                                                       emulator: EmulatorControl) -> None:
+    # About 40 tokens at 20 a second: the answer takes two seconds to arrive.
+    emulator.configure(tokens_per_second=20)
+    session.open().use_stack_key()
+    session.page.fill("#max-tokens", "40")
+    session.send("Tell me about Lambda.")
+    samples = samples_while_streaming(session.page)
+    final = samples[-1][1]
+    growing = [(ms, n) for ms, n in samples[:-1] if 0 < n < final]
+    assert final > 0
+    # The text grew in several steps, spread over time, before the stream ended.
+    assert len({n for _, n in growing}) >= 3, samples
+    assert growing[-1][0] - growing[0][0] >= 500, samples
+    assert [n for _, n in samples] == sorted(n for _, n in samples)
+    answer = session.last_answer("done")
+    text = answer.locator(".text").text_content()
+    sent = emulator.requests()[-1]
+    assert "Tell me about Lambda." in sent["body"]["prompt"] and sent["body"]["max_gen_len"] == 40
+    usage = answer.locator(".usage").text_content()
+    match = re.fullmatch(r"Usage: (\d+) prompt \+ (\d+) completion = (\d+) tokens · cost \$([0-9.]+)"
+                         r" · finish: (stop|length)", usage)
+    assert match, usage
+    prompt_tokens, completion_tokens, total = map(int, match.groups()[:3])
+    assert prompt_tokens + completion_tokens == total and completion_tokens <= 40
+    assert float(match.group(4)) > 0
+    assert answer.locator(".limits").text_content() == "Rate limits: none on this key"
+    assert text and len(text) == final
+
+
+def test_usage_panel_and_its_chart_of_seven_days(session: Session) -> None:
+    session.open().use_stack_key()
+    session.send("Count me.")
+    session.last_answer("done")
+    # The page refreshes its usage after each answer; it must match GET /usage.
+    session.page.wait_for_function(
+        "() => document.querySelector('#usage-chart rect.today').getAttribute('height') > 0")
+    status, _, raw = http("GET", session.stack.url + "/usage", headers=session.stack.auth)
+    usage = json.loads(raw)
+    assert status == 200
+    facts = session.page.locator("#usage-facts").inner_text()
+    today = usage["today"]
+    assert f"Tenant\n{usage['tenant']}" in facts or f"Tenant\t{usage['tenant']}" in facts
+    assert usage["key_id"] in facts
+    assert re.search(rf"{today['requests']} requests? · {today['tokens']} tokens? · \$", facts), facts
+    bars = session.page.locator("#usage-chart rect.bar")
+    assert bars.count() == 7
+    tokens = [int(bars.nth(i).get_attribute("data-tokens") or "-1") for i in range(7)]
+    assert tokens == [day["tokens"] for day in usage["days"]]
+    labels = session.page.locator("#usage-chart text.day").all_text_contents()
+    assert labels == [day["date"][5:] for day in usage["days"]]
+
+
+def test_the_readme_screenshot(session: Session, emulator: EmulatorControl, tmp_path: Path) -> None:
+    session.open().use_stack_key()
+    session.page.fill("#system", "You are a concise assistant.")
+    session.page.fill("#max-tokens", "60")
+    session.send("What does this endpoint run on?")
+    session.last_answer("done")
+    session.page.wait_for_function(
+        "() => document.querySelector('#usage-chart rect.today').getAttribute('height') > 0")
+    target = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path / "playground.png"
+    target.parent.mkdir(exist_ok=True)
+    session.page.screenshot(path=str(target), full_page=True)
+    png = target.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width == 1280 and height >= 900
+    assert SCREENSHOT.exists(), "docs/playground.png is missing: run UPDATE_SCREENSHOTS=1 make test"
+
+
+def test_a_bad_key_gives_a_readable_error(session: Session) -> None:
+    session.open()
+    session.use_key("llm_this-key-does-not-exist-0123456789")
+    status = session.page.locator("#key-status")
+    status.filter(has_text="refused").wait_for()
+    assert status.text_content() == ("This API key was refused (HTTP 403): it is unknown, revoked "
+                                     "or expired. Check it and paste it again.")
+    session.send("Hello?")
+    answer = session.last_answer("error")
+    assert "This API key was refused (HTTP 403)" in answer.locator(".error").text_content()
+    assert answer.locator(".text").text_content() == ""
+
+
+def test_a_limit_gives_a_readable_error_and_the_limits_show(session: Session) -> None:
+    out = session.stack.keys_command("create", "--tenant", "playground-limits", "--rpm", "1")
+    key = re.search(r"key:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    if time.gmtime().tm_sec >= 55:  # both requests in one calendar minute
+        time.sleep(61 - time.gmtime().tm_sec)
+    session.open()
+    session.use_key(key)
+    session.page.locator("#usage-facts").filter(has_text="1 requests/min").wait_for()
+    session.send("First.")
+    first = session.last_answer("done")
+    # rpm as created; tpm and tpd are the stage's defaults.
+    assert re.fullmatch(r"Rate limits: requests/min: 0 of 1 left, resets in \d+s · tokens/min: "
+                        r"\d+ of 60000 left, resets in \d+s · tokens/day: \d+ of 1000000 left, "
+                        r"resets in \d+s", first.locator(".limits").text_content())
+    session.send("Second.")
+    second = session.last_answer("error")
+    assert re.fullmatch(r"A limit was reached \(HTTP 429, requests_per_minute_exceeded\): This "
+                        r"key's limit of 1 requests per minute is reached; retry after \d+ s\.",
+                        second.locator(".error").text_content())
+
+
+@pytest.mark.parametrize("in_stream", [False, True])
+def test_an_upstream_failure_gives_a_readable_error(session: Session, emulator: EmulatorControl,
+                                                    in_stream: bool) -> None:
+    # Three attempts (botocore's standard retries) all fail.
+    emulator.configure(fail_next=["InternalServerException"] * 3, fail_in_stream=in_stream)
+    session.open().use_stack_key()
+    session.send("Fail, please.")
+    error = session.last_answer("error").locator(".error").text_content()
+    # Before the stream: the HTTP error. Mid-stream (real streaming): the error event.
+    assert re.fullmatch(r"The (endpoint or the model failed \(HTTP 502, upstream_error\)|model "
+                        r"failed during the answer \(upstream_error\)): .+", error), error
+    assert "arn:" not in error and "Traceback" not in error
+
+
+def test_stop_cancels_the_request(session: Session, emulator: EmulatorControl) -> None:
+    emulator.configure(latency_ms=4000)
+    session.open().use_stack_key()
+    session.send("A slow one.")
+    session.page.locator("#stop:enabled").wait_for()
+    started = time.monotonic()
+    session.page.click("#stop")
+    answer = session.last_answer("stopped")
+    assert time.monotonic() - started < 2
+    assert answer.locator(".stopped").text_content() == "Stopped: the request was cancelled."
+    assert session.page.locator("#send").is_enabled()
+    assert session.page.locator("#stop").is_disabled()
+
+
+def fulfil_stream(route: Route, events: list[Any]) -> None:
+    """Answer a chat request with these server-sent events (a scripted server)."""
+    body = "".join(f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events)
+    route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def test_markup_in_answers_and_prompts_stays_text(session: Session) -> None:
+    session.open().use_stack_key()
+    # The answer comes from a scripted server, split inside the markup.
+    answer_text = "".join(XSS)
+    pieces = [answer_text[i:i + 7] for i in range(0, len(answer_text), 7)]
+    session.page.route("**/v1/chat/completions", lambda route: fulfil_stream(
+        route, [chunk({"role": "assistant", "content": ""})]
+        + [chunk({"content": p}) for p in pieces] + [chunk({}, "stop"), "[DONE]"]))
+    session.send(XSS[0] + " and " + XSS[1])
+    answer = session.last_answer("done")
+    assert answer.locator(".text").text_content() == answer_text
+    user = session.page.locator("#transcript li.user").last
+    assert user.locator(".text").text_content() == XSS[0] + " and " + XSS[1]
+    session.page.wait_for_timeout(300)  # an onerror or onload would have fired by now
+    assert session.page.locator("#transcript img, #transcript script, #transcript svg").count() == 0
+    assert not any(urlsplit(r.url).path.endswith("/x") for r in session.requests)
+
+
+def test_tool_calls_show_as_tool_calls_and_an_error_event_as_an_error(session: Session) -> None:
+    session.open().use_stack_key()
+    session.page.route("**/v1/chat/completions", lambda route: fulfil_stream(route, [
+        chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                    "function": {"name": "get_weather",
+                                                                 "arguments": ""}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "<b>Par'}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'is</b>"}'}}]}),
+        chunk({}, "tool_calls"), "[DONE]"]))
+    session.send("Weather in Paris?")
+    answer = session.last_answer("done")
+    assert answer.locator(".text").text_content() == ""
+    call = answer.locator(".tool-call")
+    assert call.locator(".tool-name").text_content() == "get_weather"
+    assert json.loads(call.locator(".tool-args").text_content()) == {"city": "<b>Paris</b>"}
+    assert answer.locator(".tool-call b").count() == 0
+    session.page.unroute("**/v1/chat/completions")
+    session.page.route("**/v1/chat/completions", lambda route: fulfil_stream(route, [
+        chunk({"role": "assistant", "content": "Half an ans"}),
+        {"error": {"message": "<i>The model stopped</i>", "type": "server_error",
+                   "code": "upstream_error", "param": None}}]))
+    session.send("Again.")
+    answer = session.last_answer("error")
+    assert answer.locator(".text").text_content() == "Half an ans"
+    assert answer.locator(".error").text_content() == (
+        "The model failed during the answer (upstream_error): <i>The model stopped</i>")
+
+
+def test_csp_blocks_an_inline_script(session: Session) -> None:
+    session.open()
+    response = session.page.goto(session.stack.url + "/")
+    assert response is not None
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    outcome = session.page.evaluate("""() => new Promise((resolve) => {
+        document.addEventListener("securitypolicyviolation",
+            (event) => resolve({directive: event.effectiveDirective, ran: window.__inline === 1}),
+            {once: true});
+        const script = document.createElement("script");
+        script.textContent = "window.__inline = 1";
+        document.body.append(script);
+    })""")
+    assert outcome == {"directive": "script-src-elem", "ran": False}
+    assert session.page.evaluate("() => window.__inline") is None
+
+
+def test_the_page_asks_only_its_own_origin_and_keeps_the_key_in_the_tab(session: Session) -> None:
+    session.open().use_stack_key()
+    session.send("Where do you send my key?")
+    session.last_answer("done")
+    session.page.wait_for_load_state("networkidle")
+    paths = {(r.method, urlsplit(r.url).path) for r in session.requests}
+    assert {("GET", "/"), ("GET", "/static/playground.js"), ("GET", "/static/playground.css"),
+            ("GET", "/v1/models"), ("GET", "/usage"), ("POST", "/v1/chat/completions")} <= paths
+    for request in session.requests:
+        authorization = request.headers.get("authorization")
+        if urlsplit(request.url).path in ("/v1/models", "/usage", "/v1/chat/completions"):
+            assert authorization == f"Bearer {session.stack.key}"
+        else:
+            assert authorization is None, request.url  # the page and its files: no key
+    storage = session.page.evaluate(
+        "() => [sessionStorage.getItem('llm-endpoint.key'), localStorage.length, document.cookie]")
+    assert storage == [session.stack.key, 0, ""]
+    # The key field is cleared once used; the key is never written into the page.
+    assert session.page.input_value("#api-key") == ""
+    assert session.stack.key not in session.page.content()
+
+
+def test_make_run_prints_the_page_url_and_the_printed_key_works_there(session: Session) -> None:
+    line = next(ln for ln in session.stack.banner.splitlines() if "Playground" in ln)
+    url = line.split()[1]
+    assert url == session.stack.url + "/"
+    key = re.search(r"API key \(local, no limits\): (\S+)", session.stack.banner).group(1)  # type: ignore[union-attr]
+    session.page.goto(url)
+    session.use_key(key)
+    session.page.locator("#key-status").filter(has_text="in use").wait_for()
+    assert session.page.locator("#model option").count() >= 1
