@@ -360,3 +360,9 @@ def test_make_run_prints_the_page_url_and_the_printed_key_works_there(session: S
     session.use_key(key)
     session.page.locator("#key-status").filter(has_text="in use").wait_for()
     assert session.page.locator("#model option").count() >= 1
+
+
+def test_the_readme_sends_a_newcomer_to_the_page() -> None:
+    readme = (PROJECT_DIR / "README.md").read_text()
+    assert "Open http://127.0.0.1:8000/ after `make run`" in readme
+    assert "](docs/playground.png)" in readme and SCREENSHOT.exists()

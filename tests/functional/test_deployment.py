@@ -115,6 +115,15 @@ def test_every_route_but_health_carries_the_authorizer(packaged: dict[str, Path]
 
 
 @pytest.mark.parametrize("stage", STAGES)
+def test_the_package_carries_the_playground_files(packaged: dict[str, Path], stage: str) -> None:
+    import zipfile
+    from chalicelib.playground import ASSETS
+    with zipfile.ZipFile(packaged[stage].parent / "deployment.zip") as archive:
+        names = set(archive.namelist())
+    assert {f"chalicelib/static/{name}" for name in ASSETS} <= names
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_memory_timeouts_and_worker_source(packaged: dict[str, Path], stage: str) -> None:
     resources = template(packaged, stage)["Resources"]
     api, auth, worker = (resources[name]["Properties"]
