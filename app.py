@@ -30,14 +30,14 @@ from chalicelib.jobs_api import find, render_job, status_url, submit
 from chalicelib.limits import reservation_size
 from chalicelib.cache import cacheable
 from chalicelib.completion import billable
-from chalicelib.native_api import render_chat
 from chalicelib.playground import asset, slash_redirect
 from chalicelib.usage import render_usage
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
                                    render_models, render_stream)
 from chalicelib.runtime import Runtime
 from chalicelib.worker import handle_message
-from chalicelib.validation import decode_json_object, model_field, parse_chat_request
+from chalicelib.native_api import parse_chat_request, render_chat
+from chalicelib.validation import decode_json_object, model_field
 
 app = Chalice(app_name="llm-endpoint")
 log = logging.getLogger("llm-endpoint")
@@ -56,6 +56,10 @@ STATUS: dict[type[errors.ApiError], int] = {
     errors.UpstreamError: 502,
     errors.UpstreamMisconfiguredError: 502,
     errors.RateLimitExceededError: 429,
+    # The request was fine but the model's answer could not honour it, even
+    # after a repair; 422 because retrying the same request rarely helps (the
+    # SDK does not retry 4xx) and the tokens were billed.
+    errors.UnusableAnswerError: 422,
     errors.LimiterUnavailableError: 503,
     errors.QueueUnavailableError: 503,
     errors.ApiError: 500,

@@ -168,7 +168,7 @@ def main() -> None:
         from chalicelib.dynamo import make_dynamodb_client
         from chalicelib.models import build_llama_body
         from chalicelib.runtime import Runtime
-        from chalicelib.validation import parse_chat_request
+        from chalicelib.native_api import parse_chat_request
         from devstack.bootstrap import create_tables
 
         from chalicelib.telemetry import Telemetry

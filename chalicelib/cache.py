@@ -18,13 +18,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.chat import ChatRequest, Completion, Usage
+from chalicelib.answers import new_call_id
+from chalicelib.chat import ChatRequest, Completion, ToolCall, Usage
 from chalicelib.dynamo import decode_item, encode, encode_item
-from chalicelib.llama import format_prompt
 
 log = logging.getLogger(__name__)
 PENDING, DONE = "pending", "done"
@@ -35,21 +36,26 @@ def cacheable(request: ChatRequest) -> bool:
 
 
 def cache_key(request: ChatRequest, tenant: str) -> str:
-    material = [tenant, request.model, format_prompt(request.messages), request.max_tokens,
-                request.top_p, list(request.stop)]
+    """Everything in the request shapes the answer (messages, tools, tool
+    choice, response format, parameters), so all of it is in the key."""
+    material = [tenant, asdict(request)]
     return hashlib.sha256(json.dumps(material).encode("utf-8")).hexdigest()
 
 
 def _to_json(completion: Completion) -> str:
     return json.dumps({"model": completion.model, "text": completion.text,
                        "stop_reason": completion.stop_reason,
-                       "usage": [completion.usage.input_tokens, completion.usage.output_tokens]})
+                       "usage": [completion.usage.input_tokens, completion.usage.output_tokens],
+                       "tool_calls": [[c.name, c.arguments] for c in completion.tool_calls]})
 
 
 def _from_json(text: str) -> Completion:
     data = json.loads(text)
+    # Each answer gets ids of its own: a tool call id is never handed out twice.
+    calls = tuple(ToolCall(new_call_id(), name, arguments)
+                  for name, arguments in data.get("tool_calls", []))
     return Completion(model=data["model"], text=data["text"], stop_reason=data["stop_reason"],
-                      usage=Usage(*data["usage"]), cached=True)
+                      usage=Usage(*data["usage"]), tool_calls=calls, cached=True)
 
 
 class ResponseCache:

@@ -4,6 +4,11 @@ Bedrock's InvokeModel for Llama takes no stop sequences, so they are applied
 here to the generated text: the answer is cut before the first one and its
 stop reason becomes ``"stop"``. Usage stays what Bedrock reported (what is
 billed), even when the text was cut.
+
+Tool calls and JSON formats are read from the answer by ``answers.shape``. An
+answer that does not honour the request gets one repair attempt (a second
+Bedrock call that is told what was wrong); the usage of both calls is billed,
+and a fatal problem that survives the repair is an UnusableAnswerError.
 """
 from __future__ import annotations
 
@@ -11,11 +16,13 @@ import dataclasses
 from decimal import Decimal
 
 from chalicelib import callstats
+from chalicelib.answers import find_stop, repair_request, shape
 from chalicelib.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import ChatRequest, Completion, StreamedCompletion, Usage
-from chalicelib.errors import UpstreamError
+from chalicelib.errors import UnusableAnswerError, UpstreamError
 from chalicelib.models import adapter_for
+from chalicelib.prompting import may_repair, render
 from chalicelib.pricing import DEFAULT_PRICES, Prices, cost_usd
 
 
@@ -27,10 +34,7 @@ def billable(answer: Completion | StreamedCompletion) -> tuple[int, Decimal | No
     return completion.usage.total_tokens, completion.cost_usd
 
 
-def find_stop(text: str, stops: tuple[str, ...]) -> int:
-    """Index of the earliest stop sequence in ``text``, or -1."""
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(found, default=-1)
+__all__ = ["ChatService", "billable", "find_stop"]
 
 
 class ChatService:
@@ -63,18 +67,38 @@ class ChatService:
         stats.messages, stats.answer = request.messages, completion.text
         return completion
 
-    def _invoke(self, request: ChatRequest) -> Completion:
+    def _generate(self, request: ChatRequest) -> tuple[str, str, Usage]:
         adapter = adapter_for(request.model)
         raw = adapter.parse_body(self._gateway.invoke(request.model, adapter.build_body(request)))
-        text, reason = raw.text, raw.stop_reason
-        cut = find_stop(text, request.stop)
-        if cut >= 0:
-            text, reason = text[:cut], "stop"
-        return Completion(model=request.model, text=text, stop_reason=reason, usage=raw.usage)
+        return raw.text, raw.stop_reason, raw.usage
+
+    def _invoke(self, request: ChatRequest) -> Completion:
+        text, reason, usage = self._generate(request)
+        answer = shape(request, render(request), text, reason)
+        if answer.problem is not None and answer.repairable:
+            retry = repair_request(request, render(request).prefix + text, answer.problem)
+            text, reason, more = self._generate(retry)
+            usage = Usage(usage.input_tokens + more.input_tokens,
+                          usage.output_tokens + more.output_tokens)
+            answer = shape(retry, render(retry), text, reason)
+        if answer.problem is not None and answer.fatal:
+            # Billed all the same: the limiter settles what the error says was spent.
+            failed = self._priced(request, Completion(request.model, answer.text, "error", usage),
+                                  None)
+            raise UnusableAnswerError(f"The model's answer could not be used: {answer.problem}.",
+                                      spent=billable(failed))
+        return Completion(model=request.model, text=answer.text, stop_reason=answer.stop_reason,
+                          usage=usage, tool_calls=answer.tool_calls)
 
     def stream(self, request: ChatRequest) -> StreamedCompletion:
         """Read the whole stream (API Gateway buffers it anyway), keeping the
-        pieces so that a streamed answer can be replayed as chunks."""
+        pieces so that a streamed answer can be replayed as chunks. An answer
+        that must be read whole before it can be sent (tool calls, JSON) is
+        made as a plain call and sent as one piece."""
+        if may_repair(request):
+            completion = self._priced(request, self._invoke(request), None)
+            return StreamedCompletion(deltas=(completion.text,) if completion.text else (),
+                                      completion=completion)
         adapter = adapter_for(request.model)
         pieces: list[str] = []
         reason: str | None = None

@@ -7,6 +7,8 @@ internals such as ARNs, account ids or botocore text.
 """
 from __future__ import annotations
 
+from decimal import Decimal
+
 from chalicelib.chat import LimitStatus
 
 
@@ -160,3 +162,16 @@ class QueueUnavailableError(ApiError):
 
     code = "queue_unavailable"
     type = "server_error"
+
+
+class UnusableAnswerError(ApiError):
+    """The model's answer could not be made to honour the request (a forced
+    tool call, a JSON format, a strict schema), even after one repair attempt.
+    The tokens it generated are still billed."""
+
+    code = "invalid_model_output"
+    type = "server_error"
+
+    def __init__(self, message: str, *, spent: tuple[int, Decimal | None] = (0, None)) -> None:
+        super().__init__(message)
+        self.spent = spent  # (tokens, dollars) Bedrock generated for the failed answer

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.chat import ChatRequest, Message
+from chalicelib.chat import ChatRequest, Message, ResponseFormat, Tool, ToolCall, ToolChoice
 from chalicelib.dynamo import decode_item, encode, encode_item
 from chalicelib.limits import Reservation
 
@@ -41,11 +41,22 @@ def request_to_json(request: ChatRequest) -> str:
     return json.dumps(asdict(request), separators=(",", ":"))
 
 
+def _message(data: dict[str, Any]) -> Message:
+    calls = tuple(ToolCall(**call) for call in data.get("tool_calls", ()))
+    return Message(**{**data, "tool_calls": calls})
+
+
 def request_from_json(text: str) -> ChatRequest:
+    """The inverse of ``request_to_json``; items written before tools existed
+    lack the new fields and get their defaults."""
     data = json.loads(text)
-    return ChatRequest(messages=tuple(Message(**m) for m in data["messages"]), model=data["model"],
+    return ChatRequest(messages=tuple(_message(m) for m in data["messages"]), model=data["model"],
                        max_tokens=data["max_tokens"], temperature=data["temperature"],
-                       top_p=data["top_p"], stop=tuple(data["stop"]))
+                       top_p=data["top_p"], stop=tuple(data["stop"]),
+                       tools=tuple(Tool(**t) for t in data.get("tools", ())),
+                       tool_choice=ToolChoice(**data.get("tool_choice", {})),
+                       parallel_tool_calls=data.get("parallel_tool_calls", True),
+                       response_format=ResponseFormat(**data.get("response_format", {})))
 
 
 def _reservation_from_json(text: str | None) -> Reservation | None:

@@ -28,7 +28,7 @@ from chalicelib.auth import Caller
 from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.errors import (LimiterUnavailableError, RateLimitExceededError,
                                RequestExceedsLimitError)
-from chalicelib.llama import format_prompt
+from chalicelib.prompting import may_repair, render
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,9 +58,12 @@ def day_pk(key_id: str, day: int) -> str:
 
 
 def reservation_size(request: ChatRequest) -> int:
-    """The worst case: a generous prompt estimate plus every token asked for."""
-    prompt_bytes = len(format_prompt(request.messages).encode("utf-8"))
-    return math.ceil(prompt_bytes / 3) + request.max_tokens
+    """The worst case: a generous prompt estimate (tool definitions and schemas
+    included) plus every token asked for, twice when the answer may need a
+    repair attempt (a second call with the first answer in its prompt)."""
+    prompt_bytes = len(render(request).text.encode("utf-8"))
+    once = math.ceil(prompt_bytes / 3) + request.max_tokens
+    return once * 2 + request.max_tokens if may_repair(request) else once
 
 
 def _n(value: int) -> dict[str, str]:
@@ -207,12 +210,17 @@ class Limiter:
     def run(self, caller: Caller, tokens: int, call: Callable[[], T],
             used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
         """Admit, call, settle to ``used(result)`` (tokens, cost); release if
-        the call fails."""
+        the call fails, or settle to what it spent when the failure says so
+        (an error with ``spent``: Bedrock generated tokens that were unusable)."""
         reservation = self.admit(caller, tokens)
         try:
             result = call()
-        except BaseException:
-            self.release(reservation)
+        except BaseException as exc:
+            spent = getattr(exc, "spent", None)
+            if spent is not None and spent[0] > 0:
+                self.settle(reservation, *spent)
+            else:
+                self.release(reservation)
             raise
         self.settle(reservation, *used(result))
         return result, reservation

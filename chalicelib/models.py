@@ -14,7 +14,7 @@ from typing import Any
 
 from chalicelib.chat import ChatRequest, Usage
 from chalicelib.errors import ModelNotFoundError, UpstreamError
-from chalicelib.llama import format_prompt
+from chalicelib.prompting import render
 
 # Bedrock caps max_gen_len for Meta models at 2048 whatever the context size.
 LLAMA_MAX_OUTPUT = 2048
@@ -92,7 +92,7 @@ def get_model(model_id: str) -> ModelSpec:
 def build_llama_body(request: ChatRequest) -> dict[str, Any]:
     """The InvokeModel body for a Meta Llama model."""
     return {
-        "prompt": format_prompt(request.messages),
+        "prompt": render(request).text,
         "max_gen_len": request.max_tokens,
         "temperature": request.temperature,
         "top_p": request.top_p,

@@ -5,14 +5,20 @@ Choices that OpenAI's API leaves to us, documented in the README too:
 - ``temperature``: OpenAI's range is 0..2 and Llama's 0..1; we halve it, so
   OpenAI's default of 1 lands on Llama's default of 0.5 and 0 stays greedy.
 - ``developer`` messages are system messages; leading system/developer
-  messages are joined (blank line between) into Llama's one system turn.
-- Text parts of a list ``content`` are joined with a newline.
+  messages are joined (blank line between) into Llama's one system turn, and
+  later ones stay system turns where they are.
+- Text parts of a list ``content`` are joined with a newline; an assistant's
+  ``refusal`` parts are text too.
+- ``name`` on a message is accepted and not shown to the model.
+- ``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format``
+  are honoured (``tool_fields``, ``prompting``, ``answers``); the legacy
+  ``functions``/``function_call`` get a 400 naming what to send instead.
 - ``user``, ``seed``, ``metadata``, ``store``, ``service_tier``,
-  ``parallel_tool_calls``, ``prompt_cache_key`` and ``safety_identifier`` are
-  accepted and ignored (Bedrock's Llama API has no seed).
-- What the backend cannot honour (tools, ``n`` > 1, logprobs, images, audio,
-  penalties, ``response_format`` other than text) is a 400 saying so; neutral
-  values (``n: 1``, ``logprobs: false``, ``tools: []``...) are accepted.
+  ``prompt_cache_key`` and ``safety_identifier`` are accepted and ignored
+  (Bedrock's Llama API has no seed).
+- What the backend cannot honour (``n`` > 1, logprobs, images, audio,
+  penalties) is a 400 saying so; neutral values (``n: 1``, ``logprobs:
+  false``...) are accepted.
 - Unknown fields are a 400, as OpenAI answers them.
 """
 from __future__ import annotations
@@ -22,29 +28,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.chat import ChatRequest, Completion, Message, StreamedCompletion
+from chalicelib.chat import ChatRequest, Completion, Message, StreamedCompletion, ToolCall
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
 from chalicelib.models import REGISTRY, get_model
 from chalicelib.native_api import usd
+from chalicelib.tool_fields import (legacy_functions, response_format_field, tool_calls_field,
+                                    tool_choice_field, tools_field)
 from chalicelib.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
                                    int_field, model_field, number_field, reject_unknown,
                                    stop_field, text_field)
 
 HONOURED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-            "stop", "stream", "stream_options")
-IGNORED = ("user", "seed", "metadata", "store", "service_tier", "parallel_tool_calls",
-           "prompt_cache_key", "safety_identifier")
+            "stop", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
+            "response_format")
+IGNORED = ("user", "seed", "metadata", "store", "service_tier", "prompt_cache_key",
+           "safety_identifier")
 # Field -> the values that ask for nothing this backend lacks.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
     "n": (None, 1),
-    "tools": (None, []),
-    "tool_choice": (None, "none", "auto"),
-    "functions": (None, []),
-    "function_call": (None, "none", "auto"),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
-    "response_format": (None, {"type": "text"}),
     "frequency_penalty": (None, 0),
     "presence_penalty": (None, 0),
     "logit_bias": (None, {}),
@@ -54,8 +58,9 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "reasoning_effort": (None,),
     "web_search_options": (None,),
 }
-FIELDS = (*HONOURED, *IGNORED, *NEUTRAL)
-MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "function_call", "refusal", "audio")
+FIELDS = (*HONOURED, *IGNORED, *NEUTRAL, "functions", "function_call")
+MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "function_call",
+                  "refusal", "audio")
 TEMPERATURE_SCALE = 0.5  # OpenAI 0..2 -> Llama 0..1
 
 
@@ -77,21 +82,29 @@ def _check_neutral(payload: Mapping[str, Any]) -> None:
                                f"leave it out or use {json.dumps(neutral[-1])}")
 
 
-def _content(value: Any, where: str) -> str:
+def _text(value: Any, name: str, may_be_empty: bool) -> str:
+    if may_be_empty and isinstance(value, str) and not value.strip():
+        return value
+    return text_field(value, name)
+
+
+def _content(value: Any, where: str, may_be_empty: bool = False) -> str:
+    """A string or text parts; tool results and assistant turns may be empty."""
     if isinstance(value, str):
-        return text_field(value, f"{where}.content")
-    if isinstance(value, list) and value:
+        return _text(value, f"{where}.content", may_be_empty)
+    if isinstance(value, list) and (value or may_be_empty):
         texts = []
         for index, part in enumerate(value):
             part_where = f"{where}.content[{index}]"
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
                 raise InvalidRequestError(f"'{part_where}' must be a content part object.",
                                           param=part_where)
-            if part["type"] != "text":
-                raise _unsupported(part_where, f"content parts of type '{part['type'][:40]}' "
+            kind = part["type"]
+            if kind not in ("text", "refusal"):
+                raise _unsupported(part_where, f"content parts of type '{kind[:40]}' "
                                    "(only text is supported)")
-            reject_unknown(part, ("type", "text"))
-            texts.append(text_field(part.get("text"), f"{part_where}.text"))
+            reject_unknown(part, ("type", kind))
+            texts.append(_text(part.get(kind), f"{part_where}.{kind}", may_be_empty))
         return "\n".join(texts)
     raise InvalidRequestError(f"'{where}.content' must be a string or a list of text parts.",
                               param=f"{where}.content")
@@ -103,16 +116,40 @@ def _message(item: Any, index: int) -> Message:
         raise InvalidRequestError(f"'{where}' must be an object.", param=where)
     reject_unknown(item, MESSAGE_FIELDS)
     role = item.get("role")
-    if role in ("tool", "function"):
-        raise _unsupported(f"{where}.role", "tool and function messages (tools are not supported)")
-    if role not in ("system", "developer", "user", "assistant"):
+    if role == "function":
+        raise _unsupported(f"{where}.role", "function messages are the legacy form of tool "
+                           "results; send role 'tool' with a 'tool_call_id'")
+    if role not in ("system", "developer", "user", "assistant", "tool"):
         raise InvalidRequestError(f"'{where}.role' must be one of system, developer, user, "
-                                  "assistant.", param=f"{where}.role")
-    if item.get("tool_calls") or item.get("function_call"):
-        raise _unsupported(f"{where}.tool_calls", "tool calls")
+                                  "assistant, tool.", param=f"{where}.role")
+    if item.get("function_call") is not None:
+        raise _unsupported(f"{where}.function_call", "the legacy form of 'tool_calls'; send "
+                           "'tool_calls' instead")
     if item.get("audio") is not None:
         raise _unsupported(f"{where}.audio", "audio")
-    return Message("system" if role == "developer" else role, _content(item.get("content"), where))
+    name = item.get("name")
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequestError(f"'{where}.name' must be a string.", param=f"{where}.name")
+    calls = tool_calls_field(item.get("tool_calls"), openai=True, where=f"{where}.tool_calls")
+    if calls and role != "assistant":
+        raise InvalidRequestError(f"'{where}.tool_calls' belongs on assistant messages.",
+                                  param=f"{where}.tool_calls")
+    if role == "tool":
+        call_id = item.get("tool_call_id")
+        if not isinstance(call_id, str):
+            raise InvalidRequestError(f"'{where}.tool_call_id' is required on tool messages.",
+                                      param=f"{where}.tool_call_id")
+        return Message("tool", _content(item.get("content"), where, may_be_empty=True),
+                       tool_call_id=call_id, name=name)
+    if role == "assistant":
+        content = item.get("content")
+        if content is None and not calls:
+            raise InvalidRequestError(f"'{where}.content' is required unless 'tool_calls' is "
+                                      "given.", param=f"{where}.content")
+        text = "" if content is None else _content(content, where, may_be_empty=True)
+        return Message("assistant", text, tool_calls=calls, name=name)
+    return Message("system" if role == "developer" else role, _content(item.get("content"), where),
+                   name=name)
 
 
 def _merge_leading_system(messages: list[Message]) -> list[Message]:
@@ -154,6 +191,7 @@ def parse_openai_request(payload: Mapping[str, Any],
         raise InvalidRequestError(f"Unrecognized request argument supplied: {unknown[0][:100]}",
                                   param=unknown[0][:100])
     _check_neutral(payload)
+    legacy_functions(payload)
     if payload.get("model") is None:
         raise InvalidRequestError("'model' is required.", param="model")
     model = model_field(payload["model"], settings)
@@ -165,10 +203,18 @@ def parse_openai_request(payload: Mapping[str, Any],
     max_tokens = int_field(payload, "max_completion_tokens", 1, limit,
                            int_field(payload, "max_tokens", 1, limit, DEFAULT_MAX_TOKENS))
     temperature = number_field(payload, "temperature", 0, 2, 1.0) * TEMPERATURE_SCALE
+    tools = tools_field(payload.get("tools"), openai=True)
+    parallel = payload.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise InvalidRequestError("'parallel_tool_calls' must be true or false.",
+                                  param="parallel_tool_calls")
     request = ChatRequest(
         messages=check_conversation(messages, settings), model=model, max_tokens=max_tokens,
         temperature=temperature, top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
-        stop=stop_field(payload.get("stop")))
+        stop=stop_field(payload.get("stop")), tools=tools,
+        tool_choice=tool_choice_field(payload.get("tool_choice"), tools, openai=True),
+        parallel_tool_calls=parallel is not False,
+        response_format=response_format_field(payload.get("response_format"), openai=True))
     return request, _stream_options(payload)
 
 
@@ -178,13 +224,22 @@ def _usage(completion: Completion) -> dict[str, int]:
             "total_tokens": usage.total_tokens, "cost_usd": usd(completion.cost_usd)}
 
 
+def render_tool_call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
+
+
 def render_completion(completion: Completion, completion_id: str, created: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
+    if completion.tool_calls:
+        # OpenAI: content is null when the answer is only calls.
+        message["content"] = completion.text or None
+        message["tool_calls"] = [render_tool_call(call) for call in completion.tool_calls]
     return {
         "id": completion_id, "object": "chat.completion", "created": created,
         "model": completion.model, "system_fingerprint": None,
         "choices": [{"index": 0, "logprobs": None, "finish_reason": completion.stop_reason,
-                     "message": {"role": "assistant", "content": completion.text,
-                                 "refusal": None}}],
+                     "message": message}],
         "usage": _usage(completion),
     }
 
@@ -204,6 +259,12 @@ def render_stream(streamed: StreamedCompletion, completion_id: str, created: int
 
     events = [chunk({"role": "assistant", "content": ""}, None)]
     events += [chunk({"content": piece}, None) for piece in streamed.deltas]
+    for index, call in enumerate(completion.tool_calls):
+        events.append(chunk({"tool_calls": [{"index": index, "id": call.id, "type": "function",
+                                             "function": {"name": call.name, "arguments": ""}}]},
+                            None))
+        events.append(chunk({"tool_calls": [{"index": index,
+                                             "function": {"arguments": call.arguments}}]}, None))
     events.append(chunk({}, completion.stop_reason))
     if include_usage:
         events.append({**base, "choices": [], "usage": _usage(completion)})

@@ -1,7 +1,8 @@
 """Request validation: raw HTTP body -> ChatRequest, each error naming its field.
 
-The readers here are shared by the native ``/chat`` shape and the OpenAI shape,
-so both answer the same mistake with the same words.
+The readers here are shared by the native ``/chat`` shape (``native_api``) and
+the OpenAI shape (``openai_api``), so both answer the same mistake with the
+same words.
 """
 from __future__ import annotations
 
@@ -10,17 +11,14 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chalicelib.chat import ROLES, ChatRequest, Message
+from chalicelib.chat import Message
 from chalicelib.config import Settings
 from chalicelib.errors import (InvalidRequestError, ModelNotFoundError, RequestTooLargeError)
-from chalicelib.models import get_model
 
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_TEMPERATURE = 0.5
 DEFAULT_TOP_P = 0.9
 MAX_STOP_SEQUENCES = 4
-NATIVE_FIELDS = frozenset({"prompt", "messages", "system", "model", "max_tokens",
-                           "temperature", "top_p", "stop"})
 
 
 def _reject_constant(name: str) -> Any:
@@ -121,64 +119,29 @@ def model_field(value: Any, settings: Settings) -> str:
 
 
 def check_conversation(messages: list[Message], settings: Settings) -> tuple[Message, ...]:
-    """Llama's rules: system first if at all, and the user speaks last."""
+    """What OpenAI itself refuses, and the prompt size; nothing else.
+
+    System messages may come anywhere, roles may repeat, and a conversation
+    may end with an assistant message (the model continues it). A tool result
+    must answer a call an earlier assistant turn made, and the last message
+    cannot be calls still waiting for their results.
+    """
     if not messages:
         raise InvalidRequestError("'messages' must not be empty.", param="messages")
+    called: set[str] = set()
     for index, message in enumerate(messages):
-        if message.role == "system" and index != 0:
-            raise InvalidRequestError("A system message may only come first.",
-                                      param=f"messages[{index}].role")
-    if messages[-1].role != "user":
-        raise InvalidRequestError("The last message must be from the user.",
-                                  param=f"messages[{len(messages) - 1}].role")
-    size = sum(len(m.content) for m in messages)
+        called.update(call.id for call in message.tool_calls)
+        if message.role == "tool" and message.tool_call_id not in called:
+            raise InvalidRequestError(
+                f"'messages[{index}]' is a tool result for '{str(message.tool_call_id)[:100]}', "
+                "which no earlier assistant message called: a tool message must answer a "
+                "preceding 'tool_calls'.", param=f"messages[{index}].tool_call_id")
+    if messages[-1].tool_calls:
+        raise InvalidRequestError(
+            "The last message makes tool calls: send their results as tool messages first.",
+            param=f"messages[{len(messages) - 1}].tool_calls")
+    size = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
     if size > settings.max_prompt_chars:
         raise RequestTooLargeError(
             f"The prompt is {size} characters; the limit is {settings.max_prompt_chars}.")
     return tuple(messages)
-
-
-def _native_messages(payload: Mapping[str, Any]) -> list[Message]:
-    has_prompt, has_messages = "prompt" in payload, "messages" in payload
-    if has_prompt == has_messages:
-        raise InvalidRequestError("Send exactly one of 'prompt' or 'messages'.",
-                                  param="messages" if has_messages else "prompt")
-    messages: list[Message] = []
-    if has_prompt:
-        messages.append(Message("user", text_field(payload["prompt"], "prompt")))
-    else:
-        raw = payload["messages"]
-        if not isinstance(raw, list):
-            raise InvalidRequestError("'messages' must be a list.", param="messages")
-        for index, item in enumerate(raw):
-            where = f"messages[{index}]"
-            if not isinstance(item, dict):
-                raise InvalidRequestError(f"'{where}' must be an object.", param=where)
-            reject_unknown(item, ("role", "content"))
-            role = item.get("role")
-            if role not in ROLES:
-                raise InvalidRequestError(f"'{where}.role' must be one of {', '.join(ROLES)}.",
-                                          param=f"{where}.role")
-            messages.append(Message(role, text_field(item.get("content"), f"{where}.content")))
-    if payload.get("system") is not None:
-        if any(m.role == "system" for m in messages):
-            raise InvalidRequestError("Send the system prompt either as 'system' or as a "
-                                      "system message, not both.", param="system")
-        messages.insert(0, Message("system", text_field(payload["system"], "system")))
-    return messages
-
-
-def parse_chat_request(payload: Mapping[str, Any], settings: Settings) -> ChatRequest:
-    """The native ``/chat`` body -> ChatRequest."""
-    reject_unknown(payload, NATIVE_FIELDS)
-    messages = _native_messages(payload)
-    model = model_field(payload.get("model"), settings)
-    limit = get_model(model).max_output_tokens
-    return ChatRequest(
-        messages=check_conversation(messages, settings),
-        model=model,
-        max_tokens=int_field(payload, "max_tokens", 1, limit, DEFAULT_MAX_TOKENS),
-        temperature=number_field(payload, "temperature", 0, 1, DEFAULT_TEMPERATURE),
-        top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
-        stop=stop_field(payload.get("stop")),
-    )

@@ -85,10 +85,12 @@ def test_errors_before_the_stream(api: Api, emulator: EmulatorControl, fault: st
 
 @pytest.mark.parametrize("body,status,code", [
     ({**BASE, "model": "gpt-4o"}, 404, "model_not_found"),
-    ({**BASE, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "unsupported_parameter"),
+    ({**BASE, "tools": [{"type": "function", "function": {"name": "no spaces"}}]}, 400,
+     "invalid_request"),
+    ({**BASE, "functions": [{"name": "f"}]}, 400, "unsupported_parameter"),
     ({**BASE, "n": 3}, 400, "unsupported_parameter"),
     ({**BASE, "logprobs": True}, 400, "unsupported_parameter"),
-    ({**BASE, "response_format": {"type": "json_schema"}}, 400, "unsupported_parameter"),
+    ({**BASE, "response_format": {"type": "json_schema"}}, 400, "invalid_request"),
     ({**BASE, "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]}, 400,
      "unsupported_parameter"),

@@ -10,7 +10,8 @@ from chalicelib.chat import ChatRequest, Message
 from chalicelib.config import Settings
 from chalicelib.errors import (ApiError, InvalidRequestError, ModelNotFoundError,
                                RequestTooLargeError)
-from chalicelib.validation import decode_json_object, parse_chat_request
+from chalicelib.native_api import parse_chat_request
+from chalicelib.validation import decode_json_object
 
 SETTINGS = Settings(allowed_models=("us.meta.llama3-1-8b-instruct-v1:0",
                                     "us.meta.llama3-1-70b-instruct-v1:0"),
@@ -64,11 +65,12 @@ INVALID = [
     ({"messages": [{"role": "user"}]}, InvalidRequestError, "messages[0].content"),
     ({"messages": [{"role": "robot", "content": "x"}]}, InvalidRequestError, "messages[0].role"),
     ({"messages": [{"role": "ipython", "content": "x"}]}, InvalidRequestError, "messages[0].role"),
-    ({"messages": [{"role": "user", "content": "x", "name": "n"}]}, InvalidRequestError, "name"),
-    ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
-     InvalidRequestError, "messages[1].role"),
-    ({"messages": [{"role": "user", "content": "x"}, {"role": "system", "content": "s"},
-                   {"role": "user", "content": "y"}]}, InvalidRequestError, "messages[1].role"),
+    ({"messages": [{"role": "user", "content": "x", "nick": "n"}]}, InvalidRequestError, "nick"),
+    ({"messages": [{"role": "tool", "content": "r", "tool_call_id": "c1"}]}, InvalidRequestError,
+     "messages[0].tool_call_id"),
+    ({"messages": [{"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "name": "f", "arguments": {}}]}]}, InvalidRequestError,
+     "messages[0].tool_calls"),
     ({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
       "system": "again"}, InvalidRequestError, "system"),
     ({"prompt": "x", "system": ""}, InvalidRequestError, "system"),
