@@ -403,6 +403,9 @@
     try {
       if (await loadModels()) {
         showKeyStatus("Key " + masked + " in use for this tab.", false);
+        if (document.activeElement === byId("api-key") || document.activeElement === byId("use-key")) {
+          byId("prompt").focus(); // keyboard users go straight on to the message
+        }
         await refreshUsage();
       }
     } catch (error) {

@@ -355,7 +355,9 @@ def test_make_run_prints_the_page_url_and_the_printed_key_works_there(session: S
     line = next(ln for ln in session.stack.banner.splitlines() if "Playground" in ln)
     url = line.split()[1]
     assert url == session.stack.url + "/"
-    key = re.search(r"API key \(local, no limits\): (\S+)", session.stack.banner).group(1)  # type: ignore[union-attr]
+    printed = re.search(r"API key \(local, no limits\): (\S+)", session.stack.banner)
+    assert printed is not None
+    key = printed.group(1)
     session.page.goto(url)
     session.use_key(key)
     session.page.locator("#key-status").filter(has_text="in use").wait_for()
@@ -366,3 +368,26 @@ def test_the_readme_sends_a_newcomer_to_the_page() -> None:
     readme = (PROJECT_DIR / "README.md").read_text()
     assert "Open http://127.0.0.1:8000/ after `make run`" in readme
     assert "](docs/playground.png)" in readme and SCREENSHOT.exists()
+
+
+def test_the_keyboard_alone_is_enough(session: Session, emulator: EmulatorControl) -> None:
+    session.open()
+    page = session.page
+    page.keyboard.press("Tab")  # the first control is the key field
+    assert page.evaluate("() => document.activeElement.id") == "api-key"
+    page.keyboard.type(session.stack.key)
+    page.keyboard.press("Enter")
+    page.locator("#key-status").filter(has_text="in use").wait_for()
+    assert page.evaluate("() => document.activeElement.id") == "prompt"
+    page.keyboard.type("line one")
+    page.keyboard.press("Shift+Enter")  # a new line, not a send
+    page.keyboard.type("line two")
+    assert page.locator("#transcript li").count() == 0
+    page.keyboard.press("Enter")
+    session.last_answer("done")
+    assert page.locator("#transcript li.user .text").text_content() == "line one\nline two"
+    assert "line one\nline two" in emulator.requests()[-1]["body"]["prompt"]
+    sent = page.evaluate("() => [...document.querySelectorAll('label')].map(l => l.htmlFor)")
+    # every control has its label
+    for control in ("api-key", "model", "system", "temperature", "max-tokens", "prompt"):
+        assert control in sent
