@@ -149,25 +149,40 @@ def test_the_answer_streams_in_with_its_usage_and_cost(session: Session,
     assert text and len(text) == final
 
 
+def new_key(stack: LocalStack, tenant: str, *limits: str) -> str:
+    """A key of the test's own, made with the operator command."""
+    printed = re.search(r"key:\s+(\S+)", stack.keys_command("create", "--tenant", tenant, *limits))
+    assert printed is not None
+    return printed.group(1)
+
+
 def test_usage_panel_and_its_chart_of_seven_days(session: Session) -> None:
-    session.open().use_stack_key()
+    # A key of its own: the shared key's usage moves with other tests' jobs.
+    key = new_key(session.stack, "playground-usage", "--rpm", "none", "--tpm", "none")
+    session.open()
+    session.use_key(key)
+    session.page.locator("#usage-facts").filter(has_text="0 requests").wait_for()
+    # rpm and tpm set to none; the daily budget is the stage's default
+    assert "Limits\n1000000 tokens/day\n" in session.page.locator("#usage-facts").inner_text()
     session.send("Count me.")
     session.last_answer("done")
     # The page refreshes its usage after each answer; it must match GET /usage.
-    session.page.wait_for_function(
-        "() => document.querySelector('#usage-chart rect.today').getAttribute('height') > 0")
-    status, _, raw = http("GET", session.stack.url + "/usage", headers=session.stack.auth)
+    session.page.locator("#usage-facts").filter(has_text="1 request ").wait_for()
+    status, _, raw = http("GET", session.stack.url + "/usage",
+                          headers={"Authorization": f"Bearer {key}"})
     usage = json.loads(raw)
     assert status == 200
     facts = session.page.locator("#usage-facts").inner_text()
     today = usage["today"]
-    assert f"Tenant\n{usage['tenant']}" in facts or f"Tenant\t{usage['tenant']}" in facts
+    assert f"Tenant\n{usage['tenant']}\n" in facts and usage["tenant"] == "playground-usage"
     assert usage["key_id"] in facts
     assert re.search(rf"{today['requests']} requests? · {today['tokens']} tokens? · \$", facts), facts
     bars = session.page.locator("#usage-chart rect.bar")
     assert bars.count() == 7
     tokens = [int(bars.nth(i).get_attribute("data-tokens") or "-1") for i in range(7)]
     assert tokens == [day["tokens"] for day in usage["days"]]
+    assert today["requests"] == 1 and tokens[:6] == [0] * 6 and tokens[6] == today["tokens"] > 0
+    assert float(bars.nth(6).get_attribute("height") or 0) > 0
     labels = session.page.locator("#usage-chart text.day").all_text_contents()
     assert labels == [day["date"][5:] for day in usage["days"]]
 
@@ -204,8 +219,7 @@ def test_a_bad_key_gives_a_readable_error(session: Session) -> None:
 
 
 def test_a_limit_gives_a_readable_error_and_the_limits_show(session: Session) -> None:
-    out = session.stack.keys_command("create", "--tenant", "playground-limits", "--rpm", "1")
-    key = re.search(r"key:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    key = new_key(session.stack, "playground-limits", "--rpm", "1")
     if time.gmtime().tm_sec >= 55:  # both requests in one calendar minute
         time.sleep(61 - time.gmtime().tm_sec)
     session.open()
