@@ -6,8 +6,9 @@ winning the write of the result, so a job is charged once. Transient failures
 (throttles, timeouts, 5xx, unexpected errors) put the job back in the queue
 with exponential backoff; on the queue's last allowed receive the job is
 marked failed and the message is left to SQS, which moves it to the
-dead-letter queue. Permanent failures (Bedrock refusing the request) fail the
-job at once.
+dead-letter queue. Permanent failures (Bedrock refusing the request, an answer
+that could not honour the request's tools or JSON format) fail the job at once;
+the latter's tokens are billed.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from chalicelib import callstats
 from chalicelib.callstats import Outcome
 from chalicelib.completion import billable
-from chalicelib.errors import ApiError, InvalidRequestError
+from chalicelib.errors import ApiError, InvalidRequestError, UnusableAnswerError
 from chalicelib.jobs import FINISHED, Job
 from chalicelib.native_api import render_chat
 
@@ -91,6 +93,12 @@ def run_job(body: str, receive_count: int, runtime: Runtime, run: JobRun | None 
         _finish_failed(runtime, claimed, error.envelope())
         run.status, run.error_code = "failed", error.code
         return
+    except UnusableAnswerError as error:
+        # The model answered, twice, but not usably: a retry would be billed
+        # again for the same outcome. The job fails; its tokens are paid for.
+        _finish_failed(runtime, claimed, error.envelope(), error.spent)
+        run.status, run.error_code = "failed", error.code
+        return
     except ApiError as error:
         run.error_code = error.code
         _transient(runtime, claimed, error, receive_count)
@@ -105,9 +113,13 @@ def run_job(body: str, receive_count: int, runtime: Runtime, run: JobRun | None 
             runtime.limiter.settle(claimed.reservation, *billable(completion))
 
 
-def _finish_failed(runtime: Runtime, job: Job, envelope: dict) -> None:
+def _finish_failed(runtime: Runtime, job: Job, envelope: dict,
+                   spent: tuple[int, Decimal | None] = (0, None)) -> None:
     if runtime.jobs.fail(job, envelope) and job.reservation:
-        runtime.limiter.release(job.reservation)
+        if spent[0] > 0:
+            runtime.limiter.settle(job.reservation, *spent)
+        else:
+            runtime.limiter.release(job.reservation)
 
 
 def _transient(runtime: Runtime, job: Job, error: ApiError, receive_count: int) -> None:

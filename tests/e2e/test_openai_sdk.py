@@ -56,8 +56,9 @@ def test_models(client: openai.OpenAI) -> None:
 
 @pytest.mark.parametrize("kwargs,error", [
     ({"model": "gpt-4o"}, openai.NotFoundError),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+    ({"tools": [{"type": "function", "function": {"name": "no spaces", "parameters": {}}}]},
      openai.BadRequestError),
+    ({"functions": [{"name": "f", "parameters": {}}]}, openai.BadRequestError),
     ({"n": 2}, openai.BadRequestError),
     ({"temperature": 2.5}, openai.BadRequestError),
 ])
