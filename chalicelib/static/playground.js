@@ -193,7 +193,21 @@
       usage.total_tokens + " tokens · cost " + money(usage.cost_usd);
   }
 
-  function requestBody(messages) {
+  // The tools field: null when empty, else the parsed array (or an error is thrown).
+  function tools() {
+    const text = byId("tools").value.trim();
+    if (!text) return null;
+    let parsed;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      throw new Error("Tools are not valid JSON: " + error.message);
+    }
+    if (!Array.isArray(parsed)) throw new Error("Tools must be a JSON array of tool definitions.");
+    return parsed;
+  }
+
+  function requestBody(messages, toolList) {
     const body = {
       model: byId("model").value,
       messages: messages,
@@ -204,6 +218,7 @@
     if (temperature !== "") body.temperature = Number(temperature);
     const maxTokens = byId("max-tokens").value.trim();
     if (maxTokens !== "") body.max_tokens = Number(maxTokens);
+    if (toolList) body.tools = toolList;
     return body;
   }
 
@@ -212,7 +227,7 @@
     byId("stop").disabled = !busy;
   }
 
-  async function send(prompt) {
+  async function send(prompt, toolList) {
     const system = byId("system").value.trim();
     const messages = (system ? [{ role: "system", content: system }] : [])
       .concat(state.history, [{ role: "user", content: prompt }]);
@@ -232,7 +247,7 @@
       response = await api("v1/chat/completions", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(requestBody(messages)),
+        body: JSON.stringify(requestBody(messages, toolList)),
         signal: controller.signal,
       });
       if (!response.ok) {
@@ -290,7 +305,8 @@
       answer.item.dataset.state = "done";
     }
     if (result.calls.length) {
-      meta.append(node("p", "note", "The model asked for tool calls; this page shows them and does not run them."));
+      meta.append(node("p", "note", "The model asked for tool calls; this page shows them and does not " +
+        "run them, and the conversation goes on without them."));
     }
     if (result.usage) {
       const usage = node("p", "usage", usageLine(result.usage) +
@@ -440,8 +456,17 @@
         byId("api-key").focus();
         return;
       }
+      let toolList;
+      try {
+        toolList = tools();
+      } catch (error) {
+        byId("tools-status").textContent = error.message;
+        byId("tools").focus();
+        return;
+      }
+      byId("tools-status").textContent = "";
       input.value = "";
-      send(prompt);
+      send(prompt, toolList);
     });
     byId("prompt").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

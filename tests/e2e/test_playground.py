@@ -405,3 +405,29 @@ def test_the_keyboard_alone_is_enough(session: Session, emulator: EmulatorContro
     # every control has its label
     for control in ("api-key", "model", "system", "temperature", "max-tokens", "prompt"):
         assert control in sent
+
+
+WEATHER_TOOL = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}]
+
+
+def test_tools_go_to_the_model_and_bad_tools_json_is_refused_in_the_page(
+        session: Session, emulator: EmulatorControl) -> None:
+    session.open().use_stack_key()
+    page = session.page
+    page.fill("#tools", "[{not json")
+    session.send("Weather in Paris?")
+    page.locator("#tools-status").filter(has_text="Tools are not valid JSON").wait_for()
+    assert page.locator("#transcript li").count() == 0 and emulator.requests() == []
+    page.fill("#tools", json.dumps({"type": "function"}))
+    page.press("#prompt", "Enter")
+    assert page.locator("#tools-status").text_content() == (
+        "Tools must be a JSON array of tool definitions.")
+    page.fill("#tools", json.dumps(WEATHER_TOOL))
+    page.press("#prompt", "Enter")
+    session.last_answer("done|error")
+    assert page.locator("#tools-status").text_content() == ""
+    prompt = emulator.requests()[-1]["body"]["prompt"]
+    assert "get_weather" in prompt and "Weather in Paris?" in prompt
