@@ -431,3 +431,18 @@ def test_tools_go_to_the_model_and_bad_tools_json_is_refused_in_the_page(
     assert page.locator("#tools-status").text_content() == ""
     prompt = emulator.requests()[-1]["body"]["prompt"]
     assert "get_weather" in prompt and "Weather in Paris?" in prompt
+
+
+def test_the_page_works_under_a_stage_prefix(session: Session) -> None:
+    # As deployed: API Gateway serves the stage at /dev/ and strips the prefix.
+    def gateway(route: Route) -> None:
+        route.fulfill(response=route.fetch(url=route.request.url.replace("/dev/", "/", 1)))
+
+    session.page.route("**/dev/**", gateway)
+    session.page.goto(session.stack.url + "/dev/")
+    session.use_stack_key()
+    session.send("Hello from a stage.")
+    assert session.last_answer("done").locator(".usage").text_content().startswith("Usage: ")
+    paths = [urlsplit(r.url).path for r in session.requests]
+    assert "/dev/v1/chat/completions" in paths and "/dev/static/playground.js" in paths
+    assert all(path.startswith("/dev/") for path in paths), paths
