@@ -56,14 +56,14 @@ def find_stop(text: str, stops: tuple[str, ...]) -> int:
     return min(found, default=-1)
 
 
-def _arguments_text(arguments: object) -> str:
+def arguments_text(arguments: object) -> str:
     if isinstance(arguments, str):
         return arguments
     return json.dumps(arguments, ensure_ascii=False)
 
 
-def _argument_problems(request: ChatRequest,
-                       calls: tuple[ParsedCall, ...]) -> tuple[str | None, bool]:
+def argument_problems(request: ChatRequest,
+                      calls: tuple[ParsedCall, ...]) -> tuple[str | None, bool]:
     tools = {tool.name: tool for tool in request.tools}
     found: list[str] = []
     strict = False
@@ -88,9 +88,9 @@ def _tool_answer(request: ChatRequest, text: str, stop_reason: str,
     parsed = parse(text, names)
     if parsed.calls:
         calls = parsed.calls if request.parallel_tool_calls else parsed.calls[:1]
-        problem, strict = _argument_problems(request, calls)
+        problem, strict = argument_problems(request, calls)
         return Shaped(text=parsed.content, stop_reason="tool_calls", problem=problem, fatal=strict,
-                      tool_calls=tuple(ToolCall(make_id(), c.name, _arguments_text(c.arguments))
+                      tool_calls=tuple(ToolCall(make_id(), c.name, arguments_text(c.arguments))
                                        for c in calls))
     if choice.mode in ("required", "function"):
         wanted = f"the function {choice.name}" if choice.mode == "function" else "a function"
