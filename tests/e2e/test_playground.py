@@ -446,3 +446,34 @@ def test_the_page_works_under_a_stage_prefix(session: Session) -> None:
     paths = [urlsplit(r.url).path for r in session.requests]
     assert "/dev/v1/chat/completions" in paths and "/dev/static/playground.js" in paths
     assert all(path.startswith("/dev/") for path in paths), paths
+
+
+def test_the_event_stream_reader_takes_any_line_ending_comments_and_fields(session: Session) -> None:
+    session.open().use_stack_key()
+    events = [chunk({"role": "assistant", "content": "One,"}), chunk({"content": " two,"}),
+              chunk({"content": " three."}, "stop")]
+    body = (": a comment the server may send to keep the connection\r\n\r\n"
+            f"event: message\r\nid: 1\r\ndata: {json.dumps(events[0])}\r\n\r\n"
+            f"data: {json.dumps(events[1])}\r\r"
+            f"retry: 1000\ndata:{json.dumps(events[2])}\n\n"
+            'data: {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1,\n'
+            'data:  "model": "m", "choices": [], "usage": {"prompt_tokens": 5,\n'
+            'data: "completion_tokens": 3, "total_tokens": 8, "cost_usd": 0.0000012}}\n\n'
+            "data: [DONE]\n\n")
+    session.page.route("**/v1/chat/completions", lambda route: route.fulfill(
+        status=200, headers={"Content-Type": "text/event-stream"}, body=body))
+    session.send("Count.")
+    answer = session.last_answer("done")
+    assert answer.locator(".text").text_content() == "One, two, three."
+    assert answer.locator(".usage").text_content() == (
+        "Usage: 5 prompt + 3 completion = 8 tokens · cost $0.0000012 · finish: stop")
+    # A stream cut before its end marker is said to be cut, with what arrived kept.
+    session.page.unroute("**/v1/chat/completions")
+    session.page.route("**/v1/chat/completions", lambda route: route.fulfill(
+        status=200, headers={"Content-Type": "text/event-stream"},
+        body=f"data: {json.dumps(events[0])}\n\n"))
+    session.send("Count again.")
+    cut = session.last_answer("error")
+    assert cut.locator(".text").text_content() == "One,"
+    assert cut.locator(".error").text_content() == (
+        "The stream ended without its end marker: the answer may be cut short.")
