@@ -235,9 +235,9 @@
     const answer = addTurn("assistant", "");
     answer.item.setAttribute("aria-busy", "true");
     answer.item.dataset.state = "streaming";
-    const tools = node("div", "tool-calls");
+    const callsBox = node("div", "tool-calls");
     const meta = node("div", "meta");
-    answer.item.append(tools, meta);
+    answer.item.append(callsBox, meta);
     const result = { text: "", calls: [], usage: null, finish: null, error: null, done: false, stopped: false };
     const controller = new AbortController();
     state.controller = controller;
@@ -277,7 +277,7 @@
             }
             if (Array.isArray(delta.tool_calls)) {
               mergeToolCalls(result.calls, delta.tool_calls);
-              renderToolCalls(tools, result.calls);
+              renderToolCalls(callsBox, result.calls);
             }
             if (choice.finish_reason) result.finish = choice.finish_reason;
           }
