@@ -383,19 +383,20 @@
   async function refreshUsage() {
     const status = byId("usage-status");
     if (!currentKey()) return;
-    let response;
+    let usage;
     try {
-      response = await api("usage");
+      const response = await api("usage");
+      if (!response.ok) {
+        status.textContent = await httpError(response);
+        status.className = "error";
+        return;
+      }
+      usage = await response.json();
     } catch (error) {
       status.textContent = "Usage could not be read: " + (error && error.message);
-      return;
-    }
-    if (!response.ok) {
-      status.textContent = await httpError(response);
       status.className = "error";
       return;
     }
-    const usage = await response.json();
     const facts = byId("usage-facts");
     facts.replaceChildren();
     const limits = usage.limits || {};

@@ -441,8 +441,11 @@ def test_the_page_works_under_a_stage_prefix(session: Session) -> None:
     session.page.route("**/dev/**", gateway)
     session.page.goto(session.stack.url + "/dev/")
     session.use_stack_key()
-    session.send("Hello from a stage.")
-    assert session.last_answer("done").locator(".usage").text_content().startswith("Usage: ")
+    # The usage refresh after the answer, too, goes through the stage.
+    with session.page.expect_response(lambda r: r.url.endswith("/dev/usage")) as refreshed:
+        session.send("Hello from a stage.")
+        assert session.last_answer("done").locator(".usage").text_content().startswith("Usage: ")
+    assert refreshed.value.status == 200
     paths = [urlsplit(r.url).path for r in session.requests]
     assert "/dev/v1/chat/completions" in paths and "/dev/static/playground.js" in paths
     assert all(path.startswith("/dev/") for path in paths), paths
