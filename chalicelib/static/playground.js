@@ -63,9 +63,15 @@
   function describeError(status, body, retryAfter) {
     const envelope = body && typeof body === "object" && body.error && typeof body.error === "object"
       ? body.error : null;
-    if (!envelope && status === 401) return "No API key was sent (HTTP 401). Paste a key above.";
-    if (!envelope && status === 403) {
-      return "This API key was refused (HTTP 403): it is unknown, revoked or expired. Check it and paste it again.";
+    // The gateway's own answers: a bare {"message"} (401) or {"Message"} (403), or the
+    // envelope with missing_api_key / invalid_api_key where gateway responses are set.
+    const code = envelope && envelope.code;
+    if (status === 401 && (!envelope || code === "missing_api_key")) {
+      return "No API key was sent (HTTP 401). Paste a key above.";
+    }
+    if ((status === 403 && !envelope) || code === "invalid_api_key") {
+      return "This API key was refused (HTTP " + status + (code ? ", " + code : "") +
+        "): it is unknown, revoked or expired. Check it and paste it again.";
     }
     let title = TITLES[status] || (status >= 500 ? "The endpoint or the model failed" : "The request failed");
     if (status === null) title = "The model failed during the answer";
