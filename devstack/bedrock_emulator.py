@@ -5,13 +5,16 @@ Unmodified boto3 reaches it through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` (or
 InvokeModelWithResponseStream, Converse and ConverseStream for the Llama 3.x
 ids of ``chalicelib.models``; answers errors as Bedrock does (status,
 ``x-amzn-ErrorType``, JSON ``message``); streams with AWS event-stream framing.
-Text comes from ``devstack.generator``: deterministic, token counts consistent.
+Text comes from ``devstack.generator``: deterministic, token counts consistent;
+prompts offering tools or asking for JSON get calls and documents built from
+their schemas (``devstack.llama_answers``).
 
 A control API on the same port drives it from tests and benchmarks::
 
     GET  /_emulator/requests   recorded invocations, arrival order
     DELETE /_emulator/requests clear them
-    GET|POST /_emulator/config read | change latency, faults, throttle, seed
+    GET|POST /_emulator/config read | change latency, faults, throttle, seed,
+                               scripted answers (respond_next)
     GET  /_emulator/stats      invocations, in flight, throttles, errors
     POST /_emulator/reset      defaults, zero stats, no recorded requests
 
@@ -32,7 +35,7 @@ from devstack.bedrock_wire import (ERROR_STATUS, STREAM_EXCEPTIONS, Answer, Bedr
                                    apply_stop, check_model, parse_converse_body,
                                    parse_llama_body)
 from devstack.emulator_state import ControlError, State
-from devstack.generator import count_tokens, generate
+from devstack.generator import count_tokens, generate, scripted
 
 OPERATIONS = {
     "invoke": "InvokeModel",
@@ -189,8 +192,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if cfg.latency_ms:
                 time.sleep(cfg.latency_ms / 1000)
-            gen = generate(model_id, body["prompt"], temperature=body["temperature"],
-                           top_p=body["top_p"], max_tokens=body["max_gen_len"], seed=cfg.seed)
+            if cfg.respond_next:  # a scripted answer, taken by admit()
+                gen = scripted(cfg.respond_next[0], body["max_gen_len"])
+            else:
+                gen = generate(model_id, body["prompt"], temperature=body["temperature"],
+                               top_p=body["top_p"], max_tokens=body["max_gen_len"], seed=cfg.seed)
             pieces = list(gen.pieces)
             stop_reason = gen.stop_reason
             if converse:

@@ -25,12 +25,15 @@ class Config:
     fail_next: list[str] = field(default_factory=list)
     fail_in_stream: bool = False
     seed: int = 0
+    # Exact texts the next invocations answer, in order. In the snapshot that
+    # admit() hands an invocation: only the text that invocation answers.
+    respond_next: list[str] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return {"latency_ms": self.latency_ms, "tokens_per_second": self.tokens_per_second,
                 "max_concurrency": self.max_concurrency, "fault_rate": dict(self.fault_rate),
                 "fail_next": list(self.fail_next), "fail_in_stream": self.fail_in_stream,
-                "seed": self.seed}
+                "seed": self.seed, "respond_next": list(self.respond_next)}
 
 
 def _number(key: str, value: Any, low: float, integer: bool) -> float:
@@ -68,6 +71,10 @@ def apply_config(config: Config, changes: Any) -> None:
             if not isinstance(value, list):
                 raise ControlError("fail_next must be a list of error names")
             new[key] = [_error_name(key, v) for v in value]
+        elif key == "respond_next":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ControlError("respond_next must be a list of strings (the exact texts to answer)")
+            new[key] = list(value)
         elif key == "fault_rate":
             if not isinstance(value, dict):
                 raise ControlError("fault_rate must map error names to probabilities")
@@ -127,7 +134,10 @@ class State:
 
         Returns ``(error, config snapshot, admitted)``. Injected errors of ``fail_next``
         and ``fault_rate`` are admitted (a stream may fail after its first
-        chunks); a throttle for ``max_concurrency`` is never admitted.
+        chunks); a throttle for ``max_concurrency`` is never admitted. An
+        invocation that will answer takes the next ``respond_next`` text here,
+        under the lock, so scripted texts go out in arrival order; the
+        snapshot's ``respond_next`` holds that one text (or nothing).
         """
         with self.lock:
             cfg = Config(**self.config.public())
@@ -143,6 +153,9 @@ class State:
                 return "ThrottlingException", cfg, False
             if injected is not None:
                 self.errors[injected] += 1
+            # A fault (even one that lets a stream start) takes no scripted text.
+            cfg.respond_next = ([self.config.respond_next.pop(0)]
+                                if injected is None and self.config.respond_next else [])
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             return injected, cfg, True

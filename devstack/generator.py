@@ -4,6 +4,10 @@ The same model, prompt, parameters and seed always give the same text. Token
 counts are a realistic estimate of about four characters a token (not a word
 count), computed on the text itself, so a streamed answer's pieces join to the
 non-streamed text and carry consistent running counts.
+
+A prompt that offers tools or asks for JSON gets what ``devstack.llama_answers``
+writes (a call, a document); any other prompt gets plain sentences. A scripted
+text (``respond_next``) is split and cut like generated text.
 """
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ import hashlib
 import json
 import math
 import random
+import re
 from dataclasses import dataclass
+
+from devstack import llama_answers
 
 _WORDS = (
     "the a model answer local endpoint request token stream lambda gateway "
@@ -63,14 +70,34 @@ def _natural_pieces(rng: random.Random, target_tokens: int) -> list[str]:
     return pieces
 
 
+def split_words(text: str) -> list[str]:
+    """Stream pieces of ``text`` as a model sends them: a word with the space
+    before it. The pieces join to ``text`` exactly."""
+    return re.findall(r"\s*\S+|\s+$", text)
+
+
+def scripted(text: str, max_tokens: int) -> Generation:
+    """An exact text to answer, cut to ``max_tokens`` as generated text is."""
+    return _cut(split_words(text), max_tokens)
+
+
 def generate(model_id: str, prompt: str, *, temperature: float, top_p: float,
              max_tokens: int, seed: int) -> Generation:
     """The deterministic answer, cut to ``max_tokens`` when longer."""
+    # A stream of its own for tools and JSON, so that plain prompts keep
+    # exactly the text they always had.
+    written = llama_answers.answer(prompt, _rng("tools-json", model_id, prompt, temperature,
+                                                top_p, seed))
+    if written is not None:
+        return _cut(split_words(written), max_tokens)
     rng = _rng(model_id, prompt, temperature, top_p, seed)
-    natural = _natural_pieces(rng, rng.randint(16, 120))
+    return _cut(_natural_pieces(rng, rng.randint(16, 120)), max_tokens)
+
+
+def _cut(pieces: list[str], max_tokens: int) -> Generation:
     kept: list[str] = []
     chars = 0
-    for piece in natural:
+    for piece in pieces:
         if count_tokens("x" * (chars + len(piece))) > max_tokens:
             # Cut mid-word, as a real model cut at max_gen_len would.
             room = max_tokens * 4 - chars

@@ -41,6 +41,10 @@ class EmulatorControl:
     def configure(self, **changes: Any) -> dict[str, Any]:
         return self._call("POST", "/_emulator/config", changes)
 
+    def respond_next(self, *texts: str) -> dict[str, Any]:
+        """Script the next invocations' answers, one text each, in order."""
+        return self.configure(respond_next=list(texts))
+
     def reset(self) -> None:
         self._call("POST", "/_emulator/reset")
 

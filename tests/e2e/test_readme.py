@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.e2e.stack import PROJECT_DIR, LocalStack
-from tests.support import http
+from tests.support import EmulatorControl, http
 
 pytestmark = pytest.mark.e2e
 README = (PROJECT_DIR / "README.md").read_text()
@@ -43,6 +43,28 @@ def test_every_readme_curl_succeeds(stack: LocalStack, line: str) -> None:
     expected = "202" if line.split()[2].endswith("/chat/jobs") else "200"
     assert status == expected, body
     assert json.loads(body)
+
+
+def test_the_readme_respond_next_curl_scripts_the_next_answer(stack: LocalStack,
+                                                              emulator: EmulatorControl) -> None:
+    lines = [ln.strip() for ln in README.splitlines()
+             if ln.strip().startswith("curl -s http://127.0.0.1:8001/_emulator/config")]
+    assert len(lines) == 1
+    command = lines[0].replace("http://127.0.0.1:8001", stack.emulator_url)
+    # Jobs queued by earlier tests reach the emulator whenever the poller
+    # runs, and may take a scripted answer first: a few tries, each checked.
+    for _ in range(3):
+        result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                                timeout=30, check=True)
+        assert "get_weather" in json.loads(result.stdout)["respond_next"][0]
+        status, _, body = http("POST", stack.url + "/chat", {"prompt": "Weather in Paris?"},
+                               {"Content-Type": "application/json", **stack.auth})
+        assert status == 200, body
+        if "get_weather" in body.decode():
+            break
+    else:
+        pytest.fail(f"the scripted answer never reached /chat: {body!r}")
+    assert emulator.configure()["respond_next"] == []
 
 
 def test_the_readme_openai_snippet_runs(stack: LocalStack) -> None:
