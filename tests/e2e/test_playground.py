@@ -279,24 +279,6 @@ def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
 
-def test_markup_in_answers_and_prompts_stays_text(session: Session) -> None:
-    session.open().use_stack_key()
-    # The answer comes from a scripted server, split inside the markup.
-    answer_text = "".join(XSS)
-    pieces = [answer_text[i:i + 7] for i in range(0, len(answer_text), 7)]
-    session.page.route("**/v1/chat/completions", lambda route: fulfil_stream(
-        route, [chunk({"role": "assistant", "content": ""})]
-        + [chunk({"content": p}) for p in pieces] + [chunk({}, "stop"), "[DONE]"]))
-    session.send(XSS[0] + " and " + XSS[1])
-    answer = session.last_answer("done")
-    assert answer.locator(".text").text_content() == answer_text
-    user = session.page.locator("#transcript li.user").last
-    assert user.locator(".text").text_content() == XSS[0] + " and " + XSS[1]
-    session.page.wait_for_timeout(300)  # an onerror or onload would have fired by now
-    assert session.page.locator("#transcript img, #transcript script, #transcript svg").count() == 0
-    assert not any(urlsplit(r.url).path.endswith("/x") for r in session.requests)
-
-
 def test_tool_calls_show_as_tool_calls_and_an_error_event_as_an_error(session: Session) -> None:
     session.open().use_stack_key()
     session.page.route("**/v1/chat/completions", lambda route: fulfil_stream(route, [
@@ -415,7 +397,7 @@ WEATHER_TOOL = [{"type": "function", "function": {
                    "required": ["city"]}}}]
 
 
-def test_tools_go_to_the_model_and_bad_tools_json_is_refused_in_the_page(
+def test_tools_go_to_the_model_and_its_calls_show_as_calls(
         session: Session, emulator: EmulatorControl) -> None:
     session.open().use_stack_key()
     page = session.page
@@ -429,10 +411,18 @@ def test_tools_go_to_the_model_and_bad_tools_json_is_refused_in_the_page(
         "Tools must be a JSON array of tool definitions.")
     page.fill("#tools", json.dumps(WEATHER_TOOL))
     page.press("#prompt", "Enter")
-    session.last_answer("done|error")
+    answer = session.last_answer("done")
     assert page.locator("#tools-status").text_content() == ""
     prompt = emulator.requests()[-1]["body"]["prompt"]
     assert "get_weather" in prompt and "Weather in Paris?" in prompt
+    # The emulator calls the tool, with arguments built from its schema: shown as a call.
+    call = answer.locator(".tool-call")
+    assert call.count() == 1 and answer.locator(".text").text_content() == ""
+    assert call.locator(".tool-name").text_content() == "get_weather"
+    assert re.fullmatch(r" id call_\w+", call.locator(".tool-id").text_content() or "")
+    arguments = json.loads(call.locator(".tool-args").text_content() or "")
+    assert set(arguments) == {"city"} and isinstance(arguments["city"], str)
+    assert answer.locator(".usage").text_content().endswith(" · finish: tool_calls")
 
 
 def test_the_page_works_under_a_stage_prefix(session: Session) -> None:
@@ -482,3 +472,22 @@ def test_the_event_stream_reader_takes_any_line_ending_comments_and_fields(sessi
     assert cut.locator(".text").text_content() == "One,"
     assert cut.locator(".error").text_content() == (
         "The stream ended without its end marker: the answer may be cut short.")
+
+
+def test_markup_in_answers_and_prompts_stays_text(session: Session,
+                                                  emulator: EmulatorControl) -> None:
+    # The emulator answers these exact texts, in order, through the whole app.
+    emulator.configure(respond_next=XSS)
+    session.open().use_stack_key()
+    for text in XSS:
+        session.send(text)
+        answer = session.last_answer("done")
+        assert answer.locator(".text").text_content() == text
+        assert session.page.locator("#transcript li.user .text").last.text_content() == text
+    session.page.wait_for_timeout(300)  # an onerror or onload would have fired by now
+    assert session.page.locator("#transcript img, #transcript script, #transcript svg").count() == 0
+    everywhere = "() => document.querySelectorAll('img, svg:not(#usage-chart)').length"
+    assert session.page.evaluate(everywhere) == 0
+    assert not any(urlsplit(r.url).path.endswith("/x") for r in session.requests)
+    # What reached the model is the markup as text too, as the user typed it.
+    assert XSS[0] in emulator.requests()[0]["body"]["prompt"]
