@@ -69,7 +69,7 @@
     if (status === 401 && (!envelope || code === "missing_api_key")) {
       return "No API key was sent (HTTP 401). Paste a key above.";
     }
-    if ((status === 403 && !envelope) || code === "invalid_api_key") {
+    if (status !== null && ((status === 403 && !envelope) || code === "invalid_api_key")) {
       return "This API key was refused (HTTP " + status + (code ? ", " + code : "") +
         "): it is unknown, revoked or expired. Check it and paste it again.";
     }
