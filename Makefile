@@ -8,16 +8,19 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.deps-stamp
+JS_DIR := tests/e2e/js
+JS_STAMP := $(JS_DIR)/node_modules/.deps-stamp
 STAGES := dev prod
 
 .PHONY: run test lint venv bench clean check-templates browser
 
 # The virtualenv is (re)built only when a requirements file changed.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "make: Python 3.11 or newer is needed (set PYTHON=...)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	@touch $(STAMP)
 
 # checkov pins boto3/packaging versions that clash with the app's: its own venv.
@@ -26,7 +29,14 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $(CHECKOV_STAMP)
 
-venv: $(STAMP) $(CHECKOV_STAMP)
+# The JS client tests' packages (tests/e2e/js), exactly as locked, again only
+# when the lockfile changed.
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "make: node and npm are needed for the JS client tests"; exit 1; }
+	npm ci --prefix $(JS_DIR) --silent --no-audit --no-fund --prefer-offline
+	@touch $(JS_STAMP)
+
+venv: $(STAMP) $(CHECKOV_STAMP) $(JS_STAMP)
 
 # The browser tests drive Debian's Chromium through Playwright, which never
 # downloads a browser of its own here: the system package is installed once,
@@ -45,7 +55,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m flake8
 
-test: $(STAMP) $(CHECKOV_STAMP) browser
+test: $(STAMP) $(CHECKOV_STAMP) $(JS_STAMP) browser
 	$(PY) -m flake8
 	$(PY) -m pytest
 
@@ -68,4 +78,4 @@ bench: $(STAMP)
 	$(PY) bench/overhead.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(JS_DIR)/node_modules .pytest_cache build

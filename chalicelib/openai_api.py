@@ -9,7 +9,9 @@ Choices that OpenAI's API leaves to us, documented in the README too:
   later ones stay system turns where they are.
 - Text parts of a list ``content`` are joined with a newline; an assistant's
   ``refusal`` parts are text too.
-- ``name`` on a message is accepted and not shown to the model.
+- ``name`` on a message is accepted and not shown to the model, and so is an
+  assistant's ``annotations`` (output-only citations that the openai SDK's
+  ``message.model_dump()`` and OpenAI's own answers carry back in).
 - ``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format``
   are honoured (``tool_fields``, ``prompting``, ``answers``); the legacy
   ``functions``/``function_call`` get a 400 naming what to send instead.
@@ -33,8 +35,8 @@ from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
 from chalicelib.models import REGISTRY, get_model
 from chalicelib.native_api import usd
-from chalicelib.tool_fields import (legacy_functions, response_format_field, tool_calls_field,
-                                    tool_choice_field, tools_field)
+from chalicelib.tool_fields import (legacy_functions, openai_tool_choice, response_format_field,
+                                    tool_calls_field, tools_field)
 from chalicelib.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
                                    int_field, model_field, number_field, reject_unknown,
                                    stop_field, text_field)
@@ -60,7 +62,7 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
 }
 FIELDS = (*HONOURED, *IGNORED, *NEUTRAL, "functions", "function_call")
 MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "function_call",
-                  "refusal", "audio")
+                  "refusal", "audio", "annotations")
 TEMPERATURE_SCALE = 0.5  # OpenAI 0..2 -> Llama 0..1
 
 
@@ -203,7 +205,8 @@ def parse_openai_request(payload: Mapping[str, Any],
     max_tokens = int_field(payload, "max_completion_tokens", 1, limit,
                            int_field(payload, "max_tokens", 1, limit, DEFAULT_MAX_TOKENS))
     temperature = number_field(payload, "temperature", 0, 2, 1.0) * TEMPERATURE_SCALE
-    tools = tools_field(payload.get("tools"), openai=True)
+    tools, tool_choice = openai_tool_choice(payload.get("tool_choice"),
+                                            tools_field(payload.get("tools"), openai=True))
     parallel = payload.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         raise InvalidRequestError("'parallel_tool_calls' must be true or false.",
@@ -212,7 +215,7 @@ def parse_openai_request(payload: Mapping[str, Any],
         messages=check_conversation(messages, settings), model=model, max_tokens=max_tokens,
         temperature=temperature, top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
         stop=stop_field(payload.get("stop")), tools=tools,
-        tool_choice=tool_choice_field(payload.get("tool_choice"), tools, openai=True),
+        tool_choice=tool_choice,
         parallel_tool_calls=parallel is not False,
         response_format=response_format_field(payload.get("response_format"), openai=True))
     return request, _stream_options(payload)

@@ -9,6 +9,7 @@ what               OpenAI                                      native /chat
 a tool             ``{"type": "function", "function": {...}}``  ``{"name", "description", ...}``
 forcing one tool   ``{"type": "function", "function":           ``{"name": ...}``
                    {"name": ...}}``
+a subset of tools  ``{"type": "allowed_tools", ...}``          (send fewer tools)
 a call's args      JSON text (``"arguments": "{...}"``)        a JSON object
 a JSON schema      ``{"type": "json_schema", "json_schema":      ``{"type": "json_schema",
                    {"name", "schema", "strict"}}``              "schema", "name", "strict"}``
@@ -145,6 +146,47 @@ def tool_choice_field(value: Any, tools: tuple[Tool, ...], *, openai: bool,
                            f"{at}.name")
         return ToolChoice("function", name)
     raise _invalid(f"'{where}' must be auto, none, required or a function to call.", where)
+
+
+def _allowed_name(item: Any, tools: tuple[Tool, ...], where: str) -> str:
+    if (not isinstance(item, dict) or item.get("type") != "function"
+            or not isinstance(item.get("function"), dict)):
+        raise _invalid(f"'{where}' must be {{\"type\": \"function\", \"function\": "
+                       "{\"name\": ...}}.", where)
+    reject_unknown(item, ("type", "function"))
+    reject_unknown(item["function"], ("name",))
+    name = _name(item["function"].get("name"), f"{where}.function.name")
+    if all(tool.name != name for tool in tools):
+        raise _invalid(f"'{where}.function.name' names '{name}', which is not among the tools.",
+                       f"{where}.function.name")
+    return name
+
+
+def openai_tool_choice(value: Any, tools: tuple[Tool, ...],
+                       where: str = "tool_choice") -> tuple[tuple[Tool, ...], ToolChoice]:
+    """OpenAI's ``tool_choice``, with its ``allowed_tools`` form.
+
+    ``{"type": "allowed_tools", "allowed_tools": {"mode", "tools"}}`` lets a
+    client keep one long tool list and allow a subset per request. The model
+    here has no prompt cache to keep warm, so the subset is simply what is
+    offered (the other tools stay out of the prompt), with mode auto or
+    required."""
+    if not (isinstance(value, dict) and value.get("type") == "allowed_tools"):
+        return tools, tool_choice_field(value, tools, openai=True, where=where)
+    reject_unknown(value, ("type", "allowed_tools"))
+    at = f"{where}.allowed_tools"
+    allowed = value.get("allowed_tools")
+    if not isinstance(allowed, dict):
+        raise _invalid(f"'{at}' must be an object with 'mode' and 'tools'.", at)
+    reject_unknown(allowed, ("mode", "tools"))
+    mode = allowed.get("mode")
+    if mode not in ("auto", "required"):
+        raise _invalid(f"'{at}.mode' must be auto or required.", f"{at}.mode")
+    listed = allowed.get("tools")
+    if not isinstance(listed, list) or not listed:
+        raise _invalid(f"'{at}.tools' must be a non-empty list of tools.", f"{at}.tools")
+    names = {_allowed_name(item, tools, f"{at}.tools[{index}]") for index, item in enumerate(listed)}
+    return tuple(tool for tool in tools if tool.name in names), ToolChoice(mode)
 
 
 def _arguments(value: Any, where: str, openai: bool) -> str:

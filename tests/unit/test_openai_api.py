@@ -58,6 +58,14 @@ def test_honoured_and_neutral_fields(fields: dict, attr: str, value: Any) -> Non
     ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "refusal": None},
       {"role": "user", "content": "q2"}],
      (Message("user", "q"), Message("assistant", "a"), Message("user", "q2"))),
+    # what the openai SDK's message.model_dump() sends back (annotations, audio,
+    # function_call all null), and OpenAI's own answers (annotations: [])
+    ([{"role": "user", "content": "q"},
+      {"role": "assistant", "content": "a", "refusal": None, "annotations": None, "audio": None,
+       "function_call": None, "tool_calls": None},
+      {"role": "assistant", "content": "b", "annotations": []}, {"role": "user", "content": "q2"}],
+     (Message("user", "q"), Message("assistant", "a"), Message("assistant", "b"),
+      Message("user", "q2"))),
 ])
 def test_messages(messages: list, expected: tuple) -> None:
     assert parse(messages=messages)[0].messages == expected

@@ -37,6 +37,22 @@ def test_openai_tools_and_choice() -> None:
     assert request.parallel_tool_calls is False
 
 
+def allowed(mode: str, *names: str) -> dict[str, Any]:
+    return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": [
+        {"type": "function", "function": {"name": name}} for name in names]}}
+
+
+@pytest.mark.parametrize("choice,offered,expected", [
+    # OpenAI's allowed_tools: only the subset reaches the prompt, in the tools' order.
+    (allowed("auto", "search"), ["search"], ToolChoice("auto")),
+    (allowed("required", "time", "get_weather"), ["get_weather", "time"], ToolChoice("required")),
+    (allowed("auto", "search", "search"), ["search"], ToolChoice("auto")),
+])
+def test_allowed_tools(choice: dict, offered: list[str], expected: ToolChoice) -> None:
+    request = openai(tools=[fn(), fn("search"), fn("time")], tool_choice=choice)
+    assert [t.name for t in request.tools] == offered and request.tool_choice == expected
+
+
 def test_a_tool_without_parameters_takes_none() -> None:
     request = openai(tools=[{"type": "function", "function": {"name": "now"}}])
     assert json.loads(request.tools[0].parameters) == {"type": "object", "properties": {}}
@@ -92,6 +108,18 @@ def test_response_formats() -> None:
     ({"tools": [fn()], "tool_choice": "sometimes"}, "tool_choice"),
     ({"tools": [fn()], "tool_choice": {"type": "function", "function": {"name": "other"}}},
      "tool_choice.function.name"),
+    ({"tools": [fn()], "tool_choice": allowed("none", "get_weather")},
+     "tool_choice.allowed_tools.mode"),
+    ({"tools": [fn()], "tool_choice": allowed("auto")}, "tool_choice.allowed_tools.tools"),
+    ({"tools": [fn()], "tool_choice": allowed("auto", "other")},
+     "tool_choice.allowed_tools.tools[0].function.name"),
+    ({"tools": [fn()], "tool_choice": {"type": "allowed_tools", "allowed_tools": {
+        "mode": "auto", "tools": [{"type": "custom", "custom": {"name": "x"}}]}}},
+     "tool_choice.allowed_tools.tools[0]"),
+    ({"tools": [fn()], "tool_choice": {"type": "allowed_tools", "allowed_tools": "all"}},
+     "tool_choice.allowed_tools"),
+    ({"tool_choice": allowed("auto", "get_weather")},
+     "tool_choice.allowed_tools.tools[0].function.name"),
     ({"parallel_tool_calls": "no"}, "parallel_tool_calls"),
     ({"response_format": {"type": "xml"}}, "response_format.type"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
