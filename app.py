@@ -32,6 +32,7 @@ from chalicelib.cache import cacheable
 from chalicelib.completion import billable
 from chalicelib.playground import asset, slash_redirect
 from chalicelib.usage import render_usage
+from chalicelib import embeddings
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
                                    render_models, render_stream)
 from chalicelib.runtime import Runtime
@@ -336,6 +337,22 @@ def chat_completions() -> Response:
         lambda: runtime.service.complete(request, caller.tenant), billable)
     return json_response(render_completion(completion, completion_id, created),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
+
+
+@app.route("/v1/embeddings", methods=["POST"], authorizer=api_key_auth)
+@api_view
+def create_embeddings() -> Response:
+    runtime = get_runtime()
+    request = embeddings.parse_request(json_body(), runtime.settings.allowed_models)
+    caller = current_caller()
+    result, reservation = runtime.limiter.run(
+        caller, embeddings.reservation_size(request),
+        lambda: runtime.embeddings.embed(request, caller.tenant), embeddings.billable)
+    # The service says whether this answer could be cached (it must fit an item).
+    cached = callstats.current().cache
+    cache = {"x-cache": cached} if cached else {}
+    return json_response(embeddings.render(result, request.encoding_format),
+                         {**limit_headers(reservation.status), **cache})
 
 
 @app.route("/v1/models", methods=["GET"], authorizer=api_key_auth)

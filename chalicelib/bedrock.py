@@ -103,7 +103,8 @@ def translate_error(exc: Exception, retry_after: int) -> ApiError:
 
 
 class BedrockGateway:
-    """InvokeModel and InvokeModelWithResponseStream, errors translated."""
+    """InvokeModel, InvokeModelWithResponseStream, Converse and ConverseStream,
+    errors translated."""
 
     def __init__(self, client: Any, *, retry_after: int = 2) -> None:
         self._client = client
@@ -155,5 +156,53 @@ class BedrockGateway:
             raise self._fail(exc, model_id) from exc
         except ValueError as exc:
             raise UpstreamError("The model returned a malformed stream.") from exc
+        finally:
+            stats.bedrock_ms += (time.monotonic() - started) * 1000
+
+    def invoke_with_headers(self, model_id: str, body: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+        """InvokeModel, with the answer's HTTP headers (lower-cased names):
+        embeddings read their token counts from ``x-amzn-bedrock-input-token-count``."""
+        stats = callstats.current()
+        started = time.monotonic()
+        try:
+            response = self._client.invoke_model(
+                modelId=model_id, body=json.dumps(body), contentType="application/json",
+                accept="application/json")
+            metadata = response.get("ResponseMetadata", {})
+            stats.retries += int(metadata.get("RetryAttempts", 0))
+            headers = {str(k).lower(): str(v) for k, v in metadata.get("HTTPHeaders", {}).items()}
+            return json.loads(response["body"].read()), headers
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, model_id) from exc
+        except ValueError as exc:
+            raise UpstreamError("The model returned a malformed answer.") from exc
+        finally:
+            stats.bedrock_ms += (time.monotonic() - started) * 1000
+
+    def converse(self, model_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Converse (bedrock:InvokeModel), errors translated as for InvokeModel."""
+        stats = callstats.current()
+        started = time.monotonic()
+        try:
+            response = self._client.converse(modelId=model_id, **request)
+            stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+            return dict(response)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, model_id) from exc
+        finally:
+            stats.bedrock_ms += (time.monotonic() - started) * 1000
+
+    def converse_stream(self, model_id: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """ConverseStream's events (bedrock:InvokeModelWithResponseStream);
+        errors before or inside the stream raise the same domain errors."""
+        stats = callstats.current()
+        started = time.monotonic()
+        try:
+            response = self._client.converse_stream(modelId=model_id, **request)
+            stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+            for event in response["stream"]:
+                yield dict(event)
+        except (ClientError, EventStreamError, BotoCoreError) as exc:
+            raise self._fail(exc, model_id) from exc
         finally:
             stats.bedrock_ms += (time.monotonic() - started) * 1000

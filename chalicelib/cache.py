@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -29,13 +29,14 @@ from chalicelib.dynamo import decode_item, encode, encode_item
 
 log = logging.getLogger(__name__)
 PENDING, DONE = "pending", "done"
+T = TypeVar("T")
 
 
 def cacheable(request: ChatRequest) -> bool:
     return request.temperature == 0
 
 
-def cache_key(request: ChatRequest, tenant: str) -> str:
+def cache_key(request: Any, tenant: str) -> str:
     """Everything in the request shapes the answer (messages, tools, tool
     choice, response format, parameters), so all of it is in the key."""
     material = [tenant, asdict(request)]
@@ -94,10 +95,10 @@ class ResponseCache:
             raise
         return True
 
-    def _store(self, key: str, completion: Completion) -> None:
+    def _store(self, key: str, text: str) -> None:
         now = int(self._clock())
         self._client.put_item(TableName=self._table, Item=encode_item({
-            "pk": key, "state": DONE, "completion": _to_json(completion),
+            "pk": key, "state": DONE, "completion": text,
             "expires_at": now + self._ttl_s}))
 
     def _release(self, key: str) -> None:
@@ -106,15 +107,19 @@ class ResponseCache:
                                  ExpressionAttributeNames={"#st": "state"},
                                  ExpressionAttributeValues={":pending": encode(PENDING)})
 
-    def get_or_compute(self, request: ChatRequest, tenant: str,
-                       compute: Callable[[], Completion]) -> Completion:
+    def get_or_compute(self, request: Any, tenant: str, compute: Callable[[], T],
+                       encode: Callable[[T], str] = _to_json,  # type: ignore[assignment]
+                       decode: Callable[[str], T] = _from_json,  # type: ignore[assignment]
+                       ) -> T:
         """A cached answer (``cached=True``) or a computed one, stored, in
-        ``tenant``'s own part of the cache."""
+        ``tenant``'s own part of the cache. ``request`` is any dataclass (a
+        ChatRequest, an embeddings request); ``encode``/``decode`` write and
+        read its answer (a Completion's by default)."""
         key = cache_key(request, tenant)
         try:
             entry = self._get(key)
             if entry is not None and entry["state"] == DONE:
-                return _from_json(entry["completion"])
+                return decode(entry["completion"])
             won = self._claim(key)
         except (ClientError, BotoCoreError) as exc:
             log.warning("cache unavailable, answering uncached: %s", exc)
@@ -125,7 +130,7 @@ class ResponseCache:
             except BaseException:
                 self._quietly(self._release, key)
                 raise
-            self._quietly(self._store, key, completion)
+            self._quietly(self._store, key, encode(completion))
             return completion
         deadline = time.monotonic() + self._wait_s
         while time.monotonic() < deadline:
@@ -137,7 +142,7 @@ class ResponseCache:
             if entry is None:
                 break  # the other caller failed and let go: compute ourselves
             if entry["state"] == DONE:
-                return _from_json(entry["completion"])
+                return decode(entry["completion"])
         return compute()
 
     def _quietly(self, action: Callable[..., None], *args: Any) -> None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 from decimal import Decimal
 
-from chalicelib import callstats
+from chalicelib import callstats, converse
 from chalicelib.answers import find_stop, repair_request, shape
 from chalicelib.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
-from chalicelib.chat import ChatRequest, Completion, StreamedCompletion, Usage
+from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamedCompletion, TextDelta,
+                             Usage)
 from chalicelib.errors import UnusableAnswerError, UpstreamError
-from chalicelib.models import adapter_for
+from chalicelib.models import adapter_for, get_model
 from chalicelib.prompting import may_repair, render
 from chalicelib.pricing import DEFAULT_PRICES, Prices, cost_usd
 
@@ -43,6 +44,10 @@ class ChatService:
         self._gateway = gateway
         self._cache = cache
         self._prices = prices
+
+    @property
+    def gateway(self) -> BedrockGateway:
+        return self._gateway
 
     def complete(self, request: ChatRequest, tenant: str) -> Completion:
         """The answer, from ``tenant``'s cache when the request is
@@ -73,14 +78,17 @@ class ChatService:
         return raw.text, raw.stop_reason, raw.usage
 
     def _invoke(self, request: ChatRequest) -> Completion:
-        text, reason, usage = self._generate(request)
-        answer = shape(request, render(request), text, reason)
-        if answer.problem is not None and answer.repairable:
-            retry = repair_request(request, render(request).prefix + text, answer.problem)
-            text, reason, more = self._generate(retry)
-            usage = Usage(usage.input_tokens + more.input_tokens,
-                          usage.output_tokens + more.output_tokens)
-            answer = shape(retry, render(retry), text, reason)
+        if get_model(request.model).api == "converse":
+            answer, usage = converse.generate(self._gateway, request)
+        else:
+            text, reason, usage = self._generate(request)
+            answer = shape(request, render(request), text, reason)
+            if answer.problem is not None and answer.repairable:
+                retry = repair_request(request, render(request).prefix + text, answer.problem)
+                text, reason, more = self._generate(retry)
+                usage = Usage(usage.input_tokens + more.input_tokens,
+                              usage.output_tokens + more.output_tokens)
+                answer = shape(retry, render(retry), text, reason)
         if answer.problem is not None and answer.fatal:
             # Billed all the same: the limiter settles what the error says was spent.
             failed = self._priced(request, Completion(request.model, answer.text, "error", usage),
@@ -95,10 +103,13 @@ class ChatService:
         pieces so that a streamed answer can be replayed as chunks. An answer
         that must be read whole before it can be sent (tool calls, JSON) is
         made as a plain call and sent as one piece."""
-        if may_repair(request):
+        is_converse = get_model(request.model).api == "converse"
+        if converse.streams_whole(request) if is_converse else may_repair(request):
             completion = self._priced(request, self._invoke(request), None)
             return StreamedCompletion(deltas=(completion.text,) if completion.text else (),
                                       completion=completion)
+        if is_converse:
+            return self._converse_stream(request)
         adapter = adapter_for(request.model)
         pieces: list[str] = []
         reason: str | None = None
@@ -116,6 +127,21 @@ class ChatService:
         completion = self._priced(request, Completion(model=request.model, text="".join(kept),
                                                       stop_reason=reason, usage=usage), None)
         return StreamedCompletion(deltas=tuple(kept), completion=completion)
+
+    def _converse_stream(self, request: ChatRequest) -> StreamedCompletion:
+        """ConverseStream, read through ``converse.stream_events`` (tool call
+        pieces are joined by the stream's last event)."""
+        events = self._gateway.converse_stream(request.model, converse.build_request(request))
+        pieces: list[str] = []
+        end: Completion | None = None
+        for event in converse.stream_events(events, request):
+            if isinstance(event, TextDelta):
+                pieces.append(event.text)
+            elif isinstance(event, StreamEnd):
+                end = event.completion
+        if end is None:
+            raise UpstreamError("The model's stream ended early.")
+        return StreamedCompletion(deltas=tuple(pieces), completion=self._priced(request, end, None))
 
 
 def _cut_pieces(pieces: list[str], stops: tuple[str, ...],

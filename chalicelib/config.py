@@ -169,6 +169,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{ALLOWED_MODELS} names an unknown model: {model_id}")
     if default_model not in allowed:
         raise ConfigError(f"{DEFAULT_MODEL} {default_model} is not in {ALLOWED_MODELS}")
+    if REGISTRY[default_model].kind != "chat":
+        raise ConfigError(f"{DEFAULT_MODEL} {default_model} is not a chat model")
     return Settings(
         default_model=default_model,
         allowed_models=allowed,

@@ -87,7 +87,8 @@ class Limiter:
         adds = "ADD requests :r, tokens :t"
         if cost:
             adds += ", cost_usd :c"
-            values = {**(values or {}), ":c": {"N": str(cost)}}
+            # Plain digits: str(Decimal) may write "2E-7", which moto cannot read.
+            values = {**(values or {}), ":c": {"N": format(cost, "f")}}
         if condition:
             kwargs = {"ConditionExpression": condition,
                       "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}

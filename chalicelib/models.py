@@ -2,9 +2,11 @@
 
 Models are described with data so that adding one is a line, not a code path.
 Every Llama 3.x instruct model on Bedrock shares one prompt format and one
-body shape, hence one adapter. Ids come as base ids
+body shape, hence one adapter (InvokeModel, ``api="invoke"``). Ids come as base ids
 (``meta.llama3-1-8b-instruct-v1:0``) and US cross-region inference profile ids
-(``us.meta.llama3-1-8b-instruct-v1:0``).
+(``us.meta.llama3-1-8b-instruct-v1:0``). Every other chat family (``catalog``)
+goes through Converse (``api="converse"``, ``chalicelib.converse``), so no
+family's template is written here; embedding models have ``kind="embedding"``.
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.catalog import CHAT_MODELS, EMBEDDING_MODELS
 from chalicelib.chat import ChatRequest, Usage
-from chalicelib.errors import ModelNotFoundError, UpstreamError
+from chalicelib.errors import InvalidRequestError, ModelNotFoundError, UpstreamError
 from chalicelib.prompting import render
 
 # Bedrock caps max_gen_len for Meta models at 2048 whatever the context size.
@@ -29,6 +32,17 @@ class ModelSpec:
     supports_streaming: bool = True
     owned_by: str = "meta"
     released: int = 0  # Unix time of the model's public release
+    api: str = "invoke"  # invoke (InvokeModel, our template) | converse
+    kind: str = "chat"  # chat | embedding
+    base_id: str = ""  # the foundation model behind a profile id ("" = id itself)
+    profile: str | None = None  # us | eu | apac | global, for a profile id
+    tools: bool = True
+    tool_choice: bool = True
+    stream_tools: bool = True
+    prefill: bool = True
+    top_p_with_temperature: bool = True
+    dimensions: tuple[int, ...] = ()  # embedding sizes; the last is the default
+    batch: int = 1  # embedding texts per call
 
 
 @dataclass(frozen=True)
@@ -71,8 +85,32 @@ def _build_registry() -> dict[str, ModelSpec]:
         for model_id in (base_id, f"us.{base_id}"):
             registry[model_id] = ModelSpec(
                 id=model_id, family="llama3", context_window=context,
-                max_output_tokens=LLAMA_MAX_OUTPUT, released=released)
+                max_output_tokens=LLAMA_MAX_OUTPUT, released=released, base_id=base_id,
+                profile="us" if model_id.startswith("us.") else None)
+    for row in CHAT_MODELS:
+        for profile in ((None,) if row.on_demand_base else ()) + row.profiles:
+            model_id = f"{profile}.{row.base_id}" if profile else row.base_id
+            registry[model_id] = ModelSpec(
+                id=model_id, family=row.family, context_window=row.context_window,
+                max_output_tokens=row.max_output_tokens, owned_by=_OWNERS[row.family],
+                released=row.released, api="converse", base_id=row.base_id, profile=profile,
+                tools=row.tools, tool_choice=row.tool_choice, stream_tools=row.stream_tools,
+                prefill=row.prefill, top_p_with_temperature=row.top_p_with_temperature)
+    for embed in EMBEDDING_MODELS:
+        for profile in (None, *embed.profiles):
+            model_id = f"{profile}.{embed.base_id}" if profile else embed.base_id
+            registry[model_id] = ModelSpec(
+                id=model_id, family=embed.family, context_window=embed.max_input_tokens,
+                max_output_tokens=0, owned_by=_OWNERS[embed.family], released=embed.released,
+                api="invoke", kind="embedding", base_id=embed.base_id, profile=profile,
+                tools=False, tool_choice=False, stream_tools=False, prefill=False,
+                dimensions=embed.dimensions, batch=embed.batch)
     return registry
+
+
+_OWNERS = {"claude": "anthropic", "nova": "amazon", "mistral": "mistral", "llama4": "meta",
+           "deepseek": "deepseek", "cohere-command": "cohere", "titan-embed": "amazon",
+           "cohere-embed": "cohere"}
 
 
 REGISTRY: Mapping[str, ModelSpec] = _build_registry()
@@ -85,6 +123,35 @@ def get_model(model_id: str) -> ModelSpec:
         raise ModelNotFoundError(f"The model '{model_id}' does not exist.",
                                  param="model")
     return spec
+
+
+def _lacks(model_id: str, feature: str, param: str) -> InvalidRequestError:
+    return InvalidRequestError(f"The model '{model_id}' does not support {feature}.", param=param)
+
+
+def check_capabilities(request: ChatRequest) -> ChatRequest:
+    """The request, or a 400 naming the model and the feature it lacks.
+
+    Llama 3.x (InvokeModel) takes everything: the endpoint renders tools,
+    formats and prefill itself. Converse models take what their row says.
+    """
+    spec = get_model(request.model)
+    if spec.kind != "chat":
+        raise InvalidRequestError(f"The model '{request.model}' is an embedding model: use "
+                                  "/v1/embeddings.", param="model")
+    if spec.api == "invoke":
+        return request
+    offered = bool(request.tools) and request.tool_choice.mode != "none"
+    if offered and not spec.tools:
+        raise _lacks(request.model, "tools", "tools")
+    if offered and request.tool_choice.mode in ("required", "function") and not spec.tool_choice:
+        raise _lacks(request.model, f"tool_choice '{request.tool_choice.mode}' (only 'auto' or "
+                     "'none')", "tool_choice")
+    last = request.messages[-1]
+    if last.role == "assistant" and not last.tool_calls and not spec.prefill:
+        raise _lacks(request.model, "a final assistant message to continue (prefill)",
+                     "messages")
+    return request
 
 
 # --- Llama adapter: pure translation between ChatRequest and Bedrock bodies.

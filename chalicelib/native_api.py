@@ -19,7 +19,7 @@ from typing import Any
 from chalicelib.chat import ROLES, ChatRequest, Completion, Message, ToolCall
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError
-from chalicelib.models import get_model
+from chalicelib.models import check_capabilities, get_model
 from chalicelib.tool_fields import (response_format_field, tool_calls_field, tool_choice_field,
                                     tools_field)
 from chalicelib.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,
@@ -101,7 +101,7 @@ def parse_chat_request(payload: Mapping[str, Any], settings: Settings) -> ChatRe
     if not isinstance(parallel, bool):
         raise InvalidRequestError("'parallel_tool_calls' must be true or false.",
                                   param="parallel_tool_calls")
-    return ChatRequest(
+    return check_capabilities(ChatRequest(
         messages=check_conversation(messages, settings),
         model=model,
         max_tokens=int_field(payload, "max_tokens", 1, limit, DEFAULT_MAX_TOKENS),
@@ -112,7 +112,7 @@ def parse_chat_request(payload: Mapping[str, Any], settings: Settings) -> ChatRe
         tool_choice=tool_choice_field(payload.get("tool_choice"), tools, openai=False),
         parallel_tool_calls=parallel,
         response_format=response_format_field(payload.get("response_format"), openai=False),
-    )
+    ))
 
 
 def usd(cost: Decimal | None) -> float | None:

@@ -33,7 +33,7 @@ from typing import Any
 from chalicelib.chat import ChatRequest, Completion, Message, StreamedCompletion, ToolCall
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
-from chalicelib.models import REGISTRY, get_model
+from chalicelib.models import REGISTRY, check_capabilities, get_model
 from chalicelib.native_api import usd
 from chalicelib.tool_fields import (legacy_functions, openai_tool_choice, response_format_field,
                                     tool_calls_field, tools_field)
@@ -218,7 +218,7 @@ def parse_openai_request(payload: Mapping[str, Any],
         tool_choice=tool_choice,
         parallel_tool_calls=parallel is not False,
         response_format=response_format_field(payload.get("response_format"), openai=True))
-    return request, _stream_options(payload)
+    return check_capabilities(request), _stream_options(payload)
 
 
 def _usage(completion: Completion) -> dict[str, int]:

@@ -1,8 +1,9 @@
 """What a completion costs, from per-model prices held in configuration.
 
 Prices are USD per million tokens, input and output, keyed by the base model
-id (a ``us.`` inference profile bills as its model). Only the 8B price is
-built in (SPEC.md, unverified); ``MODEL_PRICES`` adds or corrects others.
+id (a ``us.``/``eu.``/``apac.``/``global.`` inference profile bills as its
+model). Llama 3.1 8B's price (SPEC.md, unverified) and the catalog's (each row
+names its source and date) are built in; ``MODEL_PRICES`` adds or corrects others.
 A model without a price has an unknown cost (None), never a made-up one.
 Cache hits cost nothing: no Bedrock call was made.
 """
@@ -11,17 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+from chalicelib.catalog import PROFILE_REGIONS, catalog_prices
 from chalicelib.chat import Usage
 
 Prices = Mapping[str, tuple[Decimal, Decimal]]
 DEFAULT_PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "meta.llama3-1-8b-instruct-v1:0": (Decimal("0.22"), Decimal("0.22")),
+    **catalog_prices(),
 }
 MILLION = Decimal(1_000_000)
 
 
 def base_model(model_id: str) -> str:
-    return model_id[len("us."):] if model_id.startswith("us.") else model_id
+    prefix, _, rest = model_id.partition(".")
+    return rest if prefix in PROFILE_REGIONS and rest else model_id
 
 
 def cost_usd(prices: Prices, model_id: str, usage: Usage, cached: bool = False) -> Decimal | None:

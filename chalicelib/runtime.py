@@ -19,6 +19,7 @@ from chalicelib.cache import ResponseCache
 from chalicelib.completion import ChatService
 from chalicelib.config import Settings, load_settings
 from chalicelib.dynamo import make_dynamodb_client
+from chalicelib.embeddings import EmbeddingService
 from chalicelib.jobs import JobStore
 from chalicelib.keys import KeyStore
 from chalicelib.limits import Limiter
@@ -75,6 +76,12 @@ class Runtime:
             self._bedrock_client or make_client(self.settings),
             retry_after=self.settings.throttle_retry_after_s), self.cache,
             self.settings.model_prices))
+
+    @property
+    def embeddings(self) -> EmbeddingService:
+        """``/v1/embeddings``: the service's Bedrock gateway, the same cache and prices."""
+        return self._once("embeddings", lambda: EmbeddingService(
+            self.service.gateway, self.cache, self.settings.model_prices))
 
     @property
     def job_service(self) -> ChatService:

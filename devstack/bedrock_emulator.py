@@ -2,8 +2,10 @@
 
 Unmodified boto3 reaches it through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` (or
 ``endpoint_url``) with dummy credentials. It serves InvokeModel,
-InvokeModelWithResponseStream, Converse and ConverseStream for the Llama 3.x
-ids of ``chalicelib.models``; answers errors as Bedrock does (status,
+InvokeModelWithResponseStream for the Llama 3.x ids of ``chalicelib.models``,
+Converse and ConverseStream for every registered chat model (tools answered
+with ``toolUse``: ``devstack.converse_wire``), InvokeModel for the Titan and
+Cohere embedding models (with the token-count headers); answers errors as Bedrock does (status,
 ``x-amzn-ErrorType``, JSON ``message``); streams with AWS event-stream framing.
 Text comes from ``devstack.generator``: deterministic, token counts consistent;
 prompts offering tools or asking for JSON get calls and documents built from
@@ -31,9 +33,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from chalicelib.models import REGISTRY
 from devstack.bedrock_wire import (ERROR_STATUS, STREAM_EXCEPTIONS, Answer, BedrockError,
-                                   apply_stop, check_model, parse_converse_body,
-                                   parse_llama_body)
+                                   apply_stop, check_model, parse_llama_body)
+from devstack.converse_wire import embed, parse_converse
 from devstack.emulator_state import ControlError, State
 from devstack.generator import count_tokens, generate, scripted
 
@@ -161,7 +164,18 @@ class Handler(BaseHTTPRequestHandler):
         try:
             context = check_model(model_id)
             converse = operation.startswith("Converse")
-            body = parse_converse_body(raw) if converse else parse_llama_body(raw)
+            spec = REGISTRY[model_id]
+            if not converse and spec.kind == "embedding":
+                if operation != "InvokeModel":
+                    raise BedrockError("ValidationException",
+                                       "The model is unsupported for streaming.")
+                self._embedding(model_id, raw)
+                return
+            if not converse and spec.family != "llama3":
+                raise BedrockError("ValidationException", "The emulator serves this model "
+                                   "through Converse and ConverseStream only.")
+            body = (parse_converse(raw, model_id, operation == "ConverseStream") if converse
+                    else parse_llama_body(raw))
             prompt_tokens = count_tokens(body["prompt"])
             if prompt_tokens > context:
                 raise BedrockError(
@@ -192,8 +206,12 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if cfg.latency_ms:
                 time.sleep(cfg.latency_ms / 1000)
+            tool_use = None
             if cfg.respond_next:  # a scripted answer, taken by admit()
                 gen = scripted(cfg.respond_next[0], body["max_gen_len"])
+            elif converse and body.get("tool_use"):
+                tool_use = body["tool_use"]
+                gen = scripted("", body["max_gen_len"])
             else:
                 gen = generate(model_id, body["prompt"], temperature=body["temperature"],
                                top_p=body["top_p"], max_tokens=body["max_gen_len"], seed=cfg.seed)
@@ -201,7 +219,7 @@ class Handler(BaseHTTPRequestHandler):
             stop_reason = gen.stop_reason
             if converse:
                 pieces, stop_reason = apply_stop(pieces, stop_reason, body["stop"])
-            answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg)
+            answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg, tool_use)
             if streaming:
                 self._start_stream()
                 answer.stream(self, injected if in_stream else None)
@@ -214,6 +232,31 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, *payload)
         finally:
             release()
+
+    def _embedding(self, model_id: str, raw: bytes) -> None:
+        """An embedding answer, with Bedrock's token-count headers. Faults,
+        throttles and latency apply as to chat models."""
+        state = self.state
+        try:
+            payload, tokens = embed(model_id, raw)
+        except BedrockError as err:
+            state.count_error(err.name)
+            self._error(err)
+            return
+        injected, cfg, admitted = state.admit()
+        try:
+            if injected is not None:
+                self._error(BedrockError(injected))
+                return
+            if cfg.latency_ms:
+                time.sleep(cfg.latency_ms / 1000)
+            self._send(200, json.dumps(payload).encode(), {
+                "Content-Type": "application/json",
+                "X-Amzn-Bedrock-Input-Token-Count": str(tokens),
+                "X-Amzn-Bedrock-Invocation-Latency": str(cfg.latency_ms)})
+        finally:
+            if admitted:
+                state.release()
 
 
 class EmulatorServer(ThreadingHTTPServer):

@@ -188,13 +188,19 @@ class Answer:
     """One successful answer, shaped for its operation."""
 
     def __init__(self, operation: str, pieces: list[str], stop_reason: str,
-                 prompt_tokens: int, cfg: Config) -> None:
+                 prompt_tokens: int, cfg: Config,
+                 tool_use: tuple[str, str, dict[str, Any]] | None = None) -> None:
         self.operation = operation
         self.pieces = pieces
         self.text = "".join(pieces)
         self.stop_reason = stop_reason
         self.prompt_tokens = prompt_tokens
-        self.output_tokens = count_tokens(self.text)
+        # A Converse answer that calls a tool: (toolUseId, name, input).
+        self.tool_use = tool_use
+        self.tool_input = json.dumps(tool_use[2]) if tool_use else ""
+        if tool_use:
+            self.stop_reason = "tool_use"
+        self.output_tokens = count_tokens(self.text + self.tool_input)
         self.cfg = cfg
         self.started = time.monotonic()
 
@@ -210,8 +216,13 @@ class Answer:
 
     def body(self) -> tuple[bytes, dict[str, str]]:
         if self.operation == "Converse":
+            content: list[dict[str, Any]] = [{"text": self.text}] if self.text or not \
+                self.tool_use else []
+            if self.tool_use:
+                content.append({"toolUse": {"toolUseId": self.tool_use[0],
+                                            "name": self.tool_use[1], "input": self.tool_use[2]}})
             payload: dict[str, Any] = {
-                "output": {"message": {"role": "assistant", "content": [{"text": self.text}]}},
+                "output": {"message": {"role": "assistant", "content": content}},
                 "stopReason": self._converse_reason(),
                 "usage": {"inputTokens": self.prompt_tokens, "outputTokens": self.output_tokens,
                           "totalTokens": self.prompt_tokens + self.output_tokens},
@@ -225,7 +236,31 @@ class Answer:
             "X-Amzn-Bedrock-Output-Token-Count": str(self.output_tokens),
             "X-Amzn-Bedrock-Invocation-Latency": str(self._latency_ms())}
 
+    def _stream_tool_use(self, sink: StreamSink) -> None:
+        """A toolUse block: its start (id, name), then its input in pieces."""
+        assert self.tool_use is not None
+        tool_id, name, _ = self.tool_use
+        sink.stream_message(eventstream.event("messageStart", {"role": "assistant"}))
+        sink.stream_message(eventstream.event("contentBlockStart", {
+            "contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": tool_id, "name": name}}}))
+        step = max(1, len(self.tool_input) // 3)
+        for i in range(0, len(self.tool_input), step):
+            sink.stream_message(eventstream.event("contentBlockDelta", {
+                "contentBlockIndex": 0,
+                "delta": {"toolUse": {"input": self.tool_input[i:i + step]}}}))
+        for name_, body in (
+                ("contentBlockStop", {"contentBlockIndex": 0}),
+                ("messageStop", {"stopReason": "tool_use"}),
+                ("metadata", {"usage": {"inputTokens": self.prompt_tokens,
+                                        "outputTokens": self.output_tokens,
+                                        "totalTokens": self.prompt_tokens + self.output_tokens},
+                              "metrics": {"latencyMs": self._latency_ms()}})):
+            sink.stream_message(eventstream.event(name_, body))
+
     def stream(self, sink: StreamSink, fault: str | None) -> None:
+        if self.tool_use and self.operation == "ConverseStream" and fault is None:
+            self._stream_tool_use(sink)
+            return
         pieces = self.pieces or [""]
         if self.operation == "ConverseStream":
             sink.stream_message(eventstream.event("messageStart", {"role": "assistant"}))

@@ -4,14 +4,20 @@
     python scripts/gen_policies.py --check  # exit 1 if a committed file is stale
 
 Every resource derives from .chalice/config.json (allowed models, table and
-queue names), so no ARN is copied by hand. Account ids are ``*``: the files
+queue names) and the model registry (which base model each inference profile
+serves and the regions its geography routes to: ``chalicelib.catalog``), so
+no ARN is copied by hand. Converse and ConverseStream are authorised by
+bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (AWS API
+reference, "This operation requires permission for the bedrock:InvokeModel
+action"), so the chat and embedding models share one statement. Account ids are ``*``: the files
 are static and one repo deploys to any account; a role can only reach its own
 account's resources without resource policies, and every ARN names its
 resource exactly. One policy per function:
 
 - api (APIHandler): Bedrock InvokeModel and InvokeModelWithResponseStream
-  (the OpenAI route streams), usage/jobs/cache tables (plus BatchGetItem on the
-  usage table, for GET /usage), send to the queue;
+  (the OpenAI route streams; embeddings and Converse use the same actions),
+  usage/jobs/cache tables (plus BatchGetItem on the usage table, for GET
+  /usage), send to the queue;
 - auth (api_key_auth): GetItem on the keys table, nothing else;
 - worker (process_job): Bedrock InvokeModel, usage/jobs/cache tables, and the
   queue actions of Lambda's SQS event source plus ChangeMessageVisibility.
@@ -25,10 +31,16 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+if str(PROJECT_DIR) not in sys.path:  # run as a script: the registry lives beside it
+    sys.path.insert(0, str(PROJECT_DIR))
+
+from chalicelib.catalog import PROFILE_REGIONS  # noqa: E402
+from chalicelib.models import REGISTRY  # noqa: E402
+
 CHALICE_DIR = PROJECT_DIR / ".chalice"
 APP = "llm-endpoint"
 # Where a us. cross-region inference profile may send a request (SPEC.md).
-US_PROFILE_REGIONS = ("us-east-1", "us-east-2", "us-west-2")
+US_PROFILE_REGIONS = PROFILE_REGIONS["us"]
 ROLES = {"api": "api_handler", "auth": "api_key_auth", "worker": "process_job"}
 
 
@@ -38,15 +50,25 @@ def stage_env(config: dict[str, Any], stage: str) -> dict[str, str]:
 
 
 def bedrock_resources(model_ids: list[str]) -> list[str]:
-    arns = []
+    """Each profile's ARN in the regions it is called from, and its foundation
+    model in every region it routes to; a base id's foundation model in the
+    deployment's region. A global profile routes to every commercial region,
+    which IAM names with an empty region (plus the calling region's model)."""
+    arns: list[str] = []
     for model_id in model_ids:
-        if model_id.startswith("us."):
-            base = model_id[len("us."):]
-            arns += [f"arn:aws:bedrock:{r}:*:inference-profile/{model_id}" for r in US_PROFILE_REGIONS]
-            arns += [f"arn:aws:bedrock:{r}::foundation-model/{base}" for r in US_PROFILE_REGIONS]
-        else:
+        spec = REGISTRY[model_id]
+        base = spec.base_id or model_id
+        if spec.profile is None:
             arns.append(f"arn:aws:bedrock:*::foundation-model/{model_id}")
-    return arns
+        elif spec.profile == "global":
+            arns += [f"arn:aws:bedrock:*:*:inference-profile/{model_id}",
+                     f"arn:aws:bedrock:*::foundation-model/{base}",
+                     f"arn:aws:bedrock:::foundation-model/{base}"]
+        else:
+            regions = PROFILE_REGIONS[spec.profile]
+            arns += [f"arn:aws:bedrock:{r}:*:inference-profile/{model_id}" for r in regions]
+            arns += [f"arn:aws:bedrock:{r}::foundation-model/{base}" for r in regions]
+    return list(dict.fromkeys(arns))
 
 
 def table(name: str) -> str:
@@ -74,7 +96,7 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
                   [table(env["CACHE_TABLE"])]),
     ]
     api = [
-        statement("InvokeLlama", ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+        statement("InvokeModels", ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
                   bedrock_resources(models)),
         *shared_tables,
         statement("ReadUsage", ["dynamodb:BatchGetItem"], [table(env["USAGE_TABLE"])]),
@@ -88,7 +110,7 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
         logs(stage, "api_key_auth"),
     ]
     worker = [
-        statement("InvokeLlama", ["bedrock:InvokeModel"], bedrock_resources(models)),
+        statement("InvokeModels", ["bedrock:InvokeModel"], bedrock_resources(models)),
         *shared_tables,
         statement("Jobs", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table(env["JOBS_TABLE"])]),
         statement("ConsumeJobs", ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage",

@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from devstack.bootstrap import parameter_default, table_definitions
-from scripts.gen_policies import US_PROFILE_REGIONS, stage_env
+from chalicelib.catalog import PROFILE_REGIONS
+from chalicelib.models import REGISTRY
+from scripts.gen_policies import bedrock_resources, stage_env
 from tests.e2e.stack import PROJECT_DIR
 
 VENV_BIN = Path(sys.executable).parent
@@ -69,9 +71,11 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
             service = actions[0].split(":")[0]
             for arn in targets:
                 if service == "bedrock":
-                    assert any(arn.endswith(f"/{m}") or arn.endswith(f"/{m.removeprefix('us.')}")
+                    # An allowed model or the foundation model an allowed profile serves.
+                    assert any(arn.endswith(f"/{m}") or arn.endswith(f"/{REGISTRY[m].base_id}")
                                for m in models), arn
-                    assert arn.split(":")[3] in US_PROFILE_REGIONS or arn.split(":")[3] == "*"
+                    assert arn.split(":")[3] in {r for rs in PROFILE_REGIONS.values() for r in rs} \
+                        | {"*"}, arn
                 elif service in ("dynamodb", "sqs"):
                     assert arn.rsplit("/", 1)[-1].rsplit(":", 1)[-1] in own, arn
                 elif service == "logs":
@@ -91,13 +95,48 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
 @pytest.mark.parametrize("stage", STAGES)
 def test_profile_and_destination_models_are_granted(packaged: dict[str, Path], stage: str) -> None:
     resources = template(packaged, stage)["Resources"]
-    arns = {arn for s in statements(resources, "ApiHandlerRole") if s["Sid"] == "InvokeLlama"
+    arns = {arn for s in statements(resources, "ApiHandlerRole") if s["Sid"] == "InvokeModels"
             for arn in as_list(s["Resource"])}
     for model in stage_env(CONFIG, stage)["ALLOWED_MODELS"].split(","):
-        assert model.startswith("us.")
-        for region in US_PROFILE_REGIONS:
+        spec = REGISTRY[model]
+        if spec.profile is None:
+            assert f"arn:aws:bedrock:*::foundation-model/{model}" in arns
+            continue
+        for region in PROFILE_REGIONS[spec.profile]:
             assert f"arn:aws:bedrock:{region}:*:inference-profile/{model}" in arns
-            assert f"arn:aws:bedrock:{region}::foundation-model/{model[3:]}" in arns
+            assert f"arn:aws:bedrock:{region}::foundation-model/{spec.base_id}" in arns
+
+
+def test_the_dev_stage_serves_several_families_and_grants_exactly_them() -> None:
+    """Issue 14's "done when": Llama 3.1 8B, a Claude, a Nova and the embedding
+    models, and the policy names those and nothing else."""
+    models = stage_env(CONFIG, "dev")["ALLOWED_MODELS"].split(",")
+    families = {REGISTRY[m].family for m in models}
+    assert {"llama3", "claude", "nova", "titan-embed", "cohere-embed"} <= families
+    policy = json.loads((PROJECT_DIR / ".chalice" / "policy-dev-api.json").read_text())
+    granted = [s for s in policy["Statement"] if s["Sid"] == "InvokeModels"]
+    assert len(granted) == 1
+    assert granted[0]["Action"] == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+    assert set(granted[0]["Resource"]) == set(bedrock_resources(models))
+    named = {arn.rsplit("/", 1)[1] for arn in granted[0]["Resource"]}
+    assert named == set(models) | {REGISTRY[m].base_id for m in models}
+    assert not any("*" in name for name in named)
+
+
+@pytest.mark.parametrize("model_id, expected", [
+    ("eu.amazon.nova-lite-v1:0", {
+        *(f"arn:aws:bedrock:{r}:*:inference-profile/eu.amazon.nova-lite-v1:0"
+          for r in PROFILE_REGIONS["eu"]),
+        *(f"arn:aws:bedrock:{r}::foundation-model/amazon.nova-lite-v1:0"
+          for r in PROFILE_REGIONS["eu"])}),
+    ("global.anthropic.claude-haiku-4-5-20251001-v1:0", {
+        "arn:aws:bedrock:*:*:inference-profile/global.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "arn:aws:bedrock:*::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0",
+        "arn:aws:bedrock:::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0"}),
+    ("cohere.embed-english-v3", {"arn:aws:bedrock:*::foundation-model/cohere.embed-english-v3"}),
+])
+def test_policy_resources_per_profile_geography(model_id: str, expected: set[str]) -> None:
+    assert set(bedrock_resources([model_id])) == expected
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -29,9 +29,10 @@ def test_unknown_ids_raise_a_typed_error(model_id: str) -> None:
         get_model(model_id)
 
 
-def test_every_base_id_has_its_us_profile() -> None:
-    bases = {m for m in REGISTRY if not m.startswith("us.")}
-    assert {f"us.{m}" for m in bases} == {m for m in REGISTRY if m.startswith("us.")}
+def test_every_llama_3x_base_id_has_its_us_profile() -> None:
+    llama = {m for m, spec in REGISTRY.items() if spec.family == "llama3"}
+    bases = {m for m in llama if not m.startswith("us.")}
+    assert {f"us.{m}" for m in bases} == {m for m in llama if m.startswith("us.")}
 
 
 def test_build_body() -> None:
@@ -76,3 +77,33 @@ def test_malformed_bodies_are_upstream_errors(payload: object) -> None:
 ])
 def test_parse_chunk(payload: dict, expected: RawChunk) -> None:
     assert parse_llama_chunk(payload) == expected
+
+
+def test_every_served_model_has_a_price_with_its_source() -> None:
+    from chalicelib.catalog import CHAT_MODELS, EMBEDDING_MODELS, PROFILE_REGIONS
+    from chalicelib.pricing import DEFAULT_PRICES, base_model
+    for row in (*CHAT_MODELS, *EMBEDDING_MODELS):
+        assert row.price_source and "2026" in row.price_source
+        assert set(row.profiles) <= set(PROFILE_REGIONS)
+    for model_id, spec in REGISTRY.items():
+        if spec.api == "converse" or spec.kind == "embedding":
+            assert base_model(model_id) == spec.base_id and spec.base_id in DEFAULT_PRICES
+
+
+@pytest.mark.parametrize("model_id, api, kind", [
+    ("us.meta.llama3-1-8b-instruct-v1:0", "invoke", "chat"),
+    ("global.anthropic.claude-haiku-4-5-20251001-v1:0", "converse", "chat"),
+    ("eu.amazon.nova-micro-v1:0", "converse", "chat"),
+    ("us.meta.llama4-maverick-17b-instruct-v1:0", "converse", "chat"),
+    ("cohere.command-r-plus-v1:0", "converse", "chat"),
+    ("cohere.embed-multilingual-v3", "invoke", "embedding"),
+])
+def test_families_and_their_apis(model_id: str, api: str, kind: str) -> None:
+    spec = get_model(model_id)
+    assert (spec.api, spec.kind) == (api, kind)
+
+
+def test_profile_only_models_have_no_base_id() -> None:
+    # Bedrock serves these only through an inference profile (on-demand base ids fail).
+    assert "anthropic.claude-sonnet-4-5-20250929-v1:0" not in REGISTRY
+    assert "us.anthropic.claude-sonnet-4-5-20250929-v1:0" in REGISTRY

@@ -1,0 +1,243 @@
+"""The emulator's Converse input and its embedding models, as Bedrock checks them.
+
+``parse_converse`` reads a Converse body for any registered chat model: text,
+``toolUse`` (assistant) and ``toolResult`` (user) blocks, ``system``,
+``toolConfig`` (tools, ``toolChoice`` where the model takes it),
+``inferenceConfig``. Turns must alternate, starting with the user (Bedrock's
+rule for every model; Claude's own API insists on it too), and a final
+assistant turn must not end in whitespace. The conversation is reduced to a
+Llama 3.1 prompt in the endpoint's tool format (calls as ``{"name",
+"parameters"}``, results as ``ipython`` turns), so the generator answers it
+as it answers InvokeModel: JSON formats from the system prompt, a sentence
+quoting a tool result. When tools are offered and the conversation does not
+end with tool results, ``tool_use`` says which tool to call and with what
+input (built from its ``inputSchema`` by ``schema_instances``).
+
+``embed`` answers Titan Text Embeddings v2 and Cohere Embed v3 bodies with
+deterministic unit vectors of the right size, and the input token count.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from typing import Any
+
+from chalicelib.llama import format_prompt
+from chalicelib.models import REGISTRY
+from devstack.bedrock_wire import LLAMA_DEFAULTS, BedrockError, _Msg, parse_llama_body
+from devstack.generator import count_tokens
+from devstack.llama_answers import choose_tool
+from devstack.prompt_reading import PromptView, Tool
+from devstack.schema_instances import instance
+
+COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")
+
+
+def _invalid(message: str) -> BedrockError:
+    return BedrockError("ValidationException", message)
+
+
+def _tools(config: Any, model_id: str, streaming: bool) -> tuple[list[Tool], Any]:
+    spec = REGISTRY[model_id]
+    if not isinstance(config, dict) or not isinstance(config.get("tools"), list) \
+            or not config["tools"]:
+        raise _invalid("The toolConfig field must contain at least one tool.")
+    if not spec.tools:
+        raise _invalid("This model doesn't support tool use.")
+    if streaming and not spec.stream_tools:
+        raise _invalid("This model doesn't support tool use in streaming mode.")
+    tools = []
+    for item in config["tools"]:
+        tool = item.get("toolSpec") if isinstance(item, dict) else None
+        schema = (tool.get("inputSchema") or {}).get("json") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) \
+                or not isinstance(schema, dict):
+            raise _invalid("Each tool needs a toolSpec with a name and an inputSchema.json object.")
+        tools.append(Tool(tool["name"], str(tool.get("description", "")), schema))
+    choice = config.get("toolChoice")
+    if choice is not None:
+        if not spec.tool_choice:
+            raise _invalid("This model doesn't support the toolChoice field. Remove toolChoice "
+                           "and try again.")
+        if not isinstance(choice, dict) or len(choice) != 1 or not (
+                "auto" in choice or "any" in choice or "tool" in choice):
+            raise _invalid("toolChoice must be one of auto, any or tool.")
+        if "tool" in choice and choice["tool"].get("name") not in {t.name for t in tools}:
+            raise _invalid("The tool named in toolChoice is not in toolConfig.tools.")
+    return tools, choice
+
+
+def _result_text(block: dict[str, Any]) -> str:
+    parts = []
+    for item in block.get("content") or []:
+        if isinstance(item, dict) and "text" in item:
+            parts.append(str(item["text"]))
+        elif isinstance(item, dict) and "json" in item:
+            parts.append(json.dumps(item["json"]))
+    return "\n".join(parts)
+
+
+def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]:
+    """Converse input checked and reduced: prompt, sampling, stops, and the tool to call."""
+    if REGISTRY[model_id].kind != "chat":
+        raise _invalid("This action doesn't support the model that you provided. Try again "
+                       "with a supported text or chat model.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BedrockError("ValidationException") from None
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list) \
+            or not body["messages"]:
+        raise _invalid("A conversation must start with a user message.")
+    turns: list[_Msg] = []
+    for item in body.get("system") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise _invalid("The system content must be text.")
+        turns.append(_Msg("system", item["text"]))
+    expected, uses_tools, user_text = "user", False, ""
+    last_blocks: list[str] = []
+    for msg in body["messages"]:
+        if not isinstance(msg, dict) or msg.get("role") != expected:
+            raise _invalid("A conversation must alternate between user and assistant roles.")
+        blocks = msg.get("content")
+        if not isinstance(blocks, list) or not blocks:
+            raise _invalid("The content field in the Message object is empty.")
+        last_blocks = []
+        texts: list[str] = []
+        for block in blocks:
+            kind = next(iter(block), "") if isinstance(block, dict) and len(block) == 1 else ""
+            last_blocks.append(kind)
+            if kind == "text" and isinstance(block["text"], str) and block["text"].strip():
+                texts.append(block["text"])
+            elif kind == "toolUse" and expected == "assistant":
+                uses_tools = True
+                use = block["toolUse"]
+                texts.append(json.dumps({"name": use.get("name"),
+                                         "parameters": use.get("input", {})}))
+            elif kind == "toolResult" and expected == "user":
+                uses_tools = True
+                turns.append(_Msg("ipython", _result_text(block["toolResult"])))
+            elif kind == "text":
+                raise _invalid("The text field in the ContentBlock object is blank. Add text "
+                               "to the text field, and try again.")
+            else:
+                raise _invalid(f"This model doesn't support the {kind or 'given'} content block "
+                               "in this position.")
+        if texts:
+            turns.append(_Msg(expected, "\n".join(texts)))
+            if expected == "user":
+                user_text = "\n".join(texts)
+        expected = "assistant" if expected == "user" else "user"
+    final = body["messages"][-1]
+    if final["role"] == "assistant" and any(
+            isinstance(b.get("text"), str) and b["text"] != b["text"].rstrip()
+            for b in final["content"]):
+        raise _invalid("The final assistant content cannot end with trailing whitespace.")
+    tools: list[Tool] = []
+    choice = None
+    if body.get("toolConfig") is not None:
+        tools, choice = _tools(body["toolConfig"], model_id, streaming)
+    elif uses_tools:
+        raise _invalid("The toolConfig field must be defined when using toolUse and toolResult "
+                       "content blocks.")
+    cfg = body.get("inferenceConfig") or {}
+    if not isinstance(cfg, dict):
+        raise _invalid("inferenceConfig must be an object.")
+    if not REGISTRY[model_id].top_p_with_temperature and "temperature" in cfg and "topP" in cfg:
+        raise _invalid("temperature and top_p cannot both be specified for this model. Please "
+                       "use only one.")
+    max_tokens = cfg.get("maxTokens", LLAMA_DEFAULTS["max_gen_len"])
+    if isinstance(max_tokens, int) and max_tokens > REGISTRY[model_id].max_output_tokens:
+        raise _invalid(f"The maximum tokens you requested exceeds the model limit of "
+                       f"{REGISTRY[model_id].max_output_tokens}.")
+    llama = {"prompt": format_prompt(turns),
+             "temperature": cfg.get("temperature", LLAMA_DEFAULTS["temperature"]),
+             "top_p": cfg.get("topP", LLAMA_DEFAULTS["top_p"]),
+             "max_gen_len": min(max_tokens, 2048) if isinstance(max_tokens, int) else max_tokens}
+    checked = parse_llama_body(json.dumps(llama).encode())
+    stops = cfg.get("stopSequences") or []
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+        raise _invalid("stopSequences must be non-empty strings.")
+    checked["stop"] = stops
+    after_results = bool(last_blocks) and all(k == "toolResult" for k in last_blocks)
+    checked["tool_use"] = None
+    if tools and not after_results:
+        checked["tool_use"] = _tool_use(tools, choice, user_text, checked["prompt"])
+    return checked
+
+
+def _tool_use(tools: list[Tool], choice: Any, user_text: str,
+              prompt: str) -> tuple[str, str, dict[str, Any]]:
+    """(toolUseId, name, input): the named tool, else the best-matching one."""
+    if isinstance(choice, dict) and "tool" in choice:
+        tools = [t for t in tools if t.name == choice["tool"]["name"]]
+    tool = choose_tool(PromptView(tools=tuple(tools), user_text=user_text, prefill=""))
+    seed = hashlib.sha256(f"{tool.name}\n{prompt}".encode()).digest()
+    rng = random.Random(seed)
+    schema = tool.parameters if "type" in tool.parameters else {"type": "object",
+                                                                **tool.parameters}
+    arguments = instance(schema, rng)
+    tool_id = "tooluse_" + hashlib.sha256(seed).hexdigest()[:22]
+    return tool_id, tool.name, arguments if isinstance(arguments, dict) else {}
+
+
+# --- embeddings
+
+
+def _vector(model_id: str, text: str, size: int) -> list[float]:
+    rng = random.Random(hashlib.sha256(f"{model_id}\n{size}\n{text}".encode()).digest())
+    values = [rng.gauss(0.0, 1.0) for _ in range(size)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"Malformed input request: #/{name}: expected type: String, please "
+                       "reformat your input and try again.")
+    if not value:
+        raise _invalid(f"Malformed input request: #/{name}: expected minLength: 1, please "
+                       "reformat your input and try again.")
+    return value
+
+
+def embed(model_id: str, raw: bytes) -> tuple[dict[str, Any], int]:
+    """The answer body of an embedding model, and its input token count."""
+    spec = REGISTRY[model_id]
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BedrockError("ValidationException") from None
+    if not isinstance(body, dict):
+        raise _invalid("Malformed input request: #: expected type: JSONObject, please reformat "
+                       "your input and try again.")
+    if spec.family == "titan-embed":
+        extra = set(body) - {"inputText", "dimensions", "normalize", "embeddingTypes"}
+        if extra:
+            raise _invalid(f"Malformed input request: extraneous key [{sorted(extra)[0]}] is not "
+                           "permitted, please reformat your input and try again.")
+        text = _text(body.get("inputText"), "inputText")
+        size = body.get("dimensions", spec.dimensions[-1])
+        if size not in spec.dimensions:
+            raise _invalid(f"Malformed input request: #/dimensions: {size} is not a valid enum "
+                           "value, please reformat your input and try again.")
+        tokens = count_tokens(text)
+        if tokens > spec.context_window:
+            raise _invalid("Too many input tokens. Max input tokens: 8192, request input token "
+                           f"count: {tokens}")
+        return {"embedding": _vector(model_id, text, size), "inputTextTokenCount": tokens,
+                "embeddingsByType": {}}, tokens
+    texts = body.get("texts")
+    if not isinstance(texts, list) or not 1 <= len(texts) <= spec.batch:
+        raise _invalid(f"Malformed input request: #/texts: expected 1 to {spec.batch} items, "
+                       "please reformat your input and try again.")
+    if body.get("input_type") not in COHERE_INPUT_TYPES:
+        raise _invalid("Malformed input request: #/input_type: is not a valid enum value, "
+                       "please reformat your input and try again.")
+    texts = [_text(t, f"texts/{i}") for i, t in enumerate(texts)]
+    return {"embeddings": [_vector(model_id, t, spec.dimensions[-1]) for t in texts],
+            "id": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:36],
+            "response_type": "embeddings_floats", "texts": texts}, \
+        sum(count_tokens(t) for t in texts)
