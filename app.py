@@ -10,19 +10,21 @@ built on first use by the Runtime (tests swap it with ``set_runtime``).
 """
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote
 
 from chalice import AuthResponse, Chalice, Response
 from chalice.app import AuthRequest, Request, SQSEvent
 
-from chalicelib import callstats, errors
+from chalicelib import callstats, deadline, errors
 from chalicelib.callstats import Outcome
 from chalicelib.auth import Caller, authenticate, caller_from_context, caller_to_context
 from chalicelib.chat import ChatRequest, LimitStatus
@@ -34,8 +36,12 @@ from chalicelib.playground import asset, slash_redirect
 from chalicelib.usage import render_usage
 from chalicelib import embeddings
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
-                                   render_models, render_stream)
+                                   render_models)
 from chalicelib.runtime import Runtime
+from chalicelib.streaming import native as native_stream, openai as openai_stream
+from chalicelib.streaming.live import LiveStream
+from chalicelib.streaming.response import StreamedResponse, from_proxy, single
+from chalicelib.streaming.sse import HEADERS as SSE_HEADERS
 from chalicelib.worker import handle_message
 from chalicelib.native_api import parse_chat_request, render_chat
 from chalicelib.validation import decode_json_object, model_field
@@ -73,6 +79,9 @@ AUTH_CACHE_TTL_S = 30
 # settings. No AWS call happens here.
 JOBS_QUEUE = os.environ.get("JOBS_QUEUE", "llm-endpoint-dev-jobs")
 JOBS_MAX_CONCURRENCY = int(os.environ.get("JOBS_MAX_CONCURRENCY", "10"))
+# process_job's lambda_timeout (.chalice/config.json): a job's deadline when
+# no Lambda context tells the time left.
+WORKER_TIMEOUT_S = 300.0
 # Chalice answers some requests itself (wrong method, wrong content type,
 # unhandled exceptions) with {"Code", "Message"}; these become our envelope.
 CHALICE_ERRORS: dict[int, type[errors.ApiError]] = {
@@ -172,6 +181,7 @@ def request_id_and_envelope(event: Request, get_response: Callable[[Request], Re
     event.context["requestId"] = request_id
     started = time.monotonic()
     stats = callstats.begin()
+    deadline.start(deadline.for_api(app.lambda_context))
     response = get_response(event)
     body = response.body
     if isinstance(body, dict) and set(body) == {"Code", "Message"}:
@@ -274,8 +284,13 @@ def job_accepted(request: ChatRequest, headers: dict[str, str] | None = None) ->
 @api_view
 def chat() -> Response:
     runtime = get_runtime()
-    request = parse_chat_request(json_body(), runtime.settings)
+    payload, stream = native_stream.split_stream_flag(json_body())
+    request = parse_chat_request(payload, runtime.settings)
     caller = current_caller()
+    if stream:
+        live = open_stream(request, caller)
+        return buffered(live, native_stream.render_events(live.events(), current_request_id(),
+                                                          request.model))
     try:
         completion, reservation = runtime.limiter.run(
             caller, reservation_size(request),
@@ -287,6 +302,26 @@ def chat() -> Response:
         return job_accepted(request, {"Preference-Applied": "respond-async"})
     return json_response(render_chat(completion, current_request_id()),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
+
+
+def open_stream(request: ChatRequest, caller: Caller) -> LiveStream:
+    """Reserve, call Bedrock, wait for its first event (errors until then
+    are HTTP errors); the reservation is settled when the stream ends."""
+    runtime = get_runtime()
+    return LiveStream.open(runtime.limiter, caller, reservation_size(request),
+                           lambda: runtime.service.stream(request))
+
+
+def buffered(live: LiveStream, body: Iterator[str]) -> Response:
+    """A stream served by Chalice itself (the test client, plain ``chalice
+    local``; once deployed, only while the deploy wires the streaming
+    function): Chalice cannot stream (aws/chalice#2078), so the events are
+    sent at once, and a failure inside the stream is still its HTTP error."""
+    text = "".join(body)
+    if live.error is not None:
+        return error_response(live.error)
+    return Response(body=text, status_code=200,
+                    headers={**SSE_HEADERS, **limit_headers(live.reservation.status)})
 
 
 @app.route("/chat/jobs", methods=["POST"], authorizer=api_key_auth)
@@ -307,6 +342,7 @@ def process_job(event: SQSEvent) -> None:
     has no partial batch responses). A raised RetryLater leaves the message
     queued until its visibility timeout, which the worker has set."""
     runtime = get_runtime()
+    deadline.start(deadline.for_worker(event.context, WORKER_TIMEOUT_S))
     for record in event:
         attributes = record.to_dict().get("attributes", {})
         handle_message(record.body, int(attributes.get("ApproximateReceiveCount", "1")),
@@ -320,18 +356,11 @@ def chat_completions() -> Response:
     request, options = parse_openai_request(json_body(), runtime.settings)
     completion_id = f"chatcmpl-{current_request_id()}"
     created = int(runtime.clock())
-    if options.stream:
-        # Chalice cannot stream a REST response (aws/chalice#2078): the whole
-        # stream is read first, so a mid-stream Bedrock error still becomes
-        # the HTTP error the OpenAI SDK maps to its exception classes.
-        streamed, reservation = runtime.limiter.run(
-            current_caller(), reservation_size(request), lambda: runtime.service.stream(request),
-            billable)
-        body = render_stream(streamed, completion_id, created, options.include_usage)
-        return Response(body=body, status_code=200, headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-            **limit_headers(reservation.status)})
     caller = current_caller()
+    if options.stream:
+        live = open_stream(request, caller)
+        return buffered(live, openai_stream.render_chunks(
+            live.events(), completion_id, created, request.model, options.include_usage))
     completion, reservation = runtime.limiter.run(
         caller, reservation_size(request),
         lambda: runtime.service.complete(request, caller.tenant), billable)
@@ -365,3 +394,121 @@ def list_models() -> dict[str, Any]:
 @api_view
 def retrieve_model(model_id: str) -> dict[str, Any]:
     return render_model(model_field(unquote(model_id), get_runtime().settings))
+
+
+# --- Real streaming. ``serve`` is the entry point of whatever can stream: the
+# local server (devstack/app_server.py) and, once deployed, the stream_handler
+# function behind API Gateway's response streaming (its Runtime API loop is
+# chalicelib/streaming/lambda_runtime.py). It streams POSTs to these routes
+# that ask for a stream, and hands every other request to Chalice.
+STREAM_ROUTES = ("/chat", "/v1/chat/completions")
+
+
+def stream_payload(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON body of a POST to a streaming route that asks for a stream;
+    None for anything else, which Chalice answers (errors included)."""
+    context = event.get("requestContext") or {}
+    method = event.get("httpMethod") or context.get("httpMethod")  # chalice local: only the latter
+    if method != "POST" or context.get("resourcePath") not in STREAM_ROUTES:
+        return None
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return None
+    raw = event.get("body") or b""
+    try:
+        if isinstance(raw, bytes):  # chalice local's events carry bytes
+            data = raw
+        else:
+            data = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
+        payload = decode_json_object(data, get_runtime().settings.max_body_bytes)
+    except (errors.ApiError, ValueError):
+        return None
+    return payload if payload.get("stream") is True else None
+
+
+def serve(event: dict[str, Any], context: Any) -> StreamedResponse:
+    payload = stream_payload(event)
+    if payload is None:
+        return from_proxy(app(event, context))
+    return serve_stream(event, context, payload)
+
+
+def record_outcome(outcome: Outcome, stats: callstats.CallStats) -> None:
+    try:
+        get_runtime().telemetry.record(outcome, stats)
+    except Exception:
+        log.exception("telemetry failed")
+
+
+def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -> StreamedResponse:
+    """The same path as the routes above (authorizer context, validation,
+    limits, the one ChatService, telemetry), answered as it comes."""
+    request_context = event["requestContext"]
+    request_id = str(request_context.get("requestId") or uuid.uuid4())
+    route = str(request_context["resourcePath"])
+    authorizer = request_context.get("authorizer") or {}
+    started = time.monotonic()
+    stats = callstats.begin()
+    deadline.start(deadline.for_api(context))
+
+    def finish(status: int, error_code: str | None) -> None:
+        record_outcome(Outcome(kind="request", request_id=request_id, route=f"POST {route}",
+                               tenant=authorizer.get("tenant"), status=status,
+                               error_code=error_code,
+                               latency_ms=(time.monotonic() - started) * 1000), stats)
+
+    try:
+        runtime = get_runtime()
+        caller = caller_from_context(authorizer)
+        if route == "/chat":
+            request = parse_chat_request(native_stream.split_stream_flag(payload)[0],
+                                         runtime.settings)
+            live = open_stream(request, caller)
+            events = live.events()
+            chunks = native_stream.render_events(events, request_id, request.model)
+        else:
+            request, options = parse_openai_request(payload, runtime.settings)
+            live = open_stream(request, caller)
+            events = live.events()
+            chunks = openai_stream.render_chunks(events, f"chatcmpl-{request_id}",
+                                                 int(runtime.clock()), request.model,
+                                                 options.include_usage)
+    except Exception as exc:
+        if isinstance(exc, errors.ApiError):
+            error = exc
+        else:
+            log.exception("unhandled error, request id %s", request_id)
+            error = _internal_error(request_id)
+        response = error_response(error)
+        finish(response.status_code, error.code)
+        return single(response.status_code, {**response.headers, "x-request-id": request_id},
+                      json.dumps(response.body).encode("utf-8"))
+
+    def body() -> Iterator[bytes]:
+        try:
+            for text in chunks:
+                yield text.encode("utf-8")
+        finally:
+            chunks.close()
+            events.close()  # a client that hung up: drains Bedrock, settles
+            error = live.error
+            if error is not None:
+                finish(status_for(error), error.code)
+            else:
+                finish(200, "client_disconnected" if live.abandoned else None)
+
+    return StreamedResponse(200, {**SSE_HEADERS, **limit_headers(live.reservation.status),
+                                  "x-request-id": request_id}, body())
+
+
+@app.lambda_function(name="stream_handler")
+def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """API Gateway's streaming integration of POST /chat and
+    /v1/chat/completions. Deployed, the function's exec wrapper runs
+    chalicelib/streaming/lambda_runtime.py instead of Python's managed
+    runtime, and that loop calls ``serve`` and streams its answer. Called as
+    a plain handler (no wrapper), it answers in the buffered proxy shape."""
+    response = serve(event, context)
+    return {"statusCode": response.status, "headers": response.headers,
+            "multiValueHeaders": response.multi_headers,
+            "body": b"".join(response.chunks()).decode("utf-8")}

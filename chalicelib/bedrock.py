@@ -12,17 +12,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.config import Config
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
                                  EndpointConnectionError, EventStreamError, ReadTimeoutError)
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
-from chalicelib import callstats
+from chalicelib import callstats, deadline
 from chalicelib.aws import session
 from chalicelib.config import Settings
-from chalicelib.errors import (ApiError, ContextWindowExceededError, UpstreamError,
+from chalicelib.errors import (ApiError, ContextWindowExceededError, DeadlineExceededError,
+                               UpstreamError,
                                UpstreamMisconfiguredError, UpstreamRejectedError,
                                UpstreamThrottledError, UpstreamTimeoutError,
                                UpstreamUnavailableError)
@@ -51,6 +54,26 @@ def _after_attempt(caught_exception: Exception | None = None, response: Any = No
         raise caught_exception
 
 
+def _bound_attempt(request: Any = None, **_: Any) -> None:
+    """botocore's before-send event, before every attempt: no attempt starts
+    past the call's deadline, and none may wait for its answer beyond it (the
+    per-request ``read_timeout`` botocore's HTTP session honours)."""
+    limit = deadline.current()
+    if limit.expired:
+        raise DeadlineExceededError("The model did not answer in time.")
+    if request is not None and limit.at != deadline.NONE.at:
+        configured = request.context.get("client_config")
+        read = getattr(configured, "read_timeout", None) or 60.0
+        request.context["read_timeout"] = limit.bound(read)
+
+
+def _socket_of(stream: Any) -> Any:
+    """The socket under an event stream (urllib3's response), or None."""
+    raw = getattr(stream, "_raw_stream", None)
+    connection = getattr(raw, "connection", None)
+    return getattr(connection, "sock", None)
+
+
 def make_client(settings: Settings, read_timeout_s: float | None = None) -> Any:
     """A bedrock-runtime client with explicit retries and timeouts.
 
@@ -65,6 +88,7 @@ def make_client(settings: Settings, read_timeout_s: float | None = None) -> Any:
         tcp_keepalive=True,
     ))
     client.meta.events.register_first("needs-retry.bedrock-runtime", _after_attempt)
+    client.meta.events.register("before-send.bedrock-runtime", _bound_attempt)
     return client
 
 
@@ -76,7 +100,7 @@ def _error_code(exc: ClientError) -> str:
 
 def translate_error(exc: Exception, retry_after: int) -> ApiError:
     """A botocore failure as the domain error a client may see."""
-    if isinstance(exc, ReadTimeoutError):
+    if isinstance(exc, (ReadTimeoutError, Urllib3ReadTimeout)):
         return UpstreamTimeoutError("The model did not answer in time.")
     if isinstance(exc, (ConnectTimeoutError, EndpointConnectionError)):
         return UpstreamUnavailableError("The model service could not be reached.")
@@ -103,8 +127,10 @@ def translate_error(exc: Exception, retry_after: int) -> ApiError:
 
 
 class BedrockGateway:
-    """InvokeModel, InvokeModelWithResponseStream, Converse and ConverseStream,
-    errors translated."""
+    """InvokeModelWithResponseStream, InvokeModel (embeddings), Converse and
+    ConverseStream, errors translated. Llama chat reads the stream for plain
+    calls too (completion.py): only the stream's chunks count the tokens of
+    a generation cut at its deadline."""
 
     def __init__(self, client: Any, *, retry_after: int = 2) -> None:
         self._client = client
@@ -122,41 +148,68 @@ class BedrockGateway:
                     model_id, error.code, type(exc).__name__, exc)
         return error
 
-    def invoke(self, model_id: str, body: dict[str, Any]) -> Any:
-        stats = callstats.current()
-        started = time.monotonic()
-        try:
-            response = self._client.invoke_model(
-                modelId=model_id, body=json.dumps(body), contentType="application/json",
-                accept="application/json")
-            stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
-            return json.loads(response["body"].read())
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail(exc, model_id) from exc
-        except ValueError as exc:
-            raise UpstreamError("The model returned a malformed answer.") from exc
-        finally:
-            stats.bedrock_ms += (time.monotonic() - started) * 1000
-
     def invoke_stream(self, model_id: str, body: dict[str, Any]) -> Iterator[Any]:
         """The stream's chunks, JSON-decoded; errors before or inside the
-        stream raise the same domain errors."""
+        stream raise the same domain errors (see ``_read``)."""
+        def decode(event: dict[str, Any]) -> Any:
+            chunk = event.get("chunk")
+            return None if chunk is None else json.loads(chunk["bytes"])
+        return self._read(model_id, lambda: self._client.invoke_model_with_response_stream(
+            modelId=model_id, body=json.dumps(body), contentType="application/json",
+            accept="application/json"), "body", decode)
+
+    def _read(self, model_id: str, call: Callable[[], Any], key: str,
+              decode: Callable[[dict[str, Any]], Any]) -> Iterator[Any]:
+        """Make the streaming ``call`` and yield ``decode(event)`` for each
+        event of ``response[key]`` (None: skipped).
+
+        The call's deadline bounds the whole iteration, not each read: before
+        every read the socket's timeout is cut to the time left, and a read
+        that outlives it raises DeadlineExceededError. A stall shorter than
+        the deadline but longer than the read timeout is UpstreamTimeoutError,
+        a connection reset UpstreamError: never an unexpected exception. A
+        stream left early (deadline, or a consumer that stops) is closed, so
+        Bedrock's connection is not left open."""
         stats = callstats.current()
         started = time.monotonic()
+        limit = deadline.current()
+        stream: Any = None
+        finished = False
         try:
-            response = self._client.invoke_model_with_response_stream(
-                modelId=model_id, body=json.dumps(body), contentType="application/json",
-                accept="application/json")
+            response = call()
             stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
-            for event in response["body"]:
-                chunk = event.get("chunk")
-                if chunk is not None:
-                    yield json.loads(chunk["bytes"])
+            stream = response[key]
+            sock = _socket_of(stream)
+            read_timeout = self._client.meta.config.read_timeout or 60.0
+            events = iter(stream)
+            while True:
+                if limit.expired:
+                    raise DeadlineExceededError("The model did not finish in time.")
+                if sock is not None and limit.at != deadline.NONE.at:
+                    sock.settimeout(limit.bound(read_timeout))
+                try:
+                    event = next(events)
+                except StopIteration:
+                    finished = True
+                    return
+                item = decode(event)
+                if item is not None:
+                    yield item
+        except (ReadTimeoutError, Urllib3ReadTimeout) as exc:
+            if limit.expired:
+                raise DeadlineExceededError("The model did not finish in time.") from exc
+            raise self._fail(exc, model_id) from exc
         except (ClientError, EventStreamError, BotoCoreError) as exc:
             raise self._fail(exc, model_id) from exc
+        except (Urllib3Error, OSError) as exc:
+            log.warning("bedrock stream broke: model=%s cause=%s: %s",
+                        model_id, type(exc).__name__, exc)
+            raise UpstreamError("The model's stream broke off.") from exc
         except ValueError as exc:
             raise UpstreamError("The model returned a malformed stream.") from exc
         finally:
+            if stream is not None and not finished:
+                stream.close()
             stats.bedrock_ms += (time.monotonic() - started) * 1000
 
     def invoke_with_headers(self, model_id: str, body: dict[str, Any]) -> tuple[Any, dict[str, str]]:
@@ -193,16 +246,7 @@ class BedrockGateway:
             stats.bedrock_ms += (time.monotonic() - started) * 1000
 
     def converse_stream(self, model_id: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """ConverseStream's events (bedrock:InvokeModelWithResponseStream);
-        errors before or inside the stream raise the same domain errors."""
-        stats = callstats.current()
-        started = time.monotonic()
-        try:
-            response = self._client.converse_stream(modelId=model_id, **request)
-            stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
-            for event in response["stream"]:
-                yield dict(event)
-        except (ClientError, EventStreamError, BotoCoreError) as exc:
-            raise self._fail(exc, model_id) from exc
-        finally:
-            stats.bedrock_ms += (time.monotonic() - started) * 1000
+        """ConverseStream's events (bedrock:InvokeModelWithResponseStream),
+        under the call's deadline like ``invoke_stream``."""
+        return self._read(model_id, lambda: self._client.converse_stream(
+            modelId=model_id, **request), "stream", dict)

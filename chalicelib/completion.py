@@ -9,22 +9,32 @@ Tool calls and JSON formats are read from the answer by ``answers.shape``. An
 answer that does not honour the request gets one repair attempt (a second
 Bedrock call that is told what was wrong); the usage of both calls is billed,
 and a fatal problem that survives the repair is an UnusableAnswerError.
+
+Every call reads Bedrock's response stream (InvokeModelWithResponseStream),
+under the request's deadline (deadline.py), so that the tokens of a call cut
+short are always known and billed (``ApiError.spent``).
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 
 from chalicelib import callstats, converse
-from chalicelib.answers import find_stop, repair_request, shape
+from chalicelib.answers import Shaped, find_stop, repair_request, shape
 from chalicelib.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
-from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamedCompletion, TextDelta,
-                             Usage)
-from chalicelib.errors import UnusableAnswerError, UpstreamError
-from chalicelib.models import adapter_for, get_model
-from chalicelib.prompting import may_repair, render
+from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
+                             TextDelta, Usage)
+from chalicelib.errors import ApiError, DeadlineExceededError, UnusableAnswerError, UpstreamError
+from chalicelib.models import RawChunk, adapter_for, get_model
+from chalicelib.prompting import may_repair, offers_tools, render
+from chalicelib.tool_stream import completion_events, detect_calls
 from chalicelib.pricing import DEFAULT_PRICES, Prices, cost_usd
+
+log = logging.getLogger(__name__)
 
 
 def billable(answer: Completion | StreamedCompletion) -> tuple[int, Decimal | None]:
@@ -73,22 +83,24 @@ class ChatService:
         return completion
 
     def _generate(self, request: ChatRequest) -> tuple[str, str, Usage]:
-        adapter = adapter_for(request.model)
-        raw = adapter.parse_body(self._gateway.invoke(request.model, adapter.build_body(request)))
-        return raw.text, raw.stop_reason, raw.usage
+        """The whole answer, read from Bedrock's stream even for a plain call:
+        InvokeModel tells nothing of a generation cut at the deadline, while
+        the stream's chunks count its tokens as they come, so a cut call is
+        billed for what Bedrock generated (``ApiError.spent``)."""
+        meter = _Meter()
+        pieces: list[str] = []
+        try:
+            for chunk in self._chunks(request, meter):
+                pieces.append(chunk.text)
+        except ApiError as error:
+            raise self._charged(request, error, meter) from error.__cause__
+        return "".join(pieces).lstrip(), meter.reason or "stop", meter.usage()
 
     def _invoke(self, request: ChatRequest) -> Completion:
         if get_model(request.model).api == "converse":
             answer, usage = converse.generate(self._gateway, request)
         else:
-            text, reason, usage = self._generate(request)
-            answer = shape(request, render(request), text, reason)
-            if answer.problem is not None and answer.repairable:
-                retry = repair_request(request, render(request).prefix + text, answer.problem)
-                text, reason, more = self._generate(retry)
-                usage = Usage(usage.input_tokens + more.input_tokens,
-                              usage.output_tokens + more.output_tokens)
-                answer = shape(retry, render(retry), text, reason)
+            answer, usage = self._llama_answer(request)
         if answer.problem is not None and answer.fatal:
             # Billed all the same: the limiter settles what the error says was spent.
             failed = self._priced(request, Completion(request.model, answer.text, "error", usage),
@@ -98,64 +110,171 @@ class ChatService:
         return Completion(model=request.model, text=answer.text, stop_reason=answer.stop_reason,
                           usage=usage, tool_calls=answer.tool_calls)
 
-    def stream(self, request: ChatRequest) -> StreamedCompletion:
-        """Read the whole stream (API Gateway buffers it anyway), keeping the
-        pieces so that a streamed answer can be replayed as chunks. An answer
-        that must be read whole before it can be sent (tool calls, JSON) is
-        made as a plain call and sent as one piece."""
-        is_converse = get_model(request.model).api == "converse"
-        if converse.streams_whole(request) if is_converse else may_repair(request):
-            completion = self._priced(request, self._invoke(request), None)
-            return StreamedCompletion(deltas=(completion.text,) if completion.text else (),
-                                      completion=completion)
-        if is_converse:
-            return self._converse_stream(request)
+    def _llama_answer(self, request: ChatRequest) -> tuple[Shaped, Usage]:
+        """Llama's answer, read by ``answers.shape``, with one repair attempt."""
+        text, reason, usage = self._generate(request)
+        answer = shape(request, render(request), text, reason)
+        if answer.problem is not None and answer.repairable:
+            retry = repair_request(request, render(request).prefix + text, answer.problem)
+            try:
+                text, reason, more = self._generate(retry)
+            except ApiError as error:  # the first answer was generated too
+                first = self._cost(request, usage)
+                spent = error.spent or (0, None)
+                error.spent = (usage.total_tokens + spent[0],
+                               None if first is None and spent[1] is None
+                               else (first or 0) + (spent[1] or 0))
+                raise
+            usage = Usage(usage.input_tokens + more.input_tokens,
+                          usage.output_tokens + more.output_tokens)
+            answer = shape(retry, render(retry), text, reason)
+        return answer, usage
+
+    def _cost(self, request: ChatRequest, usage: Usage) -> Decimal | None:
+        return cost_usd(self._prices, request.model, usage, False)
+
+    def _chunks(self, request: ChatRequest, meter: _Meter) -> Iterator[RawChunk]:
         adapter = adapter_for(request.model)
-        pieces: list[str] = []
-        reason: str | None = None
-        usage: Usage | None = None
         for payload in self._gateway.invoke_stream(request.model, adapter.build_body(request)):
             chunk = adapter.parse_chunk(payload)
-            text = chunk.text if pieces else chunk.text.lstrip()
-            if text:
-                pieces.append(text)
-            reason = chunk.stop_reason or reason
-            usage = chunk.usage or usage
-        if reason is None or usage is None:
+            meter.add(chunk)
+            yield chunk
+        if meter.reason is None or meter.final is None:
             raise UpstreamError("The model's stream ended early.")
-        kept, reason = _cut_pieces(pieces, request.stop, reason)
-        completion = self._priced(request, Completion(model=request.model, text="".join(kept),
-                                                      stop_reason=reason, usage=usage), None)
-        return StreamedCompletion(deltas=tuple(kept), completion=completion)
 
-    def _converse_stream(self, request: ChatRequest) -> StreamedCompletion:
-        """ConverseStream, read through ``converse.stream_events`` (tool call
-        pieces are joined by the stream's last event)."""
+    def _charged(self, request: ChatRequest, error: ApiError, meter: _Meter) -> ApiError:
+        """``error``, carrying the tokens generated before it, priced."""
+        if meter.chunks:
+            usage = meter.usage()
+            error.spent = (usage.total_tokens, self._cost(request, usage))
+            stats = callstats.current()
+            stats.model, stats.cost_usd = request.model, error.spent[1]
+            stats.input_tokens, stats.output_tokens = usage.input_tokens, usage.output_tokens
+        return error
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """The answer as it comes: a TextDelta for each piece Bedrock sends,
+        then StreamEnd with the completion (stop reason, usage, cost).
+
+        Stop sequences are applied live: only the text that could still be the
+        start of one is held back. Once one is found nothing more is sent, but
+        Bedrock's stream is still read to its end, because Bedrock generates
+        (and bills) those tokens and only the last chunk reports them. A
+        stream that reaches its deadline ends cleanly with ``"length"`` and the
+        tokens counted so far. Other failures raise, carrying those tokens;
+        before the first chunk, even the deadline raises (the caller still
+        answers an HTTP error then).
+
+        Tools offered with ``tool_choice: auto`` (none of them strict, no JSON
+        format) stream live through ``tool_stream.detect_calls``: text as it
+        comes, calls as OpenAI's deltas once read. Any other answer that must
+        be read whole before any of it may be sent (a forced call, strict
+        tools, a JSON format: it may need a repair) is made as a plain call,
+        under the same deadline, and sent as events once done."""
+        is_converse = get_model(request.model).api == "converse"
+        if is_converse:
+            if converse.streams_whole(request):
+                yield from completion_events(self._priced(request, self._invoke(request), None))
+            else:
+                yield from self._converse_stream(request)
+            return
+        if not may_repair(request):
+            yield from self._llama_stream(request)
+        elif _calls_stream_live(request):
+            yield from detect_calls(request, self._llama_stream(request))
+        else:
+            yield from completion_events(self._priced(request, self._invoke(request), None))
+
+    def _llama_stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """Bedrock's chunks as TextDeltas (stop sequences applied), then StreamEnd."""
+        meter = _Meter()
+        sent: list[str] = []
+        held = ""
+        stopped = False
+        try:
+            for chunk in self._chunks(request, meter):
+                text = chunk.text if (sent or held) else chunk.text.lstrip()
+                if stopped or not text:
+                    continue
+                held += text
+                cut = find_stop(held, request.stop)
+                if cut >= 0:
+                    held, stopped = held[:cut], True
+                    if held:
+                        sent.append(held)
+                        yield TextDelta(held)
+                    held = ""
+                    continue
+                keep = held_back(held, request.stop)
+                if len(held) > keep:
+                    piece, held = held[:len(held) - keep], held[len(held) - keep:]
+                    sent.append(piece)
+                    yield TextDelta(piece)
+            reason = meter.reason or "stop"
+        except DeadlineExceededError as error:
+            if not meter.chunks:
+                raise
+            log.warning("stream cut at its deadline after %s chunks: %s", meter.chunks, error)
+            reason = "length"
+        except ApiError as error:
+            raise self._charged(request, error, meter) from error.__cause__
+        if held:  # the stream ended: what was held back is no stop sequence
+            sent.append(held)
+            yield TextDelta(held)
+        completion = Completion(model=request.model, text="".join(sent),
+                                stop_reason="stop" if stopped else reason, usage=meter.usage())
+        yield StreamEnd(self._priced(request, completion, None))
+
+    def _converse_stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """ConverseStream, read through ``converse.stream_events`` (text and
+        tool call pieces as they come; usage on the last event)."""
         events = self._gateway.converse_stream(request.model, converse.build_request(request))
-        pieces: list[str] = []
-        end: Completion | None = None
         for event in converse.stream_events(events, request):
-            if isinstance(event, TextDelta):
-                pieces.append(event.text)
-            elif isinstance(event, StreamEnd):
-                end = event.completion
-        if end is None:
-            raise UpstreamError("The model's stream ended early.")
-        return StreamedCompletion(deltas=tuple(pieces), completion=self._priced(request, end, None))
+            yield StreamEnd(self._priced(request, event.completion, None)) \
+                if isinstance(event, StreamEnd) else event
 
 
-def _cut_pieces(pieces: list[str], stops: tuple[str, ...],
-                reason: str) -> tuple[list[str], str]:
-    cut = find_stop("".join(pieces), stops)
-    if cut < 0:
-        return pieces, reason
-    kept: list[str] = []
-    length = 0
-    for piece in pieces:
-        if length + len(piece) >= cut:
-            if cut > length:
-                kept.append(piece[:cut - length])
-            break
-        kept.append(piece)
-        length += len(piece)
-    return kept, "stop"
+def _calls_stream_live(request: ChatRequest) -> bool:
+    """Whether a tools request can stream as it comes: nothing in it may need
+    a repair once text has been sent."""
+    return (offers_tools(request) and request.tool_choice.mode == "auto"
+            and request.response_format.type == "text"
+            and not any(tool.strict for tool in request.tools))
+
+
+@dataclass
+class _Meter:
+    """What a stream has said so far: token counts from every chunk (the
+    prompt's on the first, a running total of generated ones on each), and
+    Bedrock's own final usage and stop reason from the last."""
+
+    chunks: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    final: Usage | None = None
+    reason: str | None = None
+
+    def add(self, chunk: RawChunk) -> None:
+        self.chunks += 1
+        if chunk.prompt_tokens is not None:
+            self.prompt_tokens = chunk.prompt_tokens
+        # Without a running total, each chunk is at least one token.
+        self.generated_tokens = max(self.generated_tokens, self.chunks
+                                    if chunk.generated_tokens is None else chunk.generated_tokens)
+        self.final = chunk.usage or self.final
+        self.reason = chunk.stop_reason or self.reason
+
+    def usage(self) -> Usage:
+        return self.final or Usage(self.prompt_tokens, self.generated_tokens)
+
+
+def held_back(text: str, stops: tuple[str, ...]) -> int:
+    """How many characters at the end of ``text`` could still begin a stop
+    sequence (the longest proper prefix of one that ``text`` ends with)."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest

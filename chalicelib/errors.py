@@ -17,6 +17,10 @@ class ApiError(Exception):
 
     code: str = "internal_error"
     type: str = "server_error"
+    # (tokens, dollars) Bedrock generated before the failure: a call cut at
+    # its deadline, broken off or answered unusably is billed for them, never
+    # left free nor charged its worst case (limits.Limiter.settle_failure).
+    spent: tuple[int, Decimal | None] | None = None
 
     def __init__(self, message: str, *, param: str | None = None,
                  code: str | None = None) -> None:
@@ -109,6 +113,10 @@ class UpstreamTimeoutError(ApiError):
 
     code = "upstream_timeout"
     type = "timeout_error"
+
+
+class DeadlineExceededError(UpstreamTimeoutError):
+    """The call reached its overall deadline (deadline.py) before it ended."""
 
 
 class UpstreamUnavailableError(ApiError):

@@ -204,24 +204,41 @@ class Limiter:
         except (ClientError, BotoCoreError):
             log.error("could not settle usage of %s on %s", reservation.key_id, reservation.day_pk)
 
+    def charge(self, reservation: Reservation, tokens: int, cost: Decimal | None = None) -> None:
+        """Add tokens a failed attempt generated, leaving the reservation held
+        (a job that is retried keeps its reservation for the next attempt)."""
+        try:
+            for pk in reservation.held_on or (reservation.day_pk,):
+                self._add(pk, 0, tokens, int(self._clock()) + DAY_ITEM_TTL,
+                          cost=cost if pk == reservation.day_pk else None)
+        except (ClientError, BotoCoreError):
+            log.error("could not charge %s tokens to %s", tokens, reservation.key_id)
+
     def release(self, reservation: Reservation) -> None:
         """Give back the tokens of a request that failed; it still counts as a request."""
         self._undo(reservation.held_on, requests=0, tokens=reservation.tokens)
 
+    def settle_failure(self, reservation: Reservation, exc: BaseException) -> None:
+        """Settle a failed call to what it spent (an error's ``spent``: the
+        tokens Bedrock generated before the failure, or for an unusable
+        answer), or release it when Bedrock generated nothing."""
+        spent = getattr(exc, "spent", None)
+        if spent is not None and spent[0] > 0:
+            self.settle(reservation, *spent)
+        else:
+            self.release(reservation)
+
     def run(self, caller: Caller, tokens: int, call: Callable[[], T],
             used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
-        """Admit, call, settle to ``used(result)`` (tokens, cost); release if
-        the call fails, or settle to what it spent when the failure says so
-        (an error with ``spent``: Bedrock generated tokens that were unusable)."""
+        """Admit, call, settle to ``used(result)`` (tokens, cost). A call that
+        fails after Bedrock generated tokens (cut at its deadline, broken off,
+        an unusable answer) is settled to those; any other failure releases
+        the reservation."""
         reservation = self.admit(caller, tokens)
         try:
             result = call()
         except BaseException as exc:
-            spent = getattr(exc, "spent", None)
-            if spent is not None and spent[0] > 0:
-                self.settle(reservation, *spent)
-            else:
-                self.release(reservation)
+            self.settle_failure(reservation, exc)
             raise
         self.settle(reservation, *used(result))
         return result, reservation

@@ -56,11 +56,15 @@ class RawCompletion:
 
 @dataclass(frozen=True)
 class RawChunk:
-    """One streamed piece; ``stop_reason`` and ``usage`` only on the last."""
+    """One streamed piece; ``stop_reason`` and ``usage`` only on the last.
+    ``prompt_tokens`` (first chunk) and ``generated_tokens`` (running total)
+    count a stream that is cut before its last chunk."""
 
     text: str
     stop_reason: str | None
     usage: Usage | None
+    prompt_tokens: int | None = None
+    generated_tokens: int | None = None
 
 
 _LLAMA_3_0, _LLAMA_3_1, _LLAMA_3_2, _LLAMA_3_3 = 1713398400, 1721692800, 1727222400, 1733443200
@@ -208,7 +212,13 @@ def parse_llama_chunk(payload: Any) -> RawChunk:
                       _int_field(metrics, "outputTokenCount"))
     return RawChunk(text=payload.get("generation") or "",
                     stop_reason=None if reason is None else _stop_reason(reason),
-                    usage=usage)
+                    usage=usage, prompt_tokens=_optional_count(payload, "prompt_token_count"),
+                    generated_tokens=_optional_count(payload, "generation_token_count"))
+
+
+def _optional_count(payload: Mapping[str, Any], name: str) -> int | None:
+    value = payload.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.chat import ChatRequest, Completion, Message, StreamedCompletion, ToolCall
+from chalicelib.chat import ChatRequest, Completion, Message, ToolCall
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
 from chalicelib.models import REGISTRY, check_capabilities, get_model
@@ -245,34 +245,6 @@ def render_completion(completion: Completion, completion_id: str, created: int) 
                      "message": message}],
         "usage": _usage(completion),
     }
-
-
-def render_stream(streamed: StreamedCompletion, completion_id: str, created: int,
-                  include_usage: bool) -> str:
-    """The whole ``text/event-stream`` body, ending with ``data: [DONE]``."""
-    completion = streamed.completion
-    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-            "model": completion.model, "system_fingerprint": None}
-    if include_usage:
-        base["usage"] = None
-
-    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                     "finish_reason": finish}]}
-
-    events = [chunk({"role": "assistant", "content": ""}, None)]
-    events += [chunk({"content": piece}, None) for piece in streamed.deltas]
-    for index, call in enumerate(completion.tool_calls):
-        events.append(chunk({"tool_calls": [{"index": index, "id": call.id, "type": "function",
-                                             "function": {"name": call.name, "arguments": ""}}]},
-                            None))
-        events.append(chunk({"tool_calls": [{"index": index,
-                                             "function": {"arguments": call.arguments}}]}, None))
-    events.append(chunk({}, completion.stop_reason))
-    if include_usage:
-        events.append({**base, "choices": [], "usage": _usage(completion)})
-    lines = [f"data: {json.dumps(event, separators=(',', ':'))}\n\n" for event in events]
-    return "".join(lines) + "data: [DONE]\n\n"
 
 
 def render_model(model_id: str) -> dict[str, Any]:

@@ -101,6 +101,9 @@ def run_job(body: str, receive_count: int, runtime: Runtime, run: JobRun | None 
         return
     except ApiError as error:
         run.error_code = error.code
+        if error.spent is not None and error.spent[0] > 0 and claimed.reservation:
+            # Cut at the deadline or broken off: Bedrock billed those tokens.
+            runtime.limiter.charge(claimed.reservation, *error.spent)
         _transient(runtime, claimed, error, receive_count)
     except Exception:
         log.exception("job %s failed unexpectedly", job_id)

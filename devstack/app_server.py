@@ -1,36 +1,116 @@
-"""Serve app.py as ``chalice local`` does, with a listen backlog fit for bursts.
+"""Serve app.py as ``chalice local`` does, with a listen backlog fit for bursts,
+and real streaming.
 
 ``chalice local`` builds a ``LocalDevServer`` on socketserver's default backlog
 of 5, so a burst of concurrent connections is reset (see SPEC.md). This builds
 the same server through Chalice's own factory (stage config and environment
 variables applied, routes validated), with a larger ``request_queue_size``.
+
+``chalice local`` cannot stream, so the streaming routes (``app.STREAM_ROUTES``)
+go through Chalice's own local gateway (routing, the authorizer, the Lambda
+event and context) and then to ``app.serve``, the entry point the deployed
+streaming function runs too, instead of to Chalice's handler. Its answer is
+written with chunked transfer encoding, each piece as soon as it is produced.
+Every other route is Chalice's alone.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from chalice.cli.factory import CLIFactory
 from chalice.deploy.validate import validate_routes
 from chalice.local import (ChaliceRequestHandler, CustomLocalChalice, LocalChalice, LocalDevServer,
-                           ThreadedHTTPServer)
+                           LocalGateway, LocalGatewayException, ThreadedHTTPServer)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class StreamingGateway(LocalGateway):
+    """Chalice's local gateway, handing requests to ``serve`` (app.py)."""
+
+    def __init__(self, app_object: Any, config: Any, serve: Callable[[Any, Any], Any]) -> None:
+        super().__init__(app_object, config)
+        self._app_object = _Serving(app_object, serve)
+
+
+class _Serving:
+    """Stands in for the app where LocalGateway calls it: the request is
+    served by ``serve``; Chalice's other uses of the app reach the app."""
+
+    def __init__(self, app_object: Any, serve: Callable[[Any, Any], Any]) -> None:
+        self._app = app_object
+        self._serve = serve
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        return self._serve(event, context)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)
 
 
 class AnyMethodHandler(ChaliceRequestHandler):
     """Every HTTP method reaches Chalice's routing, which refuses an unknown
     one with a 405 in the app's error envelope; the standard library would
-    answer TRACE or any other method it does not know with a 501 HTML page."""
+    answer TRACE or any other method it does not know with a 501 HTML page.
+    Streaming routes are served by ``app.serve``, written as they come."""
+
+    stream_routes: tuple[str, ...] = ()
+    streaming_gateway: StreamingGateway | None = None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("do_"):
             return self._generic_handle
         raise AttributeError(name)
+
+    def _generic_handle(self) -> None:
+        path = urlsplit(self.path).path
+        if self.streaming_gateway is None or path not in self.stream_routes:
+            super()._generic_handle()
+            return
+        headers, body = self._parse_payload()
+        try:
+            response = self.streaming_gateway.handle_request(
+                method=self.command, path=self.path, headers=headers, body=body)
+        except LocalGatewayException as error:
+            self._send_error_response(error)
+            return
+        if isinstance(response, dict):  # OPTIONS, answered by the gateway
+            self._send_http_response(response["statusCode"], response["headers"], response["body"])
+            return
+        self._send_streamed(response)
+
+    def _send_streamed(self, response: Any) -> None:
+        chunks = response.chunks()
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            for name, values in response.multi_headers.items():
+                for value in values:
+                    self.send_header(name, value)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for piece in chunks:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client hung up
+        finally:
+            chunks.close()  # after a hang-up: the stream drains and settles
+
+    # ChaliceRequestHandler binds these to its own _generic_handle.
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
 
 class BurstReadyServer(ThreadedHTTPServer):
@@ -46,7 +126,11 @@ def build_server(host: str, port: int, stage: str) -> LocalDevServer:
     # What chalice.local.create_local_server does, minus its fixed server class.
     CustomLocalChalice.__bases__ = (LocalChalice, app_obj.__class__)
     app_obj.__class__ = CustomLocalChalice
-    return LocalDevServer(app_obj, config, host, port, handler_cls=AnyMethodHandler,
+    app_module = importlib.import_module("app")
+    handler = type("StreamingHandler", (AnyMethodHandler,), {
+        "stream_routes": tuple(app_module.STREAM_ROUTES),
+        "streaming_gateway": StreamingGateway(app_obj, config, app_module.serve)})
+    return LocalDevServer(app_obj, config, host, port, handler_cls=handler,
                           server_cls=BurstReadyServer)
 
 

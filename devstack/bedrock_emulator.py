@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import struct
 import sys
 import time
 import uuid
@@ -40,6 +42,7 @@ from devstack.converse_wire import embed, parse_converse
 from devstack.emulator_state import ControlError, State
 from devstack.generator import count_tokens, generate, scripted
 
+CHUNKS_BEFORE_CONNECTION_FAULT = 2
 OPERATIONS = {
     "invoke": "InvokeModel",
     "invoke-with-response-stream": "InvokeModelWithResponseStream",
@@ -222,7 +225,7 @@ class Handler(BaseHTTPRequestHandler):
             answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg, tool_use)
             if streaming:
                 self._start_stream()
-                answer.stream(self, injected if in_stream else None)
+                answer.stream(_FaultySink(self, cfg), injected if in_stream else None)
                 release()
                 self._end_stream()
             else:
@@ -257,6 +260,30 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if admitted:
                 state.release()
+
+
+class _FaultySink:
+    """Passes stream messages on; after the first ones, stalls or resets the
+    connection when the configuration asks for it."""
+
+    def __init__(self, handler: Handler, cfg: Any) -> None:
+        self._handler = handler
+        self._cfg = cfg
+        self._sent = 0
+
+    def stream_message(self, message: bytes) -> None:
+        if self._sent == CHUNKS_BEFORE_CONNECTION_FAULT:
+            if self._cfg.reset_in_stream:
+                sock = self._handler.connection
+                # Linger 0: close sends a TCP reset, as a dropped connection does.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+                self._handler.close_connection = True
+                raise ConnectionResetError("reset_in_stream")
+            if self._cfg.stall_in_stream_ms:
+                time.sleep(self._cfg.stall_in_stream_ms / 1000)
+        self._sent += 1
+        self._handler.stream_message(message)
 
 
 class EmulatorServer(ThreadingHTTPServer):

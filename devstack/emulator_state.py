@@ -25,6 +25,10 @@ class Config:
     fail_next: list[str] = field(default_factory=list)
     fail_in_stream: bool = False
     seed: int = 0
+    # Faults of the connection itself, after a stream's first chunks: a
+    # pause of this long (a stall), or the connection reset.
+    stall_in_stream_ms: int = 0
+    reset_in_stream: bool = False
     # Exact texts the next invocations answer, in order. In the snapshot that
     # admit() hands an invocation: only the text that invocation answers.
     respond_next: list[str] = field(default_factory=list)
@@ -33,7 +37,8 @@ class Config:
         return {"latency_ms": self.latency_ms, "tokens_per_second": self.tokens_per_second,
                 "max_concurrency": self.max_concurrency, "fault_rate": dict(self.fault_rate),
                 "fail_next": list(self.fail_next), "fail_in_stream": self.fail_in_stream,
-                "seed": self.seed, "respond_next": list(self.respond_next)}
+                "seed": self.seed, "stall_in_stream_ms": self.stall_in_stream_ms,
+                "reset_in_stream": self.reset_in_stream, "respond_next": list(self.respond_next)}
 
 
 def _number(key: str, value: Any, low: float, integer: bool) -> float:
@@ -59,13 +64,13 @@ def apply_config(config: Config, changes: Any) -> None:
         raise ControlError(f"unknown config keys: {sorted(unknown)}")
     new: dict[str, Any] = {}
     for key, value in changes.items():
-        if key in ("latency_ms", "max_concurrency", "seed"):
+        if key in ("latency_ms", "max_concurrency", "seed", "stall_in_stream_ms"):
             new[key] = int(_number(key, value, 0, integer=True))
         elif key == "tokens_per_second":
             new[key] = float(_number(key, value, 0, integer=False))
-        elif key == "fail_in_stream":
+        elif key in ("fail_in_stream", "reset_in_stream"):
             if not isinstance(value, bool):
-                raise ControlError("fail_in_stream must be true or false")
+                raise ControlError(f"{key} must be true or false")
             new[key] = value
         elif key == "fail_next":
             if not isinstance(value, list):

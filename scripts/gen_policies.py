@@ -14,13 +14,17 @@ are static and one repo deploys to any account; a role can only reach its own
 account's resources without resource policies, and every ARN names its
 resource exactly. One policy per function:
 
-- api (APIHandler): Bedrock InvokeModel and InvokeModelWithResponseStream
-  (the OpenAI route streams; embeddings and Converse use the same actions),
-  usage/jobs/cache tables (plus BatchGetItem on the usage table, for GET
-  /usage), send to the queue;
+- api (APIHandler) and stream (stream_handler, the streaming routes once
+  deployed): Bedrock InvokeModelWithResponseStream (every Llama call reads
+  the stream, so that a call cut at its deadline knows its tokens; so does
+  ConverseStream), plus InvokeModel only when the stage allows a model that
+  needs it (Converse, embeddings),
+  usage/jobs/cache tables (the API function also BatchGetItem on the usage
+  table, for GET /usage), send to the queue;
 - auth (api_key_auth): GetItem on the keys table, nothing else;
-- worker (process_job): Bedrock InvokeModel, usage/jobs/cache tables, and the
-  queue actions of Lambda's SQS event source plus ChangeMessageVisibility.
+- worker (process_job): Bedrock InvokeModelWithResponseStream, usage/jobs/
+  cache tables, and the queue actions of Lambda's SQS event source plus
+  ChangeMessageVisibility.
 """
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ CHALICE_DIR = PROJECT_DIR / ".chalice"
 APP = "llm-endpoint"
 # Where a us. cross-region inference profile may send a request (SPEC.md).
 US_PROFILE_REGIONS = PROFILE_REGIONS["us"]
-ROLES = {"api": "api_handler", "auth": "api_key_auth", "worker": "process_job"}
+ROLES = {"api": "api_handler", "auth": "api_key_auth", "worker": "process_job",
+         "stream": "stream_handler"}
 
 
 def stage_env(config: dict[str, Any], stage: str) -> dict[str, str]:
@@ -71,6 +76,16 @@ def bedrock_resources(model_ids: list[str]) -> list[str]:
     return list(dict.fromkeys(arns))
 
 
+def invoke_actions(model_ids: list[str]) -> list[str]:
+    """Llama chat and ConverseStream need InvokeModelWithResponseStream; a
+    plain Converse call or an embedding needs InvokeModel. Only what the
+    stage's models use is granted."""
+    actions = ["bedrock:InvokeModelWithResponseStream"]
+    if any(REGISTRY[m].api != "invoke" or REGISTRY[m].kind == "embedding" for m in model_ids):
+        actions.append("bedrock:InvokeModel")
+    return actions
+
+
 def table(name: str) -> str:
     return f"arn:aws:dynamodb:*:*:table/{name}"
 
@@ -89,28 +104,32 @@ def logs(stage: str, function: str | None) -> dict[str, Any]:
 def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
     env = stage_env(config, stage)
     models = [m.strip() for m in env["ALLOWED_MODELS"].split(",") if m.strip()]
+    invoke = invoke_actions(models)
     queue = f"arn:aws:sqs:*:*:{env['JOBS_QUEUE']}"
     shared_tables = [
         statement("CountUsage", ["dynamodb:UpdateItem"], [table(env["USAGE_TABLE"])]),
         statement("ResponseCache", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
                   [table(env["CACHE_TABLE"])]),
     ]
-    api = [
-        statement("InvokeModels", ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                  bedrock_resources(models)),
-        *shared_tables,
-        statement("ReadUsage", ["dynamodb:BatchGetItem"], [table(env["USAGE_TABLE"])]),
-        statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                  [table(env["JOBS_TABLE"])]),
-        statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
-        logs(stage, None),
-    ]
+
+    def api_role(function: str | None) -> list[dict[str, Any]]:
+        return [
+            statement("InvokeModels", invoke, bedrock_resources(models)),
+            *shared_tables,
+            # GET /usage is served by the API function only.
+            *([statement("ReadUsage", ["dynamodb:BatchGetItem"], [table(env["USAGE_TABLE"])])]
+              if function is None else []),
+            statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                      [table(env["JOBS_TABLE"])]),
+            statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
+            logs(stage, function),
+        ]
     auth = [
         statement("ReadKeys", ["dynamodb:GetItem"], [table(env["KEYS_TABLE"])]),
         logs(stage, "api_key_auth"),
     ]
     worker = [
-        statement("InvokeModels", ["bedrock:InvokeModel"], bedrock_resources(models)),
+        statement("InvokeModels", invoke, bedrock_resources(models)),
         *shared_tables,
         statement("Jobs", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table(env["JOBS_TABLE"])]),
         statement("ConsumeJobs", ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
@@ -119,7 +138,8 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
         logs(stage, "process_job"),
     ]
     return {role: {"Version": "2012-10-17", "Statement": statements}
-            for role, statements in (("api", api), ("auth", auth), ("worker", worker))}
+            for role, statements in (("api", api_role(None)), ("auth", auth), ("worker", worker),
+                                     ("stream", api_role("stream_handler")))}
 
 
 def rendered(config: dict[str, Any]) -> dict[Path, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import openai
 import pytest
 
+from devstack.bedrock_wire import STREAM_EXCEPTIONS
 from tests.e2e.stack import LocalStack
 from tests.support import EmulatorControl
 
@@ -70,25 +71,33 @@ def test_request_errors(client: openai.OpenAI, kwargs: dict, error: type[Excepti
     assert caught.value.body["code"]  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("fault,error,status", [
-    ("ThrottlingException", openai.RateLimitError, 429),
-    ("ServiceQuotaExceededException", openai.RateLimitError, 429),
-    ("ModelErrorException", openai.InternalServerError, 502),
-    ("ServiceUnavailableException", openai.InternalServerError, 503),
-    ("ModelTimeoutException", openai.InternalServerError, 504),
-    ("ValidationException", openai.BadRequestError, 400),
+@pytest.mark.parametrize("fault,error,status,code", [
+    ("ThrottlingException", openai.RateLimitError, 429, "upstream_throttled"),
+    ("ServiceQuotaExceededException", openai.RateLimitError, 429, "upstream_throttled"),
+    ("ModelErrorException", openai.InternalServerError, 502, "upstream_error"),
+    ("ServiceUnavailableException", openai.InternalServerError, 503, "upstream_unavailable"),
+    ("ModelTimeoutException", openai.InternalServerError, 504, "upstream_timeout"),
+    ("ValidationException", openai.BadRequestError, 400, "upstream_validation_error"),
 ])
 @pytest.mark.parametrize("stream", [False, True])
 def test_bedrock_errors_raise_the_sdk_classes(client: openai.OpenAI, emulator: EmulatorControl,
                                               fault: str, error: type[openai.APIStatusError],
-                                              status: int, stream: bool) -> None:
+                                              status: int, code: str, stream: bool) -> None:
     emulator.configure(fault_rate={fault: 1.0}, fail_in_stream=stream)
-    with pytest.raises(error) as caught:
+    in_stream = stream and fault in STREAM_EXCEPTIONS["InvokeModelWithResponseStream"]
+    with pytest.raises(openai.APIError) as caught:
         result = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=stream)
         if stream:
             list(result)
-    assert caught.value.status_code == status
-    assert caught.value.response.headers["x-request-id"]
+    if in_stream:
+        # After the first byte there is no status to send: the error event,
+        # which the SDK raises as APIError with the envelope as its body.
+        assert not isinstance(caught.value, openai.APIStatusError)
+    else:
+        assert isinstance(caught.value, error)
+        assert caught.value.status_code == status  # type: ignore[attr-defined]
+        assert caught.value.response.headers["x-request-id"]  # type: ignore[attr-defined]
+    assert caught.value.body["code"] == code  # type: ignore[index]
 
 
 def test_sdk_retries_ride_out_a_burst_of_throttles(stack: LocalStack,

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
     own = {env[name] for name in ("KEYS_TABLE", "USAGE_TABLE", "JOBS_TABLE", "CACHE_TABLE",
                                   "JOBS_QUEUE")}
     actions_by_role: dict[str, set[str]] = {}
-    for role in ("ApiHandlerRole", "ApiKeyAuthRole", "ProcessJobRole"):
+    for role in ("ApiHandlerRole", "ApiKeyAuthRole", "ProcessJobRole", "StreamHandlerRole"):
         actions_by_role[role] = set()
         for statement in statements(resources, role):
             assert statement["Effect"] == "Allow"
@@ -84,12 +85,21 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
                     raise AssertionError(f"unexpected service {service}")
     assert actions_by_role["ApiKeyAuthRole"] == {"dynamodb:GetItem", "logs:CreateLogGroup",
                                                  "logs:CreateLogStream", "logs:PutLogEvents"}
-    assert "bedrock:InvokeModelWithResponseStream" in actions_by_role["ApiHandlerRole"]
-    assert "bedrock:InvokeModelWithResponseStream" not in actions_by_role["ProcessJobRole"]
+    # Llama calls and ConverseStream read Bedrock's stream (completion.py);
+    # InvokeModel only where the stage serves Converse or embedding models.
+    expected = {"bedrock:InvokeModelWithResponseStream"}
+    if any(REGISTRY[m].api == "converse" or REGISTRY[m].kind == "embedding" for m in models):
+        expected.add("bedrock:InvokeModel")
+    for role in ("ApiHandlerRole", "ProcessJobRole", "StreamHandlerRole"):
+        assert {a for a in actions_by_role[role] if a.startswith("bedrock:")} == expected
+    # The stream function's role is the API's, less GET /usage's read (the API function serves it).
+    assert actions_by_role["StreamHandlerRole"] == actions_by_role["ApiHandlerRole"] - {
+        "dynamodb:BatchGetItem"}
     assert "sqs:ReceiveMessage" in actions_by_role["ProcessJobRole"]
     assert "sqs:ReceiveMessage" not in actions_by_role["ApiHandlerRole"]
     assert "dynamodb:BatchGetItem" in actions_by_role["ApiHandlerRole"]  # GET /usage
     assert "dynamodb:BatchGetItem" not in actions_by_role["ProcessJobRole"]
+    assert "dynamodb:BatchGetItem" not in actions_by_role["StreamHandlerRole"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -171,6 +181,8 @@ def test_memory_timeouts_and_worker_source(packaged: dict[str, Path], stage: str
     # The API handler outlives the Bedrock client's worst case (~24 s) and
     # API Gateway's 29 s; the worker outlives the jobs read timeout.
     assert (api["Timeout"], auth["Timeout"], worker["Timeout"]) == (30, 5, 300)
+    stream = resources["StreamHandler"]["Properties"]
+    assert (stream["MemorySize"], stream["Timeout"]) == (256, 30)
     source = worker["Events"]["ProcessJobSqsEventSource"]["Properties"]
     env = stage_env(CONFIG, stage)
     assert source["Queue"]["Fn::Sub"].endswith(f":{env['JOBS_QUEUE']}")
@@ -251,3 +263,76 @@ def test_workflows_pin_actions_and_use_oidc() -> None:
     assert "s3 sync" in steps and "/health" in steps
     ci = yaml.safe_load((PROJECT_DIR / ".github/workflows/ci.yml").read_text())
     assert ci["jobs"]["deploy"]["needs"] == "test"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_stream_function_runs_the_streaming_runtime_loop(packaged: dict[str, Path],
+                                                             stage: str) -> None:
+    """Its exec wrapper is in the package, executable, and starts the
+    Runtime API loop on app.serve with the runtime's interpreter."""
+    stream = template(packaged, stage)["Resources"]["StreamHandler"]["Properties"]
+    wrapper = stream["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"]
+    assert wrapper.startswith("/var/task/")
+    with zipfile.ZipFile(packaged[stage].parent / "deployment.zip") as package:
+        info = package.getinfo(wrapper.removeprefix("/var/task/"))
+        script = package.read(info).decode()
+        assert info.external_attr >> 16 & 0o111 == 0o111
+        assert "chalicelib/streaming/lambda_runtime.py" in package.namelist()
+    assert script.startswith("#!/bin/sh\n")
+    assert 'exec "$PYTHON" -m chalicelib.streaming.lambda_runtime app.serve' in script
+
+
+def test_the_deploy_streams_the_routes_after_chalice_deploy() -> None:
+    steps = yaml.safe_load((PROJECT_DIR / ".github/workflows/deploy.yml").read_text())[
+        "jobs"]["deploy"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    deploy = next(i for i, run in enumerate(runs) if run.startswith("chalice deploy"))
+    wire = next(i for i, run in enumerate(runs) if "scripts/stream_routes.py" in run)
+    assert wire > deploy
+
+
+def test_stream_routes_puts_streaming_integrations() -> None:
+    """What the deploy step sends, checked against botocore's own API models
+    (the Stubber refuses parameters the service does not define)."""
+    import botocore.session
+    from botocore.stub import Stubber
+
+    from app import STREAM_ROUTES
+    from scripts.stream_routes import deployed, wire
+
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:llm-endpoint-prod-stream_handler"
+    record = {"resources": [
+        {"name": "api_handler", "resource_type": "lambda_function", "lambda_arn": "x"},
+        {"name": "stream_handler", "resource_type": "lambda_function", "lambda_arn": arn},
+        {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123"}]}
+    assert deployed(record) == ("abc123", arn)
+    session = botocore.session.get_session()
+    apigateway = session.create_client("apigateway", region_name="us-east-1",
+                                       aws_access_key_id="x", aws_secret_access_key="x")
+    lambda_client = session.create_client("lambda", region_name="us-east-1",
+                                          aws_access_key_id="x", aws_secret_access_key="x")
+    uri = ("arn:aws:apigateway:us-east-1:lambda:path/2021-11-15/functions/"
+           f"{arn}/response-streaming-invocations")
+    with Stubber(apigateway) as api_stub, Stubber(lambda_client) as lambda_stub:
+        api_stub.add_response("get_resources", {"items": [
+            {"id": "r1", "path": "/chat"}, {"id": "r2", "path": "/v1/chat/completions"},
+            {"id": "r3", "path": "/health"}]}, {"restApiId": "abc123"})
+        for resource, path in (("r1", "/chat"), ("r2", "/v1/chat/completions")):
+            api_stub.add_response("put_integration", {}, {
+                "restApiId": "abc123", "resourceId": resource, "httpMethod": "POST",
+                "type": "AWS_PROXY", "integrationHttpMethod": "POST", "uri": uri,
+                "responseTransferMode": "STREAM", "timeoutInMillis": 29000})
+            if path == "/chat":
+                lambda_stub.add_response("add_permission", {}, {
+                    "FunctionName": arn, "StatementId": "stream-chat",
+                    "Action": "lambda:InvokeFunction", "Principal": "apigateway.amazonaws.com",
+                    "SourceArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/*/POST/chat"})
+            else:  # already granted by an earlier deploy
+                lambda_stub.add_client_error("add_permission", "ResourceConflictException")
+        api_stub.add_response("create_deployment", {}, {
+            "restApiId": "abc123", "stageName": "prod",
+            "description": "stream routes from stream_handler"})
+        assert wire(apigateway, lambda_client, "abc123", "prod", arn, STREAM_ROUTES) == [
+            "POST /chat", "POST /v1/chat/completions"]
+        api_stub.assert_no_pending_responses()
+        lambda_stub.assert_no_pending_responses()

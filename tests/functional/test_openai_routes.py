@@ -28,7 +28,7 @@ def test_completion_reaches_bedrock_like_chat(api: Api, emulator: EmulatorContro
         "messages": BASE["messages"], "temperature": 0.5, "max_tokens": 50})).body)
     first, second = emulator.requests()
     assert first == second  # one path to Bedrock, whichever API
-    assert first["operation"] == "InvokeModel" and first["body"]["temperature"] == 0.5
+    assert first["operation"] == "InvokeModelWithResponseStream" and first["body"]["temperature"] == 0.5
     assert completion["choices"][0]["message"]["content"] == native["text"]
     assert completion["usage"]["prompt_tokens"] == native["usage"]["input_tokens"]
     assert completion["id"] == f"chatcmpl-{response.headers['x-request-id']}"
@@ -43,7 +43,7 @@ def test_stream_joins_to_the_plain_answer(api: Api, emulator: EmulatorControl) -
     text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
     assert text == plain["choices"][0]["message"]["content"]
     assert events[-1]["usage"] == plain["usage"]
-    assert [r["operation"] for r in emulator.requests()] == ["InvokeModel",
+    assert [r["operation"] for r in emulator.requests()] == ["InvokeModelWithResponseStream",
                                                              "InvokeModelWithResponseStream"]
 
 

@@ -232,3 +232,22 @@ def test_jobs_take_tools_and_response_format(make_api: ApiFactory, sqs: Any,
     drain(sqs, job_queues["jobs"])
     body = json.loads(status(api, failed["job_id"]).body)
     assert body["status"] == "failed" and body["error"]["code"] == "invalid_model_output"
+
+
+def test_auto_tools_stream_text_as_it_comes(api: Api, emulator: EmulatorControl) -> None:
+    """With tool_choice auto the answer is not held whole: prose streams in
+    Bedrock's pieces, and a call on its own line still becomes deltas."""
+    script(emulator, "It is sunny in Paris today, so enjoy a long walk by the river.",
+           "Let me check that for you.\n" + CALL)
+    prose = sse_events(post(api, {"messages": ASK, "tools": [WEATHER], "stream": True}).body)
+    pieces = [c["delta"]["content"] for e in prose for c in e["choices"]
+              if c["delta"].get("content")]
+    assert len(pieces) > 3 and "".join(pieces).startswith("It is sunny in Paris")
+    mixed = sse_events(post(api, {"messages": ASK, "tools": [WEATHER], "stream": True}).body)
+    text = "".join(c["delta"].get("content") or "" for e in mixed for c in e["choices"])
+    calls = [c["delta"]["tool_calls"][0] for e in mixed for c in e["choices"]
+             if c["delta"].get("tool_calls")]
+    assert text.strip() == "Let me check that for you."
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert [c["finish_reason"] for e in mixed for c in e["choices"] if c["finish_reason"]] == \
+        ["tool_calls"]

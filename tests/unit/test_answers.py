@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -96,10 +97,12 @@ class FakeGateway:
         self.generations = list(generations)
         self.prompts: list[str] = []
 
-    def invoke(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    def invoke_stream(self, model_id: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every call reads Bedrock's stream (completion.py): one chunk, the last."""
         self.prompts.append(body["prompt"])
-        return {"generation": self.generations.pop(0), "prompt_token_count": 10,
-                "generation_token_count": 5, "stop_reason": "stop"}
+        yield {"generation": self.generations.pop(0), "prompt_token_count": 10,
+               "generation_token_count": 5, "stop_reason": "stop",
+               "amazon-bedrock-invocationMetrics": {"inputTokenCount": 10, "outputTokenCount": 5}}
 
 
 def test_one_repair_then_the_answer() -> None:

@@ -68,11 +68,11 @@ def test_malformed_bodies_are_upstream_errors(payload: object) -> None:
 
 @pytest.mark.parametrize("payload,expected", [
     ({"generation": "Hi", "prompt_token_count": 5, "generation_token_count": 1,
-      "stop_reason": None}, RawChunk("Hi", None, None)),
+      "stop_reason": None}, RawChunk("Hi", None, None, 5, 1)),
     ({"generation": " there", "generation_token_count": 2, "stop_reason": "stop",
       "amazon-bedrock-invocationMetrics": {"inputTokenCount": 5, "outputTokenCount": 2,
                                            "invocationLatency": 9, "firstByteLatency": 1}},
-     RawChunk(" there", "stop", Usage(5, 2))),
+     RawChunk(" there", "stop", Usage(5, 2), None, 2)),
     ({"generation": None, "stop_reason": "length"}, RawChunk("", "length", None)),
 ])
 def test_parse_chunk(payload: dict, expected: RawChunk) -> None:

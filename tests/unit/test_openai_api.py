@@ -5,13 +5,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib.chat import Completion, Message, StreamedCompletion, Usage
+from chalicelib.chat import Completion, Message, Usage
 from chalicelib.config import Settings
 from chalicelib.errors import (ApiError, InvalidRequestError, ModelNotFoundError,
                                UnsupportedParameterError)
 from chalicelib.openai_api import (StreamOptions, parse_openai_request, render_completion,
-                                   render_models, render_stream)
-from tests.openapi_check import sse_events
+                                   render_models)
 
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
 SETTINGS = Settings()
@@ -139,22 +138,6 @@ def test_render_completion() -> None:
         "choices": [{"index": 0, "logprobs": None, "finish_reason": "length",
                      "message": {"role": "assistant", "content": "Hello there", "refusal": None}}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8, "cost_usd": None}}
-
-
-@pytest.mark.parametrize("include_usage", [False, True])
-def test_render_stream(include_usage: bool) -> None:
-    streamed = StreamedCompletion(deltas=("Hello", " there"), completion=COMPLETION)
-    events = sse_events(render_stream(streamed, "chatcmpl-1", 1, include_usage).encode())
-    deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
-    assert deltas == [{"role": "assistant", "content": ""}, {"content": "Hello"},
-                      {"content": " there"}, {}]
-    assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]] == [
-        None, None, None, "length"]
-    if include_usage:
-        assert all(e["usage"] is None for e in events[:-1])
-        assert events[-1]["choices"] == [] and events[-1]["usage"]["total_tokens"] == 8
-    else:
-        assert all("usage" not in e for e in events)
 
 
 def test_render_models() -> None:
