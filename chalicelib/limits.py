@@ -51,6 +51,12 @@ class Reservation:
     status: tuple[LimitStatus, ...]
 
 
+def day_pk(key_id: str, day: int) -> str:
+    """The usage item of a key's UTC day (days since the epoch): requests,
+    tokens and cost, kept a week (usage.py reads them back)."""
+    return f"{key_id}#d#{day}"
+
+
 def reservation_size(request: ChatRequest) -> int:
     """The worst case: a generous prompt estimate (tool definitions and schemas
     included) plus every token asked for, twice when the answer may need a
@@ -101,7 +107,7 @@ class Limiter:
         minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
         day_reset = max(1, math.ceil((day + 1) * DAY - now))
         key = caller.key_id
-        reservation = Reservation(key, f"{key}#m#{minute}", f"{key}#d#{day}", tokens, (), ())
+        reservation = Reservation(key, f"{key}#m#{minute}", day_pk(key, day), tokens, (), ())
         limits = caller.limits
         if limits.unlimited:
             return reservation
