@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11+ and make:
 #   make run   - the local stack (Bedrock emulator + the app) in the foreground
-#   make test  - flake8 and the whole pytest suite
+#   make test  - flake8 and the whole pytest suite (installs Debian's chromium
+#                for the browser tests when it is missing)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ JS_DIR := tests/e2e/js
 JS_STAMP := $(JS_DIR)/node_modules/.deps-stamp
 STAGES := dev prod
 
-.PHONY: run test lint venv bench clean check-templates
+.PHONY: run test lint venv bench clean check-templates browser
 
 # The virtualenv is (re)built only when a requirements file changed.
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
@@ -46,13 +47,24 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 
 venv: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP)
 
+# The browser tests drive Debian's Chromium through Playwright, which never
+# downloads a browser of its own here: the system package is installed once,
+# when missing (as root, as CI runs; sudo otherwise).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "make: installing Debian's chromium for the browser tests"; \
+		sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
+
 run: $(STAMP)
 	@exec $(PY) -m devstack.run
 
 lint: $(STAMP)
 	$(PY) -m flake8
 
-test: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP)
+test: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) browser
 	$(PY) -m flake8
 	$(PY) -m pytest
 

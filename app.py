@@ -3,7 +3,8 @@
 This is the only module that knows HTTP status codes: domain errors from
 ``chalicelib.errors`` become statuses here, in the OpenAI error envelope
 ``{"error": {"message", "type", "code", "param"}}``. Every answer carries an
-``x-request-id`` header. Every route but ``/health`` sits behind the built-in
+``x-request-id`` header. Every route but ``/health`` and the playground page
+(``/`` and ``/static/{name}``, which carry no data) sits behind the built-in
 authorizer ``api_key_auth``. Nothing here calls AWS at import: clients are
 built on first use by the Runtime (tests swap it with ``set_runtime``).
 """
@@ -33,6 +34,8 @@ from chalicelib.jobs_api import (answer_or_defer, base_url, find, render_job, st
 from chalicelib.limits import reservation_size
 from chalicelib.cache import cacheable
 from chalicelib.completion import billable
+from chalicelib.playground import asset, slash_redirect
+from chalicelib.usage import render_usage
 from chalicelib import embeddings
 from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
                                    render_models)
@@ -234,6 +237,33 @@ def json_response(body: Any, headers: dict[str, str] | None = None) -> Response:
 @app.route("/health", methods=["GET"])
 def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@app.route("/", methods=["GET"])
+@api_view
+def playground() -> Response:
+    """The playground page; it needs no key (the user pastes one into it)."""
+    location = slash_redirect(str(app.current_request.context.get("path", "/")))
+    if location is not None:
+        return Response(body="", status_code=301, headers={"Location": location})
+    body, headers = asset("index.html")
+    return Response(body=body, status_code=200, headers=headers)
+
+
+@app.route("/static/{name}", methods=["GET"])
+@api_view
+def static_asset(name: str) -> Response:
+    body, headers = asset(name)
+    return Response(body=body, status_code=200, headers=headers)
+
+
+@app.route("/usage", methods=["GET"], authorizer=api_key_auth)
+@api_view
+def usage() -> Response:
+    """The caller's own key: its limits, today and the last 7 UTC days."""
+    caller = current_caller()
+    return json_response(render_usage(caller, get_runtime().usage.last_week(caller.key_id)),
+                         {"Cache-Control": "no-store"})
 
 
 def prefers_async() -> bool:

@@ -55,6 +55,12 @@ class Reservation:
     stale: tuple[str, ...] = ()  # counters of past minutes, dropped when settling
 
 
+def day_pk(key_id: str, day: int) -> str:
+    """The usage item of a key's UTC day (days since the epoch): requests,
+    tokens and cost, kept a week (usage.py reads them back)."""
+    return f"{key_id}#d#{day}"
+
+
 def reservation_size(request: ChatRequest) -> int:
     """The worst case: a generous prompt estimate (tool definitions and schemas
     included) plus every token asked for, twice when the answer may need a
@@ -98,10 +104,10 @@ class Limiter:
         now = self._clock()
         minute, day = int(now // MINUTE), int(now // DAY)
         key = caller.key_id
-        day_pk = f"{key}#d#{day}"
+        pk = day_pk(key, day)
         limits = caller.limits
         if limits.unlimited:
-            return Reservation(key, day_pk, minute, tokens, False, ())
+            return Reservation(key, pk, minute, tokens, False, ())
         for name, limit in (("tokens_per_minute", limits.tokens_per_minute),
                             ("tokens_per_day", limits.tokens_per_day)):
             if limit is not None and tokens > limit:
@@ -125,7 +131,7 @@ class Limiter:
             values[":tpd_room"] = _n(tpd - tokens)
         try:
             new = self._client.update_item(
-                TableName=self._table, Key={"pk": {"S": day_pk}},
+                TableName=self._table, Key={"pk": {"S": pk}},
                 UpdateExpression="ADD requests :one, tokens :t, #mr :one, #mt :t "
                                  "SET expires_at = :e",
                 ConditionExpression=" AND ".join(clauses),
@@ -150,7 +156,7 @@ class Limiter:
         if tpd is not None:
             status.append(LimitStatus("tokens-day", tpd, max(0, tpd - _count(new, "tokens")),
                                       day_reset))
-        return Reservation(key, day_pk, minute, tokens, True, tuple(status), _stale(new, minute))
+        return Reservation(key, pk, minute, tokens, True, tuple(status), _stale(new, minute))
 
     def _tripped(self, old: dict[str, Any] | None, caller: Caller, tokens: int,
                  now: float) -> RateLimitExceededError:

@@ -50,7 +50,7 @@ def _message(item: Any, index: int) -> Message:
     where = f"messages[{index}]"
     if not isinstance(item, dict):
         raise InvalidRequestError(f"'{where}' must be an object.", param=where)
-    reject_unknown(item, ("role", "content", "tool_calls", "tool_call_id", "name"))
+    reject_unknown(item, ("role", "content", "tool_calls", "tool_call_id", "name"), where)
     role = item.get("role")
     if role not in ROLES:
         raise InvalidRequestError(f"'{where}.role' must be one of {', '.join(ROLES)}.",

@@ -105,7 +105,7 @@ def _content(value: Any, where: str, may_be_empty: bool = False) -> str:
             if kind not in ("text", "refusal"):
                 raise _unsupported(part_where, f"content parts of type '{kind[:40]}' "
                                    "(only text is supported)")
-            reject_unknown(part, ("type", kind))
+            reject_unknown(part, ("type", kind), part_where)
             texts.append(_text(part.get(kind), f"{part_where}.{kind}", may_be_empty))
         return "\n".join(texts)
     raise InvalidRequestError(f"'{where}.content' must be a string or a list of text parts.",
@@ -116,7 +116,7 @@ def _message(item: Any, index: int) -> Message:
     where = f"messages[{index}]"
     if not isinstance(item, dict):
         raise InvalidRequestError(f"'{where}' must be an object.", param=where)
-    reject_unknown(item, MESSAGE_FIELDS)
+    reject_unknown(item, MESSAGE_FIELDS, where)
     role = item.get("role")
     if role == "function":
         raise _unsupported(f"{where}.role", "function messages are the legacy form of tool "
@@ -178,7 +178,7 @@ def _stream_options(payload: Mapping[str, Any]) -> StreamOptions:
                                   param="stream_options")
     if not isinstance(options, dict):
         raise InvalidRequestError("'stream_options' must be an object.", param="stream_options")
-    reject_unknown(options, ("include_usage", "include_obfuscation"))
+    reject_unknown(options, ("include_usage", "include_obfuscation"), "stream_options")
     include = options.get("include_usage", False)
     if not isinstance(include, bool):
         raise InvalidRequestError("'stream_options.include_usage' must be true or false.",

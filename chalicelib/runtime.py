@@ -24,6 +24,7 @@ from chalicelib.jobs import JobStore
 from chalicelib.keys import KeyStore
 from chalicelib.limits import Limiter
 from chalicelib.queue import JobQueue
+from chalicelib.usage import UsageReader
 
 if TYPE_CHECKING:
     from chalicelib.telemetry import Telemetry
@@ -118,6 +119,11 @@ class Runtime:
     @property
     def keys(self) -> KeyStore:
         return self._once("keys", lambda: KeyStore(self.dynamodb, self.settings.keys_table))
+
+    @property
+    def usage(self) -> UsageReader:
+        return self._once("usage", lambda: UsageReader(self.dynamodb, self.settings.usage_table,
+                                                       self.clock))
 
     @property
     def limiter(self) -> Limiter:

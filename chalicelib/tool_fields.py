@@ -82,7 +82,7 @@ def _parameters(value: Any, where: str) -> str:
 def _function(item: Any, where: str) -> Tool:
     if not isinstance(item, dict):
         raise _invalid(f"'{where}' must be an object.", where)
-    reject_unknown(item, ("name", "description", "parameters", "strict"))
+    reject_unknown(item, ("name", "description", "parameters", "strict"), where)
     description = _string(item.get("description"), f"{where}.description", required=False)
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise _invalid(f"'{where}.description' is over {MAX_DESCRIPTION_CHARS} characters.",
@@ -111,7 +111,7 @@ def tools_field(value: Any, *, openai: bool, where: str = "tools") -> tuple[Tool
                 raise UnsupportedParameterError(
                     f"'{at}.type' '{kind}' is not supported: only function tools are.",
                     param=f"{at}.type")
-            reject_unknown(item, ("type", "function"))
+            reject_unknown(item, ("type", "function"), at)
             tool = _function(item.get("function"), f"{at}.function")
         else:
             tool = _function(item, at)
@@ -132,14 +132,14 @@ def tool_choice_field(value: Any, tools: tuple[Tool, ...], *, openai: bool,
         return ToolChoice(value)
     if isinstance(value, dict):
         if openai:
-            reject_unknown(value, ("type", "function"))
+            reject_unknown(value, ("type", "function"), where)
             if value.get("type") != "function" or not isinstance(value.get("function"), dict):
                 raise _invalid(f"'{where}' must be auto, none, required or "
                                '{"type": "function", "function": {"name": ...}}.', where)
             inner, at = value["function"], f"{where}.function"
         else:
             inner, at = value, where
-        reject_unknown(inner, ("name",))
+        reject_unknown(inner, ("name",), at)
         name = _name(inner.get("name"), f"{at}.name")
         if all(tool.name != name for tool in tools):
             raise _invalid(f"'{at}.name' names '{name}', which is not among the tools.",
@@ -153,8 +153,8 @@ def _allowed_name(item: Any, tools: tuple[Tool, ...], where: str) -> str:
             or not isinstance(item.get("function"), dict)):
         raise _invalid(f"'{where}' must be {{\"type\": \"function\", \"function\": "
                        "{\"name\": ...}}.", where)
-    reject_unknown(item, ("type", "function"))
-    reject_unknown(item["function"], ("name",))
+    reject_unknown(item, ("type", "function"), where)
+    reject_unknown(item["function"], ("name",), f"{where}.function")
     name = _name(item["function"].get("name"), f"{where}.function.name")
     if all(tool.name != name for tool in tools):
         raise _invalid(f"'{where}.function.name' names '{name}', which is not among the tools.",
@@ -173,12 +173,12 @@ def openai_tool_choice(value: Any, tools: tuple[Tool, ...],
     required."""
     if not (isinstance(value, dict) and value.get("type") == "allowed_tools"):
         return tools, tool_choice_field(value, tools, openai=True, where=where)
-    reject_unknown(value, ("type", "allowed_tools"))
+    reject_unknown(value, ("type", "allowed_tools"), where)
     at = f"{where}.allowed_tools"
     allowed = value.get("allowed_tools")
     if not isinstance(allowed, dict):
         raise _invalid(f"'{at}' must be an object with 'mode' and 'tools'.", at)
-    reject_unknown(allowed, ("mode", "tools"))
+    reject_unknown(allowed, ("mode", "tools"), at)
     mode = allowed.get("mode")
     if mode not in ("auto", "required"):
         raise _invalid(f"'{at}.mode' must be auto or required.", f"{at}.mode")
@@ -209,15 +209,15 @@ def tool_calls_field(value: Any, *, openai: bool, where: str) -> tuple[ToolCall,
         if not isinstance(item, dict):
             raise _invalid(f"'{at}' must be an object.", at)
         if openai:
-            reject_unknown(item, ("id", "type", "function"))
+            reject_unknown(item, ("id", "type", "function"), at)
             if item.get("type", "function") != "function" or not isinstance(
                     item.get("function"), dict):
                 raise _invalid(f"'{at}' must be {{\"id\", \"type\": \"function\", "
                                "\"function\": {\"name\", \"arguments\"}}.", at)
             function, fat = item["function"], f"{at}.function"
-            reject_unknown(function, ("name", "arguments"))
+            reject_unknown(function, ("name", "arguments"), fat)
         else:
-            reject_unknown(item, ("id", "name", "arguments"))
+            reject_unknown(item, ("id", "name", "arguments"), at)
             function, fat = item, at
         calls.append(ToolCall(id=_string(item.get("id"), f"{at}.id"),
                               name=_string(function.get("name"), f"{fat}.name"),
@@ -234,21 +234,21 @@ def response_format_field(value: Any, *, openai: bool,
         raise _invalid(f"'{where}' must be an object.", where)
     kind = value.get("type")
     if kind in ("text", "json_object"):
-        reject_unknown(value, ("type",))
+        reject_unknown(value, ("type",), where)
         return ResponseFormat(kind)
     if kind != "json_schema":
         raise _invalid(f"'{where}.type' must be text, json_object or json_schema.",
                        f"{where}.type")
     if openai:
-        reject_unknown(value, ("type", "json_schema"))
+        reject_unknown(value, ("type", "json_schema"), where)
         spec, at = value.get("json_schema"), f"{where}.json_schema"
         if not isinstance(spec, dict):
             raise _invalid(f"'{at}' must be an object with 'name' and 'schema'.", at)
-        reject_unknown(spec, ("name", "description", "schema", "strict"))
+        reject_unknown(spec, ("name", "description", "schema", "strict"), at)
         name = _name(spec.get("name"), f"{at}.name")
     else:
         spec, at = value, where
-        reject_unknown(spec, ("type", "name", "description", "schema", "strict"))
+        reject_unknown(spec, ("type", "name", "description", "schema", "strict"), where)
         name = _name(spec["name"], f"{at}.name") if spec.get("name") is not None else None
     schema = spec.get("schema")
     if schema is None:

@@ -44,10 +44,14 @@ def decode_json_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     return payload
 
 
-def reject_unknown(payload: Mapping[str, Any], allowed: Iterable[str]) -> None:
+def reject_unknown(payload: Mapping[str, Any], allowed: Iterable[str],
+                   where: str | None = None) -> None:
+    """A 400 naming the first field not in ``allowed``, with its path when
+    the object is nested (``messages[1].annotations``)."""
     unknown = sorted(set(payload) - set(allowed))
     if unknown:
-        raise InvalidRequestError(f"Unknown field: '{unknown[0]}'.", param=unknown[0])
+        name = f"{where}.{unknown[0][:100]}" if where else unknown[0][:100]
+        raise InvalidRequestError(f"Unknown field: '{name}'.", param=name)
 
 
 def _encodable(value: str, name: str) -> str:

@@ -171,6 +171,7 @@ def banner(app_port: int, emulator_port: int, aws_port: int, key: str) -> str:
         "",
         "Local stack is up (Bedrock is the local emulator; no AWS account is used):",
         f"  API               {base}  (Chalice local server, stage {STAGE})",
+        f"  Playground        {base}/  (open it in a browser and paste the key below)",
         f"  Bedrock emulator  http://{HOST}:{emulator_port}  (control API: /_emulator/stats)",
         f"  AWS emulator      http://{HOST}:{aws_port}  (moto: DynamoDB, SQS)",
         "  Jobs worker       SQS poller running the app's process_job handler",

@@ -19,7 +19,8 @@ resource exactly. One policy per function:
   the stream, so that a call cut at its deadline knows its tokens; so does
   ConverseStream), plus InvokeModel only when the stage allows a model that
   needs it (Converse, embeddings),
-  usage/jobs/cache tables, send to the queue;
+  usage/jobs/cache tables (the API function also BatchGetItem on the usage
+  table, for GET /usage), send to the queue;
 - auth (api_key_auth): GetItem on the keys table, nothing else;
 - worker (process_job): Bedrock InvokeModelWithResponseStream, usage/jobs/
   cache tables, and the queue actions of Lambda's SQS event source plus
@@ -115,6 +116,9 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
         return [
             statement("InvokeModels", invoke, bedrock_resources(models)),
             *shared_tables,
+            # GET /usage is served by the API function only.
+            *([statement("ReadUsage", ["dynamodb:BatchGetItem"], [table(env["USAGE_TABLE"])])]
+              if function is None else []),
             statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                       [table(env["JOBS_TABLE"])]),
             statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),

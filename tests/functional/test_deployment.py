@@ -23,7 +23,8 @@ VENV_BIN = Path(sys.executable).parent
 CHECKOV = PROJECT_DIR / ".venv-checkov" / "bin" / "checkov"
 CONFIG = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
 STAGES = sorted(CONFIG["stages"])
-PUBLIC_ROUTES = {"/health"}
+# The playground page and its files carry no data; the page asks for a key.
+PUBLIC_ROUTES = {"/health", "/", "/static/{name}"}
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +92,14 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
         expected.add("bedrock:InvokeModel")
     for role in ("ApiHandlerRole", "ProcessJobRole", "StreamHandlerRole"):
         assert {a for a in actions_by_role[role] if a.startswith("bedrock:")} == expected
-    assert actions_by_role["StreamHandlerRole"] == actions_by_role["ApiHandlerRole"]
+    # The stream function's role is the API's, less GET /usage's read (the API function serves it).
+    assert actions_by_role["StreamHandlerRole"] == actions_by_role["ApiHandlerRole"] - {
+        "dynamodb:BatchGetItem"}
     assert "sqs:ReceiveMessage" in actions_by_role["ProcessJobRole"]
     assert "sqs:ReceiveMessage" not in actions_by_role["ApiHandlerRole"]
+    assert "dynamodb:BatchGetItem" in actions_by_role["ApiHandlerRole"]  # GET /usage
+    assert "dynamodb:BatchGetItem" not in actions_by_role["ProcessJobRole"]
+    assert "dynamodb:BatchGetItem" not in actions_by_role["StreamHandlerRole"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -148,13 +154,22 @@ def test_every_route_but_health_carries_the_authorizer(packaged: dict[str, Path]
                                                        stage: str) -> None:
     paths = template(packaged, stage)["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     assert {"/chat", "/chat/jobs", "/chat/jobs/{job_id}", "/v1/chat/completions", "/v1/models",
-            "/v1/models/{model_id}", "/health"} <= set(paths)
+            "/v1/models/{model_id}", "/health", "/usage", "/", "/static/{name}"} <= set(paths)
     for path, methods in paths.items():
         for method, spec in methods.items():
             if method == "options":
                 continue
             secured = spec.get("security") == [{"api_key_auth": []}]
             assert secured == (path not in PUBLIC_ROUTES), f"{method.upper()} {path}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_package_carries_the_playground_files(packaged: dict[str, Path], stage: str) -> None:
+    import zipfile
+    from chalicelib.playground import ASSETS
+    with zipfile.ZipFile(packaged[stage].parent / "deployment.zip") as archive:
+        names = set(archive.namelist())
+    assert {f"chalicelib/static/{name}" for name in ASSETS} <= names
 
 
 @pytest.mark.parametrize("stage", STAGES)

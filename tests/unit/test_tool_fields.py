@@ -102,7 +102,7 @@ def test_response_formats() -> None:
         "name": "f", "parameters": {"type": "object", "$ref": "https://x/s.json"}}}]},
      "tools[0].function.parameters.$ref"),
     ({"tools": [fn(strict="yes")]}, "tools[0].function.strict"),
-    ({"tools": [fn(extra=1)]}, "extra"),
+    ({"tools": [fn(extra=1)]}, "tools[0].function.extra"),
     ({"tools": "f"}, "tools"),
     ({"tool_choice": "required"}, "tool_choice"),
     ({"tools": [fn()], "tool_choice": "sometimes"}, "tool_choice"),
@@ -171,7 +171,7 @@ def test_the_native_shape() -> None:
 
 
 @pytest.mark.parametrize("body,param", [
-    ({"prompt": "x", "tools": [{"name": "f", "type": "function"}]}, "type"),
+    ({"prompt": "x", "tools": [{"name": "f", "type": "function"}]}, "tools[0].type"),
     ({"prompt": "x", "tools": [{"name": "f"}], "tool_choice": {"name": "g"}}, "tool_choice.name"),
     ({"prompt": "x", "response_format": {"type": "json_schema"}}, "response_format.schema"),
     ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "",

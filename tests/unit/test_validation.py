@@ -65,7 +65,8 @@ INVALID = [
     ({"messages": [{"role": "user"}]}, InvalidRequestError, "messages[0].content"),
     ({"messages": [{"role": "robot", "content": "x"}]}, InvalidRequestError, "messages[0].role"),
     ({"messages": [{"role": "ipython", "content": "x"}]}, InvalidRequestError, "messages[0].role"),
-    ({"messages": [{"role": "user", "content": "x", "nick": "n"}]}, InvalidRequestError, "nick"),
+    ({"messages": [{"role": "user", "content": "x", "nick": "n"}]}, InvalidRequestError,
+     "messages[0].nick"),
     ({"messages": [{"role": "tool", "content": "r", "tool_call_id": "c1"}]}, InvalidRequestError,
      "messages[0].tool_call_id"),
     ({"messages": [{"role": "assistant", "content": "", "tool_calls": [

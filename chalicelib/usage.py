@@ -1,0 +1,113 @@
+"""A key's own usage: its limits, today's requests, tokens and cost, the last 7 UTC days.
+
+Nothing new is counted for this: the limiter already keeps one item per key
+and UTC day (``limits.day_pk``) holding the day's requests, tokens and cost,
+kept for a week. This reads the last seven with one BatchGetItem, keyed by the
+caller's own key id, which comes from the authorizer: a caller can only ever
+read its own key's items. ``render_usage`` is the pure translation to JSON.
+
+A limited key's tokens include requests still in flight at their reserved
+worst case (they are settled to what Bedrock reported when they end), so
+today's figure is what the daily budget sees.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.auth import Caller
+from chalicelib.errors import LimiterUnavailableError
+from chalicelib.keys import LIMIT_NAMES
+from chalicelib.limits import DAY, day_pk
+
+log = logging.getLogger(__name__)
+
+DAYS = 7
+# BatchGetItem may hand back keys unread under load; ask again a few times.
+BATCH_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    day: int  # days since the epoch, UTC
+    requests: int = 0
+    tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+
+    @property
+    def date(self) -> str:
+        return datetime.fromtimestamp(self.day * DAY, timezone.utc).strftime("%Y-%m-%d")
+
+
+def last_days(now: float, count: int = DAYS) -> list[int]:
+    """The UTC days ending today, oldest first."""
+    today = int(now // DAY)
+    return list(range(today - count + 1, today + 1))
+
+
+def day_usage(day: int, item: Mapping[str, Any] | None) -> DayUsage:
+    """One day from its usage item (None: nothing was used that day)."""
+    if not item:
+        return DayUsage(day)
+    # A settle can run while a reservation of the same key is undone: never
+    # show a transiently negative count.
+    return DayUsage(day, requests=max(0, int(item.get("requests", {}).get("N", 0))),
+                    tokens=max(0, int(item.get("tokens", {}).get("N", 0))),
+                    cost_usd=max(Decimal(0), Decimal(item.get("cost_usd", {}).get("N", "0"))))
+
+
+class UsageReader:
+    """Reads the usage table. ``client`` is a low-level DynamoDB client."""
+
+    def __init__(self, client: Any, table: str, clock: Callable[[], float],
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._client = client
+        self._table = table
+        self._clock = clock
+        self._sleep = sleep
+
+    def last_week(self, key_id: str) -> list[DayUsage]:
+        days = last_days(self._clock())
+        by_pk = {day_pk(key_id, day): day for day in days}
+        items: dict[str, Mapping[str, Any]] = {}
+        request: dict[str, Any] = {self._table: {
+            "Keys": [{"pk": {"S": pk}} for pk in by_pk], "ConsistentRead": True}}
+        try:
+            for attempt in range(BATCH_ATTEMPTS):
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    items[item["pk"]["S"]] = item
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self._sleep(0.05 * 2 ** attempt)
+        except (ClientError, BotoCoreError) as exc:
+            log.error("usage unavailable: %s", exc)
+            raise LimiterUnavailableError("Usage cannot be read right now; retry shortly.") from exc
+        if request:
+            raise LimiterUnavailableError("Usage cannot be read right now; retry shortly.")
+        return [day_usage(day, items.get(pk)) for pk, day in by_pk.items()]
+
+
+def _day_json(usage: DayUsage) -> dict[str, Any]:
+    return {"date": usage.date, "requests": usage.requests, "tokens": usage.tokens,
+            "cost_usd": round(float(usage.cost_usd), 8)}
+
+
+def render_usage(caller: Caller, days: list[DayUsage]) -> dict[str, Any]:
+    """``GET /usage``: the key, its limits (null = unlimited), today, the last 7 days."""
+    return {
+        "object": "usage",
+        "tenant": caller.tenant,
+        "key_id": caller.key_id,
+        "limits": {name: getattr(caller.limits, name) for name in LIMIT_NAMES},
+        "today": _day_json(days[-1]),
+        "days": [_day_json(day) for day in days],
+    }
