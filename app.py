@@ -24,29 +24,30 @@ from urllib.parse import unquote
 from chalice import AuthResponse, Chalice, Response
 from chalice.app import AuthRequest, Request, SQSEvent
 
-from chalicelib import callstats, deadline, errors
-from chalicelib.callstats import Outcome
-from chalicelib.auth import Caller, authenticate, caller_from_context, caller_to_context
+from chalicelib import deadline, errors
+from chalicelib.observe import callstats
+from chalicelib.observe.callstats import Outcome
+from chalicelib.tenancy.auth import Caller, authenticate, caller_from_context, caller_to_context
 from chalicelib.chat import ChatRequest, LimitStatus
-from chalicelib.jobs import Job
-from chalicelib.jobs_api import (answer_or_defer, base_url, find, render_job, status_url,
+from chalicelib.jobs.store import Job
+from chalicelib.jobs.api import (answer_or_defer, base_url, find, render_job, status_url,
                                  submit)
-from chalicelib.limits import reservation_size
+from chalicelib.tenancy.limits import reservation_size
 from chalicelib.cache import cacheable
 from chalicelib.completion import billable
-from chalicelib.playground import asset, slash_redirect
-from chalicelib.usage import render_usage
-from chalicelib import embeddings
-from chalicelib.openai_api import (parse_openai_request, render_completion, render_model,
-                                   render_models)
+from chalicelib.web.playground import asset, slash_redirect
+from chalicelib.tenancy.usage import render_usage
+from chalicelib.models import embeddings
+from chalicelib.wire.openai import (parse_openai_request, render_completion, render_model,
+                                    render_models)
 from chalicelib.runtime import Runtime
 from chalicelib.streaming import native as native_stream, openai as openai_stream
 from chalicelib.streaming.live import LiveStream
 from chalicelib.streaming.response import StreamedResponse, from_proxy, single
 from chalicelib.streaming.sse import HEADERS as SSE_HEADERS
-from chalicelib.worker import handle_message
-from chalicelib.native_api import parse_chat_request, render_chat
-from chalicelib.validation import decode_json_object, model_field
+from chalicelib.jobs.worker import handle_message
+from chalicelib.wire.native import parse_chat_request, render_chat
+from chalicelib.wire.validation import decode_json_object, model_field
 
 app = Chalice(app_name="llm-endpoint")
 log = logging.getLogger("llm-endpoint")

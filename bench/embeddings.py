@@ -23,9 +23,9 @@ sys.path.insert(0, str(PROJECT_DIR))
 import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
-from chalicelib.bedrock import BedrockGateway  # noqa: E402
-from chalicelib.embeddings import EmbeddingRequest, EmbeddingService  # noqa: E402
-from chalicelib.pricing import DEFAULT_PRICES  # noqa: E402
+from chalicelib.models.bedrock import BedrockGateway  # noqa: E402
+from chalicelib.models.embeddings import EmbeddingRequest, EmbeddingService  # noqa: E402
+from chalicelib.models.pricing import DEFAULT_PRICES  # noqa: E402
 from devstack.bedrock_emulator import make_server  # noqa: E402
 from devstack.emulator_state import State  # noqa: E402
 

@@ -201,15 +201,15 @@ def main() -> None:
     os.environ.update(env)
     try:
         import app
-        from chalicelib.bedrock import make_client
+        from chalicelib.models.bedrock import make_client
         from chalicelib.config import Settings
         from chalicelib.dynamo import make_dynamodb_client
-        from chalicelib.models import build_llama_body
+        from chalicelib.models.registry import build_llama_body
         from chalicelib.runtime import Runtime
-        from chalicelib.native_api import parse_chat_request
+        from chalicelib.wire.native import parse_chat_request
         from devstack.bootstrap import create_tables
 
-        from chalicelib.telemetry import Telemetry
+        from chalicelib.observe.telemetry import Telemetry
 
         dynamodb = make_dynamodb_client()
         create_tables(dynamodb, "dev")

@@ -29,7 +29,7 @@ import botocore.session  # noqa: E402
 import openai  # noqa: E402
 
 from chalicelib.chat import ChatRequest, Message  # noqa: E402
-from chalicelib.models import build_llama_body  # noqa: E402
+from chalicelib.models.registry import build_llama_body  # noqa: E402
 from tests.e2e.stack import LocalStack  # noqa: E402
 from tests.support import EmulatorControl  # noqa: E402
 

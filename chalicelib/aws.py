@@ -2,7 +2,7 @@
 
 A session loads service models and endpoint data on first use; sharing it
 means the second client of a cold start (DynamoDB after Bedrock) pays only
-for its own model. botocore (not boto3) for the reason given in bedrock.py.
+for its own model. botocore (not boto3) for the reason given in models/bedrock.py.
 """
 from __future__ import annotations
 

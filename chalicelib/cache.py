@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.answers import new_call_id
+from chalicelib.models.answers import new_call_id
 from chalicelib.chat import ChatRequest, Completion, ToolCall, Usage
 from chalicelib.dynamo import decode_item, encode, encode_item
 

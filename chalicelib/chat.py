@@ -1,7 +1,7 @@
 """Value objects shared by every route: messages, requests, completions.
 
 They are frozen so that a request, once validated, cannot change on its way to
-Bedrock; the validation that builds them lives in ``validation.py``.
+Bedrock; the validation that builds them lives in ``wire/validation.py``.
 """
 from __future__ import annotations
 

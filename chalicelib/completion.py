@@ -23,17 +23,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from chalicelib import callstats, converse, deadline
-from chalicelib.answers import Shaped, find_stop, repair_request, shape
-from chalicelib.bedrock import BedrockGateway
+from chalicelib import deadline
+from chalicelib.observe import callstats
+from chalicelib.models import converse
+from chalicelib.models.answers import Shaped, find_stop, repair_request, shape
+from chalicelib.models.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
                              TextDelta, Usage)
 from chalicelib.errors import ApiError, DeadlineExceededError, UnusableAnswerError, UpstreamError
-from chalicelib.models import RawChunk, adapter_for, get_model
-from chalicelib.prompting import may_repair, offers_tools, render
-from chalicelib.tool_stream import completion_events, detect_calls
-from chalicelib.pricing import DEFAULT_PRICES, Prices, cost_usd
+from chalicelib.models.registry import RawChunk, adapter_for, get_model
+from chalicelib.models.prompting import may_repair, offers_tools, render
+from chalicelib.models.tool_stream import completion_events, detect_calls
+from chalicelib.models.pricing import DEFAULT_PRICES, Prices, cost_usd
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from chalicelib.keys import Limits
-from chalicelib.models import REGISTRY
-from chalicelib.pricing import DEFAULT_PRICES
+from chalicelib.tenancy.keys import Limits
+from chalicelib.models.registry import REGISTRY
+from chalicelib.models.pricing import DEFAULT_PRICES
 
 DEFAULT_MODEL = "DEFAULT_MODEL"
 ALLOWED_MODELS = "ALLOWED_MODELS"
@@ -63,7 +63,7 @@ class Settings:
     max_prompt_chars: int = 600_000
     # Connect fast, read long enough for ~2k tokens. Throttles and 5xx are
     # answered at once and retried (3 attempts, standard-mode backoff of at
-    # most 1 s then 2 s); read timeouts are never retried (see bedrock.py).
+    # most 1 s then 2 s); read timeouts are never retried (see models/bedrock.py).
     # Worst case: 3 x 1 + 3 + 18 = 24 s, well inside API Gateway's 29 s.
     bedrock_connect_timeout_s: float = 1.0
     bedrock_read_timeout_s: float = 18.0
@@ -89,7 +89,7 @@ class Settings:
     # A job's DynamoDB item (400 KB at most) holds its request and then its
     # answer (2048 tokens, usually a few KB): a request over this size is
     # refused at submission with 413, leaving the answer ample room (one that
-    # still overflows fails the job as result_too_large; see worker.py).
+    # still overflows fails the job as result_too_large; see jobs/worker.py).
     jobs_max_request_bytes: int = 262_144
     cache_enabled: bool = True
     cache_ttl_s: int = 3_600

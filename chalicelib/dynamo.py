@@ -1,7 +1,7 @@
 """DynamoDB plumbing: a lazily built low-level client and a small attribute codec.
 
 The client comes from a botocore session, not boto3, for the same cold-start
-reason as Bedrock's (see bedrock.py); so the typed-attribute codec is the few
+reason as Bedrock's (see models/bedrock.py); so the typed-attribute codec is the few
 lines this project needs instead of boto3's TypeSerializer.
 """
 from __future__ import annotations

@@ -14,20 +14,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.aws import make_sqs_client
-from chalicelib.bedrock import BedrockGateway, make_client
+from chalicelib.models.bedrock import BedrockGateway, make_client
 from chalicelib.cache import ResponseCache
 from chalicelib.completion import ChatService
 from chalicelib.config import Settings, call_deadline_s, load_settings
 from chalicelib.dynamo import make_dynamodb_client
-from chalicelib.embeddings import EmbeddingService
-from chalicelib.jobs import JobStore
-from chalicelib.keys import KeyStore
-from chalicelib.limits import Limiter
-from chalicelib.queue import JobQueue
-from chalicelib.usage import UsageReader
+from chalicelib.models.embeddings import EmbeddingService
+from chalicelib.jobs.store import JobStore
+from chalicelib.tenancy.keys import KeyStore
+from chalicelib.tenancy.limits import Limiter
+from chalicelib.jobs.queue import JobQueue
+from chalicelib.tenancy.usage import UsageReader
 
 if TYPE_CHECKING:
-    from chalicelib.telemetry import Telemetry
+    from chalicelib.observe.telemetry import Telemetry
 
 T = TypeVar("T")
 
@@ -98,7 +98,7 @@ class Runtime:
     def telemetry(self) -> Telemetry:
         # Imported here: Powertools loads on the first request that logs,
         # never in the authorizer's Lambda, which writes no telemetry.
-        from chalicelib.telemetry import Telemetry
+        from chalicelib.observe.telemetry import Telemetry
         return self._once("telemetry", lambda: Telemetry(self.settings.stage,
                                                          self.settings.log_prompts))
 

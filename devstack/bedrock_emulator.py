@@ -2,7 +2,7 @@
 
 Unmodified boto3 reaches it through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` (or
 ``endpoint_url``) with dummy credentials. It serves InvokeModel,
-InvokeModelWithResponseStream for the Llama 3.x ids of ``chalicelib.models``,
+InvokeModelWithResponseStream for the Llama 3.x ids of ``chalicelib.models.registry``,
 Converse and ConverseStream for every registered chat model (tools answered
 with ``toolUse``: ``devstack.converse_wire``), InvokeModel for the Titan and
 Cohere embedding models (with the token-count headers); answers errors as Bedrock does (status,
@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from chalicelib.models import REGISTRY
+from chalicelib.models.registry import REGISTRY
 from devstack.bedrock_wire import (ERROR_STATUS, STREAM_EXCEPTIONS, Answer, BedrockError,
                                    apply_stop, check_model, parse_llama_body)
 from devstack.converse_wire import embed, parse_converse

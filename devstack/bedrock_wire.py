@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.llama import format_prompt
-from chalicelib.models import REGISTRY
+from chalicelib.models.llama import format_prompt
+from chalicelib.models.registry import REGISTRY
 from devstack import eventstream
 from devstack.generator import count_tokens
 

@@ -24,8 +24,8 @@ import math
 import random
 from typing import Any
 
-from chalicelib.llama import format_prompt
-from chalicelib.models import REGISTRY
+from chalicelib.models.llama import format_prompt
+from chalicelib.models.registry import REGISTRY
 from devstack.bedrock_wire import LLAMA_DEFAULTS, BedrockError, _Msg, parse_llama_body
 from devstack.generator import count_tokens
 from devstack.llama_answers import choose_tool

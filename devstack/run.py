@@ -144,7 +144,7 @@ def bootstrap(env: Mapping[str, str], aws_port: int) -> str:
     """Tables from the deployment's template, then the local key; returns it."""
     import botocore.session
 
-    from chalicelib.keys import KeyStore, well_formed
+    from chalicelib.tenancy.keys import KeyStore, well_formed
     from devstack.bootstrap import create_queues, create_tables
 
     secret = env.get("LOCAL_API_KEY") or None

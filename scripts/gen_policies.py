@@ -5,7 +5,7 @@
 
 Every resource derives from .chalice/config.json (allowed models, table and
 queue names) and the model registry (which base model each inference profile
-serves and the regions its geography routes to: ``chalicelib.catalog``), so
+serves and the regions its geography routes to: ``chalicelib.models.catalog``), so
 no ARN is copied by hand. Converse and ConverseStream are authorised by
 bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream (AWS API
 reference, "This operation requires permission for the bedrock:InvokeModel
@@ -38,8 +38,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 if str(PROJECT_DIR) not in sys.path:  # run as a script: the registry lives beside it
     sys.path.insert(0, str(PROJECT_DIR))
 
-from chalicelib.catalog import PROFILE_REGIONS  # noqa: E402
-from chalicelib.models import REGISTRY  # noqa: E402
+from chalicelib.models.catalog import PROFILE_REGIONS  # noqa: E402
+from chalicelib.models.registry import REGISTRY  # noqa: E402
 
 CHALICE_DIR = PROJECT_DIR / ".chalice"
 APP = "llm-endpoint"

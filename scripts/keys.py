@@ -31,7 +31,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 from chalicelib.dynamo import make_dynamodb_client  # noqa: E402
-from chalicelib.keys import KeyAdminError, KeyRecord, KeyStore  # noqa: E402
+from chalicelib.tenancy.keys import KeyAdminError, KeyRecord, KeyStore  # noqa: E402
 
 FLAGS = {"rpm": "requests_per_minute", "tpm": "tokens_per_minute", "tpd": "tokens_per_day"}
 

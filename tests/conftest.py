@@ -15,10 +15,10 @@ from chalice.test import Client
 
 import app as app_module
 from chalicelib.aws import make_sqs_client
-from chalicelib.bedrock import make_client
+from chalicelib.models.bedrock import make_client
 from chalicelib.config import Settings
 from chalicelib.dynamo import make_dynamodb_client
-from chalicelib.keys import KeyStore
+from chalicelib.tenancy.keys import KeyStore
 from chalicelib.runtime import Runtime
 from devstack.aws_emulator import make_aws_server
 from devstack.bedrock_emulator import make_server

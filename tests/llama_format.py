@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.llama import format_message
+from chalicelib.models.llama import format_message
 
 TOOLS_INTRO = ("Given the following functions, please respond with a JSON for a function call "
                "with its proper arguments that best answers the given prompt.")

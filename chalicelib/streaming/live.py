@@ -20,11 +20,11 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator
 
-from chalicelib.auth import Caller
+from chalicelib.tenancy.auth import Caller
 from chalicelib.chat import Completion, StreamEnd, StreamEvent
 from chalicelib.completion import billable
 from chalicelib.errors import ApiError
-from chalicelib.limits import Limiter, Reservation
+from chalicelib.tenancy.limits import Limiter, Reservation
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from chalicelib.chat import StreamEnd, StreamEvent, TextDelta, ToolCallDelta
 from chalicelib.errors import ApiError, InvalidRequestError
-from chalicelib.native_api import render_chat
+from chalicelib.wire.native import render_chat
 from chalicelib.streaming.sse import frame
 
 

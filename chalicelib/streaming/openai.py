@@ -16,7 +16,7 @@ from typing import Any
 
 from chalicelib.chat import Completion, StreamEnd, StreamEvent, TextDelta, ToolCallDelta
 from chalicelib.errors import ApiError
-from chalicelib.native_api import usd
+from chalicelib.wire.native import usd
 from chalicelib.streaming.sse import frame
 
 DONE = "data: [DONE]\n\n"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.keys import KeyStore
+from chalicelib.tenancy.keys import KeyStore
 from tests.e2e.stack import PROJECT_DIR
 
 VENV_BIN = Path(sys.executable).parent

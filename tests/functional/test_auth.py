@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.keys import KeyStore
+from chalicelib.tenancy.keys import KeyStore
 from tests.conftest import MODEL, ApiFactory
 
 CHAT = json.dumps({"prompt": "hi"})

@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.cache import ResponseCache, cache_key
 from chalicelib.chat import ChatRequest, Completion, Message, Usage
-from chalicelib.keys import KeyStore
+from chalicelib.tenancy.keys import KeyStore
 from tests.conftest import MODEL, ApiFactory
 from tests.support import EmulatorControl
 

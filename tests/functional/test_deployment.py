@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from devstack.bootstrap import parameter_default, table_definitions
-from chalicelib.catalog import PROFILE_REGIONS
-from chalicelib.models import REGISTRY
+from chalicelib.models.catalog import PROFILE_REGIONS
+from chalicelib.models.registry import REGISTRY
 from scripts.gen_policies import bedrock_resources, stage_env
 from tests.e2e.stack import PROJECT_DIR
 
@@ -166,10 +166,10 @@ def test_every_route_but_health_carries_the_authorizer(packaged: dict[str, Path]
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_package_carries_the_playground_files(packaged: dict[str, Path], stage: str) -> None:
     import zipfile
-    from chalicelib.playground import ASSETS
+    from chalicelib.web.playground import ASSETS
     with zipfile.ZipFile(packaged[stage].parent / "deployment.zip") as archive:
         names = set(archive.namelist())
-    assert {f"chalicelib/static/{name}" for name in ASSETS} <= names
+    assert {f"chalicelib/web/static/{name}" for name in ASSETS} <= names
 
 
 @pytest.mark.parametrize("stage", STAGES)

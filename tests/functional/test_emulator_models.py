@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.models import REGISTRY
+from chalicelib.models.registry import REGISTRY
 
 CHAT = sorted(m for m, s in REGISTRY.items() if s.api == "converse")
 USER = [{"role": "user", "content": [{"text": "Weather in Paris?"}]}]

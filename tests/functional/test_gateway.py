@@ -15,7 +15,7 @@ import pytest
 
 import app as app_module
 from chalicelib.errors import AuthUnavailableError
-from chalicelib.keys import KeyStore
+from chalicelib.tenancy.keys import KeyStore
 from devstack.gateway import load_responses, render
 from scripts.gateway_responses import apply, responses
 from tests.conftest import ApiFactory

@@ -11,13 +11,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 import app as app_module
-from chalicelib.jobs import JobStore
-from chalicelib.jobs_api import base_url
-from chalicelib.keys import KeyStore
-from chalicelib.queue import JobQueue
-from chalicelib.telemetry import Telemetry
-from chalicelib.native_api import parse_chat_request
-from chalicelib.worker import RetryLater, handle_message
+from chalicelib.jobs.store import JobStore
+from chalicelib.jobs.api import base_url
+from chalicelib.tenancy.keys import KeyStore
+from chalicelib.jobs.queue import JobQueue
+from chalicelib.observe.telemetry import Telemetry
+from chalicelib.wire.native import parse_chat_request
+from chalicelib.jobs.worker import RetryLater, handle_message
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.functional.test_jobs import drain, queue_depth, status, submit
 from tests.functional.test_telemetry import lines
@@ -88,9 +88,9 @@ def proxy_event(method: str, path: str, body: str | None, caller_context: dict[s
 
 
 def test_location_is_absolute_with_the_stage(jobs_api: Api) -> None:
-    from chalicelib.auth import caller_to_context
-    from chalicelib.auth import Caller
-    from chalicelib.keys import Limits
+    from chalicelib.tenancy.auth import caller_to_context
+    from chalicelib.tenancy.auth import Caller
+    from chalicelib.tenancy.keys import Limits
     context = caller_to_context(Caller("tests", "key_x", Limits()))
     event = proxy_event("POST", "/chat/jobs", json.dumps({"prompt": "x"}), context)
     answer = app_module.app(event, None)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import app as app_module
-from chalicelib.keys import KeyStore
+from chalicelib.tenancy.keys import KeyStore
 from devstack.sqs_poller import Poller, Source
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.openapi_check import OAS31Validator, _REGISTRY

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.keys import KeyStore, hash_secret
+from chalicelib.tenancy.keys import KeyStore, hash_secret
 from scripts import keys as cli
 from tests.e2e.stack import PROJECT_DIR
 
@@ -74,9 +74,9 @@ def test_usage_per_tenant_and_day(key_store: KeyStore, dynamodb: Any) -> None:
     import time
     from decimal import Decimal
 
-    from chalicelib.auth import Caller
-    from chalicelib.keys import Limits
-    from chalicelib.limits import Limiter
+    from chalicelib.tenancy.auth import Caller
+    from chalicelib.tenancy.keys import Limits
+    from chalicelib.tenancy.limits import Limiter
     tenant = f"usage{time.monotonic_ns()}"
     now = time.time()
     limiter = Limiter(dynamodb, "llm-endpoint-dev-usage", lambda: now)

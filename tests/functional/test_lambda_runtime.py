@@ -20,7 +20,7 @@ from chalicelib.streaming.lambda_runtime import (DELIMITER, PRELUDE_CONTENT_TYPE
 from chalicelib.streaming.response import StreamedResponse
 from tests.conftest import ApiFactory
 from tests.functional.test_streaming import OPENAI, key_context, proxy_event
-from chalicelib.keys import KeyStore
+from chalicelib.tenancy.keys import KeyStore
 from tests.support import EmulatorControl
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib.auth import Caller
+from chalicelib.tenancy.auth import Caller
 from chalicelib.chat import ChatRequest, LimitStatus, Message
 from chalicelib.errors import (LimiterUnavailableError, RateLimitExceededError,
                                RequestExceedsLimitError)
-from chalicelib.keys import KeyStore, Limits
-from chalicelib.limits import DAY, Limiter, Reservation, minute_names, reservation_size
+from chalicelib.tenancy.keys import KeyStore, Limits
+from chalicelib.tenancy.limits import DAY, Limiter, Reservation, minute_names, reservation_size
 from tests.conftest import ApiFactory
 from tests.support import EmulatorControl
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.keys import KeyStore
-from chalicelib.pricing import DEFAULT_PRICES
+from chalicelib.tenancy.keys import KeyStore
+from chalicelib.models.pricing import DEFAULT_PRICES
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.openapi_check import sse_events
 from tests.support import EmulatorControl
@@ -347,7 +347,7 @@ def test_jobs_run_converse_models(make_api: ApiFactory, sqs: Any, job_queues: di
 def test_embeddings_and_converse_calls_are_logged_like_chat(make_api: ApiFactory) -> None:
     import io
 
-    from chalicelib.telemetry import Telemetry
+    from chalicelib.observe.telemetry import Telemetry
     from tests.functional.test_telemetry import lines
     stream = io.StringIO()
     api = make_api(allowed_models=ALLOWED, telemetry=Telemetry("dev", stream=stream),

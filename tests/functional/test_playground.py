@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.keys import KeyStore
-from chalicelib.limits import DAY
-from chalicelib.playground import ASSETS, CSP
+from chalicelib.tenancy.keys import KeyStore
+from chalicelib.tenancy.limits import DAY
+from chalicelib.web.playground import ASSETS, CSP
 from tests.conftest import ApiFactory
 
 SECURITY = {"content-security-policy": CSP, "x-content-type-options": "nosniff",
@@ -88,7 +88,7 @@ def test_only_listed_files_are_served(make_api: ApiFactory, name: str) -> None:
 
 
 def test_the_script_builds_no_markup_from_strings() -> None:
-    from chalicelib.playground import STATIC_DIR
+    from chalicelib.web.playground import STATIC_DIR
     script = (STATIC_DIR / "playground.js").read_text()
     # Everything the server or model sends is set as text: no HTML parsing sinks.
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import app as app_module
-from chalicelib.auth import authenticate, caller_to_context
-from chalicelib.keys import KeyStore, Limits
+from chalicelib.tenancy.auth import authenticate, caller_to_context
+from chalicelib.tenancy.keys import KeyStore, Limits
 from tests.conftest import ApiFactory
 from tests.support import EmulatorControl
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from chalicelib.callstats import CallStats, Outcome
-from chalicelib.keys import KeyStore
-from chalicelib.pricing import cost_usd
-from chalicelib.telemetry import Telemetry
+from chalicelib.observe.callstats import CallStats, Outcome
+from chalicelib.tenancy.keys import KeyStore
+from chalicelib.models.pricing import cost_usd
+from chalicelib.observe.telemetry import Telemetry
 from tests.conftest import MODEL, ApiFactory
 from tests.functional.test_jobs import drain
 from tests.support import EmulatorControl
@@ -187,7 +187,7 @@ def test_cost_is_the_same_on_every_path(make_api: ApiFactory, stream: io.StringI
 ])
 def test_cost_arithmetic(model: str, tokens: tuple[int, int], expected: Decimal | None) -> None:
     from chalicelib.chat import Usage
-    from chalicelib.pricing import DEFAULT_PRICES
+    from chalicelib.models.pricing import DEFAULT_PRICES
     assert cost_usd(DEFAULT_PRICES, model, Usage(*tokens)) == expected
     assert cost_usd(DEFAULT_PRICES, model, Usage(*tokens), cached=True) == 0
 
@@ -199,7 +199,7 @@ def test_alarms_watch_what_the_app_emits() -> None:
 
     import yaml
 
-    from chalicelib.telemetry import NAMESPACE, SERVICE
+    from chalicelib.observe.telemetry import NAMESPACE, SERVICE
     from tests.e2e.stack import PROJECT_DIR
     template = yaml.safe_load((PROJECT_DIR / "infra" / "resources.yaml").read_text())
     resources = template["Resources"]

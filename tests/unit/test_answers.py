@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib.answers import repair_request, shape
+from chalicelib.models.answers import repair_request, shape
 from chalicelib.chat import ChatRequest, Message, ResponseFormat, Tool, ToolChoice
 from chalicelib.completion import ChatService
 from chalicelib.errors import UnusableAnswerError
-from chalicelib.prompting import render
-from chalicelib.schemas import canonical
+from chalicelib.models.prompting import render
+from chalicelib.models.schemas import canonical
 
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
 WEATHER = Tool("get_weather", "", canonical(

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.auth import (Caller, authenticate, bearer_token, caller_from_context,
-                             caller_to_context)
-from chalicelib.keys import KeyRecord, Limits, hash_secret, new_secret, well_formed
+from chalicelib.tenancy.auth import (Caller, authenticate, bearer_token, caller_from_context,
+                                     caller_to_context)
+from chalicelib.tenancy.keys import KeyRecord, Limits, hash_secret, new_secret, well_formed
 
 GOOD = "llm_" + "x" * 43
 

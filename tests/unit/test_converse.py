@@ -10,11 +10,11 @@ import pytest
 
 from chalicelib.chat import (ChatRequest, Message, ResponseFormat, StreamEnd, TextDelta, Tool,
                              ToolCall, ToolCallDelta, ToolChoice, Usage)
-from chalicelib.converse import build_request, parse_response, shape_answer, stream_events
-from chalicelib.embeddings import (build_bodies, encode, input_tokens, parse_request,
-                                   parse_vectors)
+from chalicelib.models.converse import build_request, parse_response, shape_answer, stream_events
+from chalicelib.models.embeddings import (build_bodies, encode, input_tokens, parse_request,
+                                          parse_vectors)
 from chalicelib.errors import InvalidRequestError, UpstreamError
-from chalicelib.models import check_capabilities
+from chalicelib.models.registry import check_capabilities
 
 CLAUDE = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 NOVA = "amazon.nova-pro-v1:0"

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from chalicelib.embeddings import MAX_ANSWER_NUMBERS, EmbeddingRequest, Embeddings, parse_request, render
+from chalicelib.models.embeddings import (MAX_ANSWER_NUMBERS, EmbeddingRequest, Embeddings, parse_request,
+                                          render)
 from chalicelib.chat import Usage
 from chalicelib.errors import InvalidRequestError
 

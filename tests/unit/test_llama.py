@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.chat import Message
-from chalicelib.llama import format_prompt, neutralise
+from chalicelib.models.llama import format_prompt, neutralise
 
 SPECIAL = re.compile(r"<\|[^|]*\|>")
 

@@ -5,8 +5,8 @@ import pytest
 
 from chalicelib.chat import ChatRequest, Message, Usage
 from chalicelib.errors import ModelNotFoundError, UpstreamError
-from chalicelib.models import (REGISTRY, RawChunk, RawCompletion, adapter_for, build_llama_body,
-                               get_model, parse_llama_body, parse_llama_chunk)
+from chalicelib.models.registry import (REGISTRY, RawChunk, RawCompletion, adapter_for, build_llama_body,
+                                        get_model, parse_llama_body, parse_llama_chunk)
 
 
 @pytest.mark.parametrize("model_id", [
@@ -80,8 +80,8 @@ def test_parse_chunk(payload: dict, expected: RawChunk) -> None:
 
 
 def test_every_served_model_has_a_price_with_its_source() -> None:
-    from chalicelib.catalog import CHAT_MODELS, EMBEDDING_MODELS, PROFILE_REGIONS
-    from chalicelib.pricing import DEFAULT_PRICES, base_model
+    from chalicelib.models.catalog import CHAT_MODELS, EMBEDDING_MODELS, PROFILE_REGIONS
+    from chalicelib.models.pricing import DEFAULT_PRICES, base_model
     for row in (*CHAT_MODELS, *EMBEDDING_MODELS):
         assert row.price_source and "2026" in row.price_source
         assert set(row.profiles) <= set(PROFILE_REGIONS)

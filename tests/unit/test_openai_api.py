@@ -9,8 +9,8 @@ from chalicelib.chat import Completion, Message, Usage
 from chalicelib.config import Settings
 from chalicelib.errors import (ApiError, InvalidRequestError, ModelNotFoundError,
                                UnsupportedParameterError)
-from chalicelib.openai_api import (StreamOptions, parse_openai_request, render_completion,
-                                   render_models)
+from chalicelib.wire.openai import (StreamOptions, parse_openai_request, render_completion,
+                                    render_models)
 
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
 SETTINGS = Settings()

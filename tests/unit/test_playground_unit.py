@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib.auth import Caller
-from chalicelib.keys import Limits
-from chalicelib.limits import DAY
-from chalicelib.playground import slash_redirect
-from chalicelib.usage import DayUsage, day_usage, last_days, render_usage
+from chalicelib.tenancy.auth import Caller
+from chalicelib.tenancy.keys import Limits
+from chalicelib.tenancy.limits import DAY
+from chalicelib.web.playground import slash_redirect
+from chalicelib.tenancy.usage import DayUsage, day_usage, last_days, render_usage
 
 
 @pytest.mark.parametrize("path, location", [

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.chat import ChatRequest, Message, ResponseFormat, Tool, ToolCall, ToolChoice
-from chalicelib.prompting import (JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION,
-                                  TOOLS_PREAMBLE, render)
-from chalicelib.schemas import canonical
+from chalicelib.models.prompting import (JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION,
+                                         TOOLS_PREAMBLE, render)
+from chalicelib.models.schemas import canonical
 
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
 SPECIAL = re.compile(r"<\|[^|]*\|>")

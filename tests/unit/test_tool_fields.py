@@ -9,8 +9,8 @@ import pytest
 from chalicelib.chat import Message, ResponseFormat, ToolCall, ToolChoice
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
-from chalicelib.native_api import parse_chat_request
-from chalicelib.openai_api import parse_openai_request
+from chalicelib.wire.native import parse_chat_request
+from chalicelib.wire.openai import parse_openai_request
 
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
 SETTINGS = Settings()

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.tool_parser import ParsedCall, parse
+from chalicelib.models.tool_parser import ParsedCall, parse
 
 NAMES = ("get_weather", "search")
 W = '{"name": "get_weather", "parameters": {"city": "Paris"}}'

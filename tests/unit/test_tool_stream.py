@@ -8,8 +8,8 @@ import pytest
 from chalicelib.chat import (ChatRequest, Completion, Message, StreamEnd, TextDelta, Tool,
                              ToolCall, ToolCallDelta, Usage)
 from chalicelib.errors import UnusableAnswerError
-from chalicelib.schemas import canonical
-from chalicelib.tool_stream import completion_events, detect_calls
+from chalicelib.models.schemas import canonical
+from chalicelib.models.tool_stream import completion_events, detect_calls
 
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
 WEATHER = Tool("get_weather", "", canonical({"type": "object", "properties": {

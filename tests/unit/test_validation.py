@@ -10,8 +10,8 @@ from chalicelib.chat import ChatRequest, Message
 from chalicelib.config import Settings
 from chalicelib.errors import (ApiError, InvalidRequestError, ModelNotFoundError,
                                RequestTooLargeError)
-from chalicelib.native_api import parse_chat_request
-from chalicelib.validation import decode_json_object
+from chalicelib.wire.native import parse_chat_request
+from chalicelib.wire.validation import decode_json_object
 
 SETTINGS = Settings(allowed_models=("us.meta.llama3-1-8b-instruct-v1:0",
                                     "us.meta.llama3-1-70b-instruct-v1:0"),

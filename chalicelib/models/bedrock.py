@@ -21,7 +21,8 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
-from chalicelib import callstats, deadline
+from chalicelib import deadline
+from chalicelib.observe import callstats
 from chalicelib.aws import session
 from chalicelib.config import Settings
 from chalicelib.errors import (ApiError, ContextWindowExceededError, DeadlineExceededError,

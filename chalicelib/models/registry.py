@@ -5,7 +5,7 @@ Every Llama 3.x instruct model on Bedrock shares one prompt format and one
 body shape, hence one adapter (InvokeModel, ``api="invoke"``). Ids come as base ids
 (``meta.llama3-1-8b-instruct-v1:0``) and US cross-region inference profile ids
 (``us.meta.llama3-1-8b-instruct-v1:0``). Every other chat family (``catalog``)
-goes through Converse (``api="converse"``, ``chalicelib.converse``), so no
+goes through Converse (``api="converse"``, ``chalicelib.models.converse``), so no
 family's template is written here; embedding models have ``kind="embedding"``.
 """
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.catalog import CHAT_MODELS, EMBEDDING_MODELS
+from chalicelib.models.catalog import CHAT_MODELS, EMBEDDING_MODELS
 from chalicelib.chat import ChatRequest, Usage
 from chalicelib.errors import InvalidRequestError, ModelNotFoundError, UpstreamError
-from chalicelib.prompting import render
+from chalicelib.models.prompting import render
 
 # Bedrock caps max_gen_len for Meta models at 2048 whatever the context size.
 LLAMA_MAX_OUTPUT = 2048

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.chat import ChatRequest, Message, ResponseFormat, Tool, ToolCall, ToolChoice
 from chalicelib.dynamo import decode_item, encode, encode_item
-from chalicelib.limits import Reservation
+from chalicelib.tenancy.limits import Reservation
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 FINISHED = (SUCCEEDED, FAILED)

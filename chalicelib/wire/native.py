@@ -19,12 +19,12 @@ from typing import Any
 from chalicelib.chat import ROLES, ChatRequest, Completion, Message, ToolCall
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError
-from chalicelib.models import check_capabilities, get_model
-from chalicelib.tool_fields import (response_format_field, tool_calls_field, tool_choice_field,
-                                    tools_field)
-from chalicelib.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,
-                                   check_conversation, int_field, model_field, number_field,
-                                   reject_unknown, stop_field, text_field)
+from chalicelib.models.registry import check_capabilities, get_model
+from chalicelib.wire.tool_fields import (response_format_field, tool_calls_field, tool_choice_field,
+                                         tools_field)
+from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,
+                                        check_conversation, int_field, model_field, number_field,
+                                        reject_unknown, stop_field, text_field)
 
 FIELDS = frozenset({"prompt", "messages", "system", "model", "max_tokens", "temperature",
                     "top_p", "stop", "tools", "tool_choice", "parallel_tool_calls",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.chat import ChatRequest, Message, Tool, ToolCall
-from chalicelib.llama import BEGIN_OF_TEXT, END_HEADER, START_HEADER, format_message, neutralise
+from chalicelib.models.llama import BEGIN_OF_TEXT, END_HEADER, START_HEADER, format_message, neutralise
 
 TOOLS_PREAMBLE = (
     "Given the following functions, please respond with a JSON for a function call with its "

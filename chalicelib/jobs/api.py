@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.auth import Caller
+from chalicelib.tenancy.auth import Caller
 from chalicelib.chat import ChatRequest, Completion
 from chalicelib.completion import billable
 from chalicelib.errors import (NotFoundError, QueueUnavailableError, RequestTooLargeError,
                                UpstreamThrottledError)
-from chalicelib.jobs import FAILED, SUCCEEDED, Job, request_to_json, reservation_to_json
-from chalicelib.limits import Reservation, reservation_size
+from chalicelib.jobs.store import FAILED, SUCCEEDED, Job, request_to_json, reservation_to_json
+from chalicelib.tenancy.limits import Reservation, reservation_size
 
 if TYPE_CHECKING:
     from chalicelib.runtime import Runtime

@@ -27,8 +27,8 @@ from typing import Any
 
 from chalicelib.chat import ResponseFormat, Tool, ToolCall, ToolChoice
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
-from chalicelib.schemas import canonical, check_schema
-from chalicelib.validation import reject_unknown
+from chalicelib.models.schemas import canonical, check_schema
+from chalicelib.wire.validation import reject_unknown
 
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_TOOLS = 128

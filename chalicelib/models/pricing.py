@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from chalicelib.catalog import PROFILE_REGIONS, catalog_prices
+from chalicelib.models.catalog import PROFILE_REGIONS, catalog_prices
 from chalicelib.chat import Usage
 
 Prices = Mapping[str, tuple[Decimal, Decimal]]

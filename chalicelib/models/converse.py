@@ -33,14 +33,14 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from chalicelib.answers import Shaped, repair_request, shape
+from chalicelib.models.answers import Shaped, repair_request, shape
 from chalicelib.chat import (ChatRequest, Completion, Message, StreamEnd, StreamEvent, TextDelta,
                              ToolCall, ToolCallDelta, Usage)
 from chalicelib.errors import UpstreamError
-from chalicelib.models import get_model
-from chalicelib.prompting import (JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION, Prompt,
-                                  offers_tools)
-from chalicelib.schemas import problems
+from chalicelib.models.registry import get_model
+from chalicelib.models.prompting import (JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION, Prompt,
+                                         offers_tools)
+from chalicelib.models.schemas import problems
 
 # What a conversation that starts with the assistant (or has no user turn) is given first.
 LEADING_USER = "Please begin."

@@ -20,11 +20,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 
-from chalicelib.answers import argument_problems, arguments_text, new_call_id
+from chalicelib.models.answers import argument_problems, arguments_text, new_call_id
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, TextDelta,
                              ToolCall, ToolCallDelta)
 from chalicelib.errors import UnusableAnswerError
-from chalicelib.tool_parser import parse
+from chalicelib.models.tool_parser import parse
 
 LINE_TRIGGERS = ("{", "[", "```", "<function=")
 ANYWHERE = "<|python_tag|>"

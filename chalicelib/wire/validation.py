@@ -1,7 +1,7 @@
 """Request validation: raw HTTP body -> ChatRequest, each error naming its field.
 
-The readers here are shared by the native ``/chat`` shape (``native_api``) and
-the OpenAI shape (``openai_api``), so both answer the same mistake with the
+The readers here are shared by the native ``/chat`` shape (``native``) and
+the OpenAI shape (``openai``), so both answer the same mistake with the
 same words.
 """
 from __future__ import annotations

@@ -33,13 +33,13 @@ from typing import Any
 from chalicelib.chat import ChatRequest, Completion, Message, ToolCall
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
-from chalicelib.models import REGISTRY, check_capabilities, get_model
-from chalicelib.native_api import usd
-from chalicelib.tool_fields import (legacy_functions, openai_tool_choice, response_format_field,
-                                    tool_calls_field, tools_field)
-from chalicelib.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
-                                   int_field, model_field, number_field, reject_unknown,
-                                   stop_field, text_field)
+from chalicelib.models.registry import REGISTRY, check_capabilities, get_model
+from chalicelib.wire.native import usd
+from chalicelib.wire.tool_fields import (legacy_functions, openai_tool_choice, response_format_field,
+                                         tool_calls_field, tools_field)
+from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
+                                        int_field, model_field, number_field, reject_unknown,
+                                        stop_field, text_field)
 
 HONOURED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
             "stop", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",

@@ -1,4 +1,4 @@
-"""The playground page: ``GET /`` and its assets, served from ``chalicelib/static/``.
+"""The playground page: ``GET /`` and its assets, served from ``chalicelib/web/static/``.
 
 The page is one HTML file, one script, one stylesheet and an icon, read on
 first use and then kept (a warm Lambda serves them from memory; together they

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import AuthUnavailableError
-from chalicelib.keys import LIMIT_NAMES, KeyStore, Limits, well_formed
+from chalicelib.tenancy.keys import LIMIT_NAMES, KeyStore, Limits, well_formed
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ what Converse accepts for it (tools, ``toolChoice``, tools while streaming, an
 assistant prefill, temperature and top_p together), its on-demand price in USD
 per million tokens with where and when that price was read, and the
 cross-region inference profiles that exist for it (``us.``, ``eu.``,
-``apac.``, ``global.``). ``chalicelib.models`` turns each row into registry
+``apac.``, ``global.``). ``chalicelib.models.registry`` turns each row into registry
 entries (the base id when it is served on demand, plus one id per profile);
 ``scripts/gen_policies.py`` reads the profile regions for IAM.
 

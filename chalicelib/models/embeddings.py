@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from chalicelib import callstats
+from chalicelib.observe import callstats
 from chalicelib.cache import ResponseCache
 from chalicelib.chat import Usage
 from chalicelib.errors import InvalidRequestError, ModelNotFoundError, UpstreamError
-from chalicelib.models import REGISTRY, ModelSpec
-from chalicelib.pricing import Prices, cost_usd
-from chalicelib.validation import reject_unknown
+from chalicelib.models.registry import REGISTRY, ModelSpec
+from chalicelib.models.pricing import Prices, cost_usd
+from chalicelib.wire.validation import reject_unknown
 
 FIELDS = ("model", "input", "encoding_format", "dimensions", "user")
 MAX_INPUTS = 2048  # OpenAI's own limit per request

@@ -22,10 +22,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.auth import Caller
+from chalicelib.tenancy.auth import Caller
 from chalicelib.errors import LimiterUnavailableError
-from chalicelib.keys import LIMIT_NAMES
-from chalicelib.limits import DAY, day_pk
+from chalicelib.tenancy.keys import LIMIT_NAMES
+from chalicelib.tenancy.limits import DAY, day_pk
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
     AmazonCloudWatchEMFProvider)
 
-from chalicelib.callstats import CallStats, Outcome
+from chalicelib.observe.callstats import CallStats, Outcome
 
 SERVICE = "llm-endpoint"
 NAMESPACE = "LLMEndpoint"

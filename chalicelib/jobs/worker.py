@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib import callstats
-from chalicelib.callstats import Outcome
+from chalicelib.observe import callstats
+from chalicelib.observe.callstats import Outcome
 from chalicelib.completion import billable
 from chalicelib.chat import Completion
 from chalicelib.errors import (ApiError, InvalidRequestError, ResultTooLargeError,
                                UnusableAnswerError)
-from chalicelib.jobs import FINISHED, Job, reservation_from_json
-from chalicelib.native_api import render_chat
+from chalicelib.jobs.store import FINISHED, Job, reservation_from_json
+from chalicelib.wire.native import render_chat
 
 if TYPE_CHECKING:
     from chalicelib.runtime import Runtime

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chalicelib.chat import ChatRequest, Message, ResponseFormat, ToolCall
-from chalicelib.prompting import Prompt, offers_tools
-from chalicelib.schemas import problems
-from chalicelib.tool_parser import ParsedCall, parse
+from chalicelib.models.prompting import Prompt, offers_tools
+from chalicelib.models.schemas import problems
+from chalicelib.models.tool_parser import ParsedCall, parse
 
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
 _decoder = json.JSONDecoder()

@@ -28,11 +28,11 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.auth import Caller
+from chalicelib.tenancy.auth import Caller
 from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.errors import (LimiterUnavailableError, RateLimitExceededError,
                                RequestExceedsLimitError)
-from chalicelib.prompting import may_repair, render
+from chalicelib.models.prompting import may_repair, render
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
