@@ -390,7 +390,10 @@ class _Builder:
                 # jsonschema divides by a float multipleOf: the quotient must come out whole.
                 return ((lo is None or v >= lo) and (hi is None or v <= hi)
                         and (not isinstance(step, float) or (v / step).is_integer()))
-            found = self._multiple(Fraction(whole), ((a, b), (lo, hi)), fits)
+            # The name's typical range may hold no multiple (a "count" of 1..10
+            # with multipleOf 11): then the nearest multiples above or below it.
+            found = self._multiple(Fraction(whole), ((a, b), (lo, hi), (a, None), (None, b)),
+                                   fits)
             if found is not None:
                 return int(found)
         return self.rng.randint(a, b) if a <= b else a
@@ -405,7 +408,8 @@ class _Builder:
         a, b = self._window(low, high, hint)
         step = _number(node.get("multipleOf"))
         if step is not None and step > 0:
-            found = self._multiple(Fraction(step), ((a, b), (low, high)), fits)
+            found = self._multiple(Fraction(step), ((a, b), (low, high), (a, None), (None, b)),
+                                   fits)
             if found is not None:
                 return found
         picked = self.rng.uniform(a, b)
