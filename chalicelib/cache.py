@@ -27,8 +27,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.models.answers import new_call_id
-from chalicelib.chat import ChatRequest, Completion, ToolCall, Usage
+from chalicelib.chat import ChatRequest, Completion, ToolCall, Usage, new_call_id
 from chalicelib.dynamo import decode_item, encode, encode_item
 
 log = logging.getLogger(__name__)

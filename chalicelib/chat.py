@@ -5,11 +5,18 @@ Bedrock; the validation that builds them lives in ``wire/validation.py``.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Union
 
 ROLES = ("system", "user", "assistant", "tool")
+
+
+def new_call_id() -> str:
+    """A tool call id in OpenAI's shape (``call_`` and 24 characters), random
+    so that ids never repeat, cached answers included."""
+    return "call_" + os.urandom(12).hex()
 
 
 @dataclass(frozen=True)

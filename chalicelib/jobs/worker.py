@@ -24,7 +24,6 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -144,7 +143,7 @@ def _run(job_id: str, body: str, receive_count: int, runtime: Runtime, run: JobR
     except UnusableAnswerError as error:
         # The model answered, twice, but not usably: a retry would be billed
         # again for the same outcome. The job fails; its tokens are paid for.
-        _finish_failed(runtime, claimed, error.envelope(), error.spent)
+        _finish_failed(runtime, claimed, error.envelope(), error)
         run.status, run.error_code = "failed", error.code
         return
     except ApiError as error:
@@ -180,12 +179,11 @@ def _succeed(runtime: Runtime, job: Job, completion: Completion, run: JobRun) ->
 
 
 def _finish_failed(runtime: Runtime, job: Job, envelope: dict,
-                   spent: tuple[int, Decimal | None] = (0, None)) -> None:
+                   failure: BaseException | None = None) -> None:
+    """Mark the job failed and, if this delivery won that write, settle its
+    reservation to what ``failure`` spent (released when it spent nothing)."""
     if runtime.jobs.fail(job, envelope) and job.reservation:
-        if spent[0] > 0:
-            runtime.limiter.settle(job.reservation, *spent)
-        else:
-            runtime.limiter.release(job.reservation)
+        runtime.limiter.settle_failure(job.reservation, failure)
 
 
 def _transient(runtime: Runtime, job: Job, error: ApiError, receive_count: int) -> None:

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chalicelib.chat import ChatRequest, Message, ResponseFormat, ToolCall
+from chalicelib.chat import ChatRequest, Message, ResponseFormat, ToolCall, new_call_id
 from chalicelib.models.prompting import Prompt, offers_tools
 from chalicelib.models.schemas import problems
 from chalicelib.models.tool_parser import ParsedCall, parse
@@ -43,11 +42,6 @@ class Shaped:
     problem: str | None = None  # why the answer does not honour the request
     fatal: bool = False  # the problem fails the request if a repair does not cure it
     repairable: bool = True  # False when asking again cannot help (cut at max_tokens)
-
-
-def new_call_id() -> str:
-    """OpenAI's shape (``call_`` and 24 characters), random so ids never repeat."""
-    return "call_" + os.urandom(12).hex()
 
 
 def find_stop(text: str, stops: tuple[str, ...]) -> int:

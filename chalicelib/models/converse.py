@@ -38,8 +38,7 @@ from chalicelib.chat import (ChatRequest, Completion, Message, StreamEnd, Stream
                              ToolCall, ToolCallDelta, Usage)
 from chalicelib.errors import UpstreamError
 from chalicelib.models.registry import get_model
-from chalicelib.models.prompting import (JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION, Prompt,
-                                         offers_tools)
+from chalicelib.models.prompting import Prompt, format_instruction, offers_tools
 from chalicelib.models.schemas import problems
 
 # What a conversation that starts with the assistant (or has no user turn) is given first.
@@ -111,15 +110,6 @@ def _turns(messages: list[Message]) -> list[dict[str, Any]]:
     return turns
 
 
-def _instruction(request: ChatRequest) -> str:
-    fmt = request.response_format
-    if fmt.type == "json_object":
-        return JSON_OBJECT_INSTRUCTION
-    if fmt.type == "json_schema" and fmt.schema is not None:
-        return JSON_SCHEMA_INSTRUCTION + fmt.schema
-    return ""
-
-
 def _tool_config(request: ChatRequest, takes_choice: bool) -> dict[str, Any]:
     tools = []
     for tool in request.tools:
@@ -142,7 +132,7 @@ def build_request(request: ChatRequest) -> dict[str, Any]:
     spec = get_model(request.model)
     offered = offers_tools(request)
     system = [{"text": m.content} for m in request.messages if m.role == "system"]
-    instruction = _instruction(request)
+    instruction = format_instruction(request)
     if instruction:
         system.append({"text": instruction})
     rest = [m for m in request.messages if m.role != "system"]

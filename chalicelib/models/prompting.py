@@ -85,7 +85,9 @@ def _tools_block(request: ChatRequest) -> str:
     return "\n\n".join(parts)
 
 
-def _format_instruction(request: ChatRequest) -> str:
+def format_instruction(request: ChatRequest) -> str:
+    """What the system prompt says about a JSON response format ("" for text);
+    Converse models get the same words (converse.py)."""
     fmt = request.response_format
     if fmt.type == "json_object":
         return JSON_OBJECT_INSTRUCTION
@@ -118,7 +120,7 @@ def _prefix(request: ChatRequest) -> str:
 def _system_turn(leading: list[Message], request: ChatRequest) -> str:
     parts = [ENVIRONMENT] if offers_tools(request) else []
     parts += [m.content.strip() for m in leading]
-    instruction = _format_instruction(request)
+    instruction = format_instruction(request)
     if instruction:
         parts.append(instruction)
     return format_message("system", "\n\n".join(p for p in parts if p)) if parts else ""

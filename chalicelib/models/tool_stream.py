@@ -20,9 +20,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 
-from chalicelib.models.answers import argument_problems, arguments_text, new_call_id
+from chalicelib.models.answers import argument_problems, arguments_text
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, TextDelta,
-                             ToolCall, ToolCallDelta)
+                             ToolCall, ToolCallDelta, new_call_id)
 from chalicelib.errors import UnusableAnswerError
 from chalicelib.models.tool_parser import parse
 

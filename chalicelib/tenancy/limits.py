@@ -232,7 +232,7 @@ class Limiter:
         except (ClientError, BotoCoreError):
             log.error("could not release %s tokens on %s", reservation.tokens, reservation.day_pk)
 
-    def settle_failure(self, reservation: Reservation, exc: BaseException) -> None:
+    def settle_failure(self, reservation: Reservation, exc: BaseException | None) -> None:
         """Settle a failed call to what it spent (an error's ``spent``: the
         tokens Bedrock generated before the failure, or for an unusable
         answer), or release it when Bedrock generated nothing."""
