@@ -16,7 +16,7 @@ JS_DIR := tests/e2e/js
 JS_STAMP := $(JS_DIR)/node_modules/.deps-stamp
 STAGES := dev prod
 
-.PHONY: run test lint venv bench clean check-templates browser
+.PHONY: run test lint venv bench clean check-templates browser botocore-data
 
 # The virtualenv is (re)built only when a requirements file changed.
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
@@ -57,6 +57,12 @@ browser:
 		sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$sudo apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
+
+# chalicelib/awsdata, the botocore data the app's clients read (see
+# scripts/botocore_data.py): rewrite it after raising either botocore pin.
+botocore-data: $(STAMP) $(LAMBDA_STAMP)
+	$(PY) scripts/botocore_data.py --rules-from \
+		"$$($(LAMBDA_VENV)/bin/python -c 'import botocore, os; print(os.path.join(os.path.dirname(botocore.__file__), "data"))')"
 
 run: $(STAMP)
 	@exec $(PY) -m devstack.run

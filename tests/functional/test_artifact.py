@@ -25,6 +25,7 @@ import pytest
 
 from chalicelib.tenancy.keys import KeyStore
 from tests.e2e.stack import PROJECT_DIR
+from tests.support import EmulatorControl
 
 VENV_BIN = Path(sys.executable).parent
 LAMBDA_PYTHON = PROJECT_DIR / ".venv-lambda" / "bin" / "python"
@@ -195,3 +196,21 @@ def test_the_api_and_the_worker(artifact: dict[str, Any], emulator_url: str, aws
               params={"job_id": job_id})], emulator_url, aws_url)[0]["result"]
     done = json.loads(read["body"])
     assert done["status"] == "succeeded" and done["result"]["usage"]["total_tokens"] > 0
+
+
+def test_an_in_stream_bedrock_error_keeps_its_code_on_the_runtimes_botocore(
+        artifact: dict[str, Any], emulator: EmulatorControl, emulator_url: str,
+        aws_url: str) -> None:
+    # botocore 1.34.145's own model has no serviceUnavailableException in
+    # Bedrock's response stream (it raised an error with an empty code, a
+    # 502 upstream_error); the package ships its models (chalicelib/awsdata).
+    emulator.configure(fault_rate={"ServiceUnavailableException": 1.0}, fail_in_stream=True)
+    caller = {"tenant": "artifact", "key_id": f"key_{time.monotonic_ns()}",
+              "requests_per_minute": "", "tokens_per_minute": "", "tokens_per_day": ""}
+    (streamed,) = invoke(artifact, "StreamHandler", [
+        proxy("POST", "/v1/chat/completions",
+              {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Hi"}]},
+              caller)], emulator_url, aws_url)
+    events = [json.loads(line[len("data: "):]) for line in streamed["result"]["body"].splitlines()
+              if line.startswith("data: {")]
+    assert events[-1]["error"]["code"] == "upstream_unavailable", streamed["log"]
