@@ -26,7 +26,7 @@ from decimal import Decimal
 from chalicelib import deadline
 from chalicelib.observe import callstats
 from chalicelib.models import converse
-from chalicelib.models.answers import Shaped, find_stop, repair_request, shape
+from chalicelib.models.answers import Shaped, find_stop, repair_request, shape, unreadable
 from chalicelib.models.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
@@ -127,7 +127,7 @@ class ChatService:
     def _llama_answer(self, request: ChatRequest) -> tuple[Shaped, Usage]:
         """Llama's answer, read by ``answers.shape``, with one repair attempt."""
         text, reason, usage = self._generate(request)
-        answer = shape(request, render(request), text, reason)
+        answer = self._shape(request, text, reason, usage)
         if answer.problem is not None and answer.repairable:
             retry = repair_request(request, render(request).prefix + text, answer.problem)
             try:
@@ -141,8 +141,15 @@ class ChatService:
                 raise
             usage = Usage(usage.input_tokens + more.input_tokens,
                           usage.output_tokens + more.output_tokens)
-            answer = shape(retry, render(retry), text, reason)
+            answer = self._shape(retry, text, reason, usage)
         return answer, usage
+
+    def _shape(self, request: ChatRequest, text: str, reason: str, usage: Usage) -> Shaped:
+        """``answers.shape``; should reading fail unexpectedly, the tokens are still billed."""
+        try:
+            return shape(request, render(request), text, reason)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours, but Bedrock billed the tokens
+            raise unreadable(exc, (usage.total_tokens, self._cost(request, usage))) from exc
 
     def _cost(self, request: ChatRequest, usage: Usage) -> Decimal | None:
         return cost_usd(self._prices, request.model, usage, False)

@@ -33,6 +33,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
+from chalicelib import jsontext
 from chalicelib.models.answers import Shaped, repair_request, shape
 from chalicelib.chat import (ChatRequest, Completion, Message, StreamEnd, StreamEvent, TextDelta,
                              ToolCall, ToolCallDelta, Usage)
@@ -58,7 +59,7 @@ class ConverseGateway(Protocol):
 
 def _tool_input(arguments: str) -> dict[str, Any]:
     try:
-        value = json.loads(arguments)
+        value = jsontext.loads(arguments)
     except ValueError:
         return {"arguments": arguments}  # replayed as the client sent it
     return value if isinstance(value, dict) else {"arguments": value}

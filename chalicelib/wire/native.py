@@ -11,11 +11,11 @@ The temperature is Llama's own (0..1).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from chalicelib import jsontext
 from chalicelib.chat import ROLES, ChatRequest, Completion, Message, ToolCall
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError
@@ -122,7 +122,7 @@ def usd(cost: Decimal | None) -> float | None:
 
 def _call(call: ToolCall) -> dict[str, Any]:
     try:
-        arguments: Any = json.loads(call.arguments)
+        arguments: Any = jsontext.loads(call.arguments)
     except ValueError:
         arguments = call.arguments
     return {"id": call.id, "name": call.name, "arguments": arguments}

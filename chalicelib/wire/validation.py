@@ -6,11 +6,11 @@ same words.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from chalicelib import jsontext
 from chalicelib.chat import Message
 from chalicelib.config import Settings
 from chalicelib.errors import (InvalidRequestError, ModelNotFoundError, RequestTooLargeError)
@@ -36,8 +36,11 @@ def decode_json_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidRequestError("The request body is not valid UTF-8.") from None
     try:
-        payload = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+        payload = jsontext.loads(text, parse_constant=_reject_constant)
+    except jsontext.TooDeepError:
+        raise InvalidRequestError(f"The request body nests JSON deeper than {jsontext.MAX_DEPTH} "
+                                  "levels.") from None
+    except ValueError:
         raise InvalidRequestError("The request body is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
