@@ -163,3 +163,53 @@ def test_a_parser_bug_is_a_502_that_still_bills(make_api: ApiFactory, key_store:
     tokens = day_tokens(dynamodb, key_id)
     assert 0 < tokens < 200  # what was generated, not the reservation nor nothing
     assert emulator.stats()["invocations"] == 1
+
+
+# A client's pattern, matched against the model's strings by a backtracking
+# engine: exponential in the string's length (before, seconds for the first,
+# hours for the second at forty characters).
+SLOW_PATTERNS = [("^(a+)+$", "a" * 26 + "!"), ("^(a|aa)+$", "a" * 40 + "!")]
+SHAPES = ["auto", "strict", "required", "stream", "json_schema", "patternProperties"]
+
+
+def slow_request(shape: str, pattern: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": {"a": {"type": "string",
+                                                                     "pattern": pattern}},
+                              "required": ["a"]}
+    if shape == "patternProperties":
+        schema = {"type": "object", "patternProperties": {pattern: {"type": "integer"}},
+                  "additionalProperties": False}
+    body: dict[str, Any] = {"model": MODEL, "max_tokens": 200,
+                            "messages": [{"role": "user", "content": "x"}]}
+    if shape == "json_schema":
+        return {**body, "response_format": {"type": "json_schema", "json_schema": {
+            "name": "x", "strict": True, "schema": schema}}}
+    function = {"name": "f", "parameters": schema, "strict": shape == "strict"}
+    body["tools"] = [{"type": "function", "function": function}]
+    if shape == "required":
+        body["tool_choice"] = "required"
+    if shape == "stream":
+        body.update(stream=True, stream_options={"include_usage": True})
+    return body
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("pattern,text", SLOW_PATTERNS)
+def test_a_slow_pattern_never_holds_an_answer(make_api: ApiFactory, key_store: KeyStore,
+                                              emulator: EmulatorControl, dynamodb: Any,
+                                              shape: str, pattern: str, text: str) -> None:
+    api, key_id = limited(make_api, key_store)
+    arguments = {text: 1} if shape == "patternProperties" else {"a": text}
+    answer = ('{"name": "f", "parameters": ' + json.dumps(arguments) + "}"
+              if shape != "json_schema" else json.dumps(arguments)[1:])  # "{" is prefilled
+    emulator.respond_next(answer, answer)
+    started = time.monotonic()
+    response = api.http.post("/v1/chat/completions", headers=JSON,
+                             body=json.dumps(slow_request(shape, pattern)))
+    assert time.monotonic() - started < 1.5
+    assert response.status_code in (200, 422), response.body
+    if response.status_code == 200:
+        assert day_tokens(dynamodb, key_id) == usage_of(response, shape == "stream")
+    else:
+        assert error_of(response)["code"] == "invalid_model_output"
+        assert 0 < day_tokens(dynamodb, key_id) < 3 * 200
