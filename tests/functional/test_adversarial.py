@@ -16,6 +16,7 @@ from chalicelib.jsontext import MAX_DEPTH
 from chalicelib.tenancy.keys import KeyStore
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.functional.test_hardening import day_tokens
+from tests.functional.test_jobs import drain, status
 from tests.openapi_check import sse_events
 from tests.support import EmulatorControl
 
@@ -213,3 +214,29 @@ def test_a_slow_pattern_never_holds_an_answer(make_api: ApiFactory, key_store: K
     else:
         assert error_of(response)["code"] == "invalid_model_output"
         assert 0 < day_tokens(dynamodb, key_id) < 3 * 200
+
+
+def test_a_deferred_request_still_pays_what_its_throttled_attempt_generated(
+        make_api: ApiFactory, key_store: KeyStore, job_queues: dict[str, str], sqs: Any,
+        emulator: EmulatorControl, dynamodb: Any) -> None:
+    # Bedrock may throttle a stream after its first chunks; with Prefer:
+    # respond-async the request becomes a job, and those chunks' tokens
+    # (billed by Bedrock) must stay billed to the key, as without it.
+    secret, record = key_store.create("acme", now=int(time.time()),
+                                      limits={"tokens_per_day": 100_000})
+    api = make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0)
+    body = json.dumps({"prompt": "tell me something long", "max_tokens": 200})
+    emulator.configure(fail_in_stream=True, fail_next=["ThrottlingException"])
+    refused = api.http.post("/chat", headers=JSON, body=body)
+    assert refused.status_code == 429
+    attempt = day_tokens(dynamodb, record.key_id)
+    assert attempt > 0  # what the throttled attempt generated, as billed without a job
+
+    emulator.configure(fail_in_stream=True, fail_next=["ThrottlingException"])
+    deferred = api.http.post("/chat", headers={**JSON, "Prefer": "respond-async"}, body=body)
+    assert deferred.status_code == 202, deferred.body
+    assert drain(sqs, job_queues["jobs"]) == 1
+    done = json.loads(status(api, json.loads(deferred.body)["job_id"]).body)
+    assert done["status"] == "succeeded"
+    assert day_tokens(dynamodb, record.key_id) == (
+        2 * attempt + done["result"]["usage"]["total_tokens"])
