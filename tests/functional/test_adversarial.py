@@ -16,7 +16,7 @@ from chalicelib.jsontext import MAX_DEPTH
 from chalicelib.tenancy.keys import KeyStore
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.functional.test_hardening import day_tokens
-from tests.functional.test_jobs import drain, status
+from tests.functional.test_jobs import drain, status, submit
 from tests.openapi_check import sse_events
 from tests.support import EmulatorControl
 
@@ -240,3 +240,28 @@ def test_a_deferred_request_still_pays_what_its_throttled_attempt_generated(
     assert done["status"] == "succeeded"
     assert day_tokens(dynamodb, record.key_id) == (
         2 * attempt + done["result"]["usage"]["total_tokens"])
+
+
+@pytest.mark.parametrize("fault", ["ValidationException", "ThrottlingException",
+                                   "InternalServerException"])
+def test_a_job_pays_what_a_broken_attempt_generated(make_api: ApiFactory, key_store: KeyStore,
+                                                    job_queues: dict[str, str], sqs: Any,
+                                                    emulator: EmulatorControl,
+                                                    dynamodb: Any, fault: str) -> None:
+    # The same fault mid-stream costs a job what it costs /chat: the tokens
+    # Bedrock generated before it, whether the job then fails or is retried.
+    secret, record = key_store.create("acme", now=int(time.time()),
+                                      limits={"tokens_per_day": 100_000})
+    api = make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0,
+                   jobs_max_receives=1)
+    body = json.dumps({"prompt": "tell me something long", "max_tokens": 200})
+    emulator.configure(fail_in_stream=True, fail_next=[fault] * 3)
+    assert api.http.post("/chat", headers=JSON, body=body).status_code >= 400
+    direct = day_tokens(dynamodb, record.key_id)
+    assert direct > 0
+
+    emulator.configure(fail_in_stream=True, fail_next=[fault] * 3)
+    accepted = submit(api, json.loads(body))
+    drain(sqs, job_queues["jobs"])
+    assert json.loads(status(api, accepted["job_id"]).body)["status"] == "failed"
+    assert day_tokens(dynamodb, record.key_id) == 2 * direct
