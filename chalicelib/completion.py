@@ -251,9 +251,22 @@ class ChatService:
         """ConverseStream, read through ``converse.stream_events`` (text and
         tool call pieces as they come; usage on the last event)."""
         events = self._gateway.converse_stream(request.model, converse.build_request(request))
-        for event in converse.stream_events(events, request):
-            yield StreamEnd(self._priced(request, event.completion, None)) \
-                if isinstance(event, StreamEnd) else event
+        deltas = 0
+        try:
+            for event in converse.stream_events(events, request):
+                if isinstance(event, StreamEnd):
+                    yield StreamEnd(self._priced(request, event.completion, None))
+                else:
+                    deltas += 1
+                    yield event
+        except ApiError as error:
+            if deltas and error.spent is None:
+                # ConverseStream counts tokens only in its last event: a
+                # stream broken before it is billed its lower bound, one token
+                # a delta (as a Llama chunk without its count), never nothing.
+                usage = Usage(0, deltas)
+                error.spent = (usage.total_tokens, self._cost(request, usage))
+            raise
 
 
 def _calls_stream_live(request: ChatRequest) -> bool:

@@ -265,3 +265,18 @@ def test_a_job_pays_what_a_broken_attempt_generated(make_api: ApiFactory, key_st
     drain(sqs, job_queues["jobs"])
     assert json.loads(status(api, accepted["job_id"]).body)["status"] == "failed"
     assert day_tokens(dynamodb, record.key_id) == 2 * direct
+
+
+@pytest.mark.parametrize("fault", ["InternalServerException", "ThrottlingException"])
+def test_a_converse_stream_broken_part_way_is_billed(make_api: ApiFactory, key_store: KeyStore,
+                                                     emulator: EmulatorControl, dynamodb: Any,
+                                                     fault: str) -> None:
+    # ConverseStream reports usage only in its last event; a stream that breaks
+    # after text was sent still bills at least a token a delta.
+    api, key_id = limited(make_api, key_store, allowed_models=(MODEL, CLAUDE))
+    emulator.configure(fail_in_stream=True, fail_next=[fault] * 3)
+    response = api.http.post("/v1/chat/completions", headers=JSON, body=json.dumps({
+        "model": CLAUDE, "max_tokens": 200, "stream": True,
+        "messages": [{"role": "user", "content": "tell me something long"}]}))
+    assert response.status_code >= 400  # the test client buffers: the stream's error
+    assert 0 < day_tokens(dynamodb, key_id) < 200
