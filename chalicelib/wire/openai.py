@@ -19,8 +19,9 @@ Choices that OpenAI's API leaves to us, documented in the README too:
   ``prompt_cache_key`` and ``safety_identifier`` are accepted and ignored
   (Bedrock's Llama API has no seed).
 - What the backend cannot honour (``n`` > 1, logprobs, images, audio,
-  penalties) is a 400 saying so; neutral values (``n: 1``, ``logprobs:
-  false``...) are accepted.
+  penalties, a reasoning effort, a verbosity) is a 400 saying so; neutral
+  values (``n: 1``, ``logprobs: false``, ``reasoning_effort: "none"``,
+  ``verbosity: "medium"``...) are accepted.
 - Unknown fields are a 400, as OpenAI answers them.
 """
 from __future__ import annotations
@@ -57,7 +58,10 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "modalities": (None, ["text"]),
     "audio": (None,),
     "prediction": (None,),
-    "reasoning_effort": (None,),
+    # "none" asks for no reasoning, which is what these models do; OpenAI's
+    # non-reasoning models take verbosity "medium" (their only level) alone.
+    "reasoning_effort": (None, "none"),
+    "verbosity": (None, "medium"),
     "web_search_options": (None,),
 }
 FIELDS = (*HONOURED, *IGNORED, *NEUTRAL, "functions", "function_call")
