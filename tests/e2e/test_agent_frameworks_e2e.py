@@ -118,20 +118,22 @@ def test_agents_sdk_streams_a_tool_loop_with_usage(stack: LocalStack,
                                                    emulator: EmulatorControl) -> None:
     asked: list[str] = []
 
-    async def run() -> tuple[str, set[str], int, int]:
+    async def run() -> tuple[str, list[str], int, int]:
         agent = Agent(name="weather", model=chat_model(stack), tools=[weather_tool(asked)],
                       model_settings=ModelSettings(include_usage=True))
         streamed = Runner.run_streamed(agent, "What is the weather in Oslo?")
-        events = set()
+        events = []
         async for event in streamed.stream_events():
-            events.add(getattr(event, "name", None) or getattr(getattr(event, "data", None), "type", ""))
+            events.append(getattr(event, "name", None)
+                          or getattr(getattr(event, "data", None), "type", ""))
         usage = streamed.context_wrapper.usage
         return str(streamed.final_output), events, usage.input_tokens, usage.output_tokens
 
     final, events, input_tokens, output_tokens = asyncio.run(run())
     assert len(asked) == 1 and f"21 degrees in {asked[0]}" in final
-    assert {"tool_called", "tool_output", "response.function_call_arguments.delta",
-            "response.output_text.delta"} <= events
+    assert {"tool_called", "tool_output", "response.function_call_arguments.delta"} <= set(events)
+    # The SDK's tools are strict: the final text still streams as it comes.
+    assert events.count("response.output_text.delta") > 3
     assert input_tokens > 0 and output_tokens > 0  # include_usage: the usage chunk
     assert len(emulator.requests()) == 2
 
