@@ -1,6 +1,7 @@
 """Agent frameworks and client libraries, unchanged, against `make run`: the
 OpenAI Agents SDK (on Chat Completions), LiteLLM as a client and LlamaIndex's
-OpenAILike, each configured as the README says.
+OpenAILike, each configured as the README says; and the clients that call
+the legacy /v1/completions (OpenAILike by default, LangChain's OpenAI class).
 
 The emulator answers as Llama would (a call to an offered tool with arguments
 made from its schema, text after a tool result, JSON valid for a requested
@@ -25,6 +26,7 @@ from llama_index.core.llms import ChatMessage  # noqa: E402
 from llama_index.core.prompts import PromptTemplate  # noqa: E402
 from llama_index.core.tools import FunctionTool  # noqa: E402
 from llama_index.llms.openai_like import OpenAILike  # noqa: E402
+from langchain_openai import OpenAI as LangChainOpenAI  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from tests.e2e.stack import LocalStack  # noqa: E402
@@ -252,3 +254,31 @@ def test_llamaindex_function_agent_and_structured_predict(llama: OpenAILike,
     # structured_predict offers a tool named after the model and requires a call.
     prompt = prompts(emulator)[-1]
     assert '"name": "City"' in prompt and prompt.endswith(OPEN + '{"name": "')
+
+
+# --- the legacy /v1/completions ----------------------------------------------
+
+USER = "<|start_header_id|>user<|end_header_id|>\n\n"
+
+
+def test_llamaindex_openailike_by_default_uses_legacy_completions(
+        stack: LocalStack, emulator: EmulatorControl) -> None:
+    llm = OpenAILike(model=MODEL, api_base=f"{stack.url}/v1", api_key=stack.key, max_retries=0)
+    assert llm.complete("Hello").text
+    assert len(list(llm.stream_complete("Hello"))) > 1
+    # Its chat() writes a transcript into the prompt: that is the user turn.
+    reply = llm.chat([ChatMessage(role="system", content="Be brief."),
+                      ChatMessage(role="user", content="Hello")])
+    assert reply.message.content
+    prompt = prompts(emulator)[-1]
+    assert f"{USER}system: Be brief.\nuser: Hello\nassistant:<|eot_id|>{OPEN}" in prompt
+
+
+def test_langchain_openai_llm_class(stack: LocalStack, emulator: EmulatorControl) -> None:
+    # LangChain's completion-model class sends prompt as a list and its own
+    # defaults (n 1, penalties 0, logprobs null, max_tokens 256).
+    llm = LangChainOpenAI(model=MODEL, base_url=f"{stack.url}/v1",
+                          api_key=stack.key, max_retries=0)  # type: ignore[arg-type]
+    assert llm.invoke("Hello") and len(list(llm.stream("Hello"))) > 1
+    sent = emulator.requests()[0]["body"]
+    assert sent["max_gen_len"] == 256 and sent["temperature"] == 0.35

@@ -107,6 +107,21 @@ def test_raw_and_streaming_responses(client: openai.OpenAI) -> None:
     assert lines[0].startswith("data: {") and lines[-1] == "data: [DONE]"
 
 
+def test_legacy_completions(client: openai.OpenAI, emulator: EmulatorControl) -> None:
+    plain = client.completions.create(model=MODEL, prompt="Name three AWS regions.", max_tokens=40,
+                                      temperature=0)
+    assert plain.object == "text_completion" and plain.choices[0].text
+    assert plain.usage is not None and plain.usage.completion_tokens > 0
+    chunks = list(client.completions.create(model=MODEL, prompt="Name three AWS regions.",
+                                            max_tokens=40, temperature=0, stream=True,
+                                            stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == plain.choices[0].text
+    assert chunks[-1].usage == plain.usage
+    first, _ = emulator.requests()
+    assert "<|start_header_id|>user<|end_header_id|>\n\nName three AWS regions.<|eot_id|>" in \
+        first["body"]["prompt"]
+
+
 @pytest.mark.parametrize("kwargs,error", [
     ({"model": "gpt-4o"}, openai.NotFoundError),
     ({"tools": [{"type": "function", "function": {"name": "no spaces", "parameters": {}}}]},
