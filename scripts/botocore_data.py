@@ -47,13 +47,15 @@ from pathlib import Path
 from typing import Any
 
 import botocore
+import botocore.exceptions
 import botocore.loaders
 
 OUT = Path(__file__).resolve().parent.parent / "chalicelib" / "awsdata"
 # What chalicelib creates clients for (Bedrock, usage and keys, jobs), and
-# what botocore's own credential providers create on the same session when
-# a profile assumes a role or signs in with SSO.
-SERVICES = ("bedrock-runtime", "dynamodb", "sqs", "sts", "sso", "sso-oidc")
+# what botocore's own credential providers create on the same session when a
+# profile (say, for `chalice local` against real Bedrock) assumes a role,
+# signs in with SSO or with `aws login` (signin).
+SERVICES = ("bedrock-runtime", "dynamodb", "sqs", "sts", "sso", "sso-oidc", "signin")
 SHARED = ("partitions", "_retry", "sdk-default-configuration")
 DOC_KEYS = ("documentation", "documentationUrl")
 
@@ -97,8 +99,13 @@ def build(rules_from: Path) -> dict[str, str]:
         files[f"{service}/{version}/service-2.json"] = dump(strip_docs(model))
         files[f"{service}/{version}/paginators-1.json"] = dump(
             models.load_service_model(service, "paginators-1", version))
-        files[f"{service}/{version}/endpoint-rule-set-1.json"] = dump(
-            rules.load_service_model(service, "endpoint-rule-set-1", version))
+        try:
+            ruleset = rules.load_service_model(service, "endpoint-rule-set-1", version)
+        except botocore.exceptions.UnknownServiceError:
+            # Newer than the runtime's botocore (signin), which therefore
+            # never creates it: the dev botocore's rules.
+            ruleset = models.load_service_model(service, "endpoint-rule-set-1", version)
+        files[f"{service}/{version}/endpoint-rule-set-1.json"] = dump(ruleset)
     endpoints = rules.load_data("endpoints")
     for partition in endpoints["partitions"]:
         partition["services"] = {name: entry for name, entry in partition["services"].items()
