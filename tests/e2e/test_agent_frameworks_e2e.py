@@ -32,7 +32,9 @@ from pydantic import BaseModel  # noqa: E402
 from tests.e2e.stack import LocalStack  # noqa: E402
 from tests.support import EmulatorControl  # noqa: E402
 
-pytestmark = pytest.mark.e2e
+# LlamaIndex's workflows read deprecated pydantic attributes: its noise, not ours.
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecationWarning")]
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
 OPEN = "<|start_header_id|>assistant<|end_header_id|>\n\n"
 IPYTHON = "<|start_header_id|>ipython<|end_header_id|>\n\n"
