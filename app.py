@@ -39,6 +39,7 @@ from chalicelib.completion import billable
 from chalicelib.web.playground import asset, slash_redirect
 from chalicelib.tenancy.usage import render_usage
 from chalicelib.models import embeddings
+from chalicelib.wire.completions import parse_completions_request, render_text_completion
 from chalicelib.wire.openai import (parse_openai_request, render_completion, render_model,
                                     render_models)
 from chalicelib.runtime import Runtime
@@ -380,6 +381,25 @@ def chat_completions() -> Response:
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
 
 
+@app.route("/v1/completions", methods=["POST"], authorizer=api_key_auth)
+@api_view
+def text_completions() -> Response:
+    runtime = get_runtime()
+    request, options = parse_completions_request(json_body(), runtime.settings)
+    completion_id = f"cmpl-{current_request_id()}"
+    created = int(runtime.clock())
+    caller = current_caller()
+    if options.stream:
+        live = open_stream(request, caller)
+        return buffered(live, openai_stream.render_text_chunks(
+            live.events(), completion_id, created, request.model, options.include_usage))
+    completion, reservation = runtime.limiter.run(
+        caller, reservation_size(request),
+        lambda: runtime.service.complete(request, caller.tenant), billable)
+    return json_response(render_text_completion(completion, completion_id, created),
+                         {**limit_headers(reservation.status), **cache_header(request, completion)})
+
+
 @app.route("/v1/embeddings", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def create_embeddings() -> Response:
@@ -413,7 +433,7 @@ def retrieve_model(model_id: str) -> dict[str, Any]:
 # function behind API Gateway's response streaming (its Runtime API loop is
 # chalicelib/streaming/lambda_runtime.py). It streams POSTs to these routes
 # that ask for a stream, and hands every other request to Chalice.
-STREAM_ROUTES = ("/chat", "/v1/chat/completions")
+STREAM_ROUTES = ("/chat", "/v1/chat/completions", "/v1/completions")
 
 
 def stream_payload(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -478,6 +498,13 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
             live = open_stream(request, caller)
             events = live.events()
             chunks = native_stream.render_events(events, request_id, request.model)
+        elif route == "/v1/completions":
+            request, options = parse_completions_request(payload, runtime.settings)
+            live = open_stream(request, caller)
+            events = live.events()
+            chunks = openai_stream.render_text_chunks(events, f"cmpl-{request_id}",
+                                                      int(runtime.clock()), request.model,
+                                                      options.include_usage)
         else:
             request, options = parse_openai_request(payload, runtime.settings)
             live = open_stream(request, caller)
@@ -515,8 +542,8 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
 
 @app.lambda_function(name="stream_handler")
 def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """API Gateway's streaming integration of POST /chat and
-    /v1/chat/completions. Deployed, the function's exec wrapper runs
+    """API Gateway's streaming integration of POST /chat,
+    /v1/chat/completions and /v1/completions. Deployed, the function's exec wrapper runs
     chalicelib/streaming/lambda_runtime.py instead of Python's managed
     runtime, and that loop calls ``serve`` and streams its answer. Called as
     a plain handler (no wrapper), it answers in the buffered proxy shape."""

@@ -17,6 +17,7 @@ short are always known and billed (``ApiError.spent``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Iterator
@@ -115,6 +116,9 @@ class ChatService:
             answer, usage = converse.generate(self._gateway, request)
         else:
             answer, usage = self._llama_answer(request)
+        return self._completion(request, answer, usage)
+
+    def _completion(self, request: ChatRequest, answer: Shaped, usage: Usage) -> Completion:
         if answer.problem is not None and answer.fatal:
             # Billed all the same: the limiter settles what the error says was spent.
             failed = self._priced(request, Completion(request.model, answer.text, "error", usage),
@@ -129,20 +133,33 @@ class ChatService:
         text, reason, usage = self._generate(request)
         answer = self._shape(request, text, reason, usage)
         if answer.problem is not None and answer.repairable:
-            retry = repair_request(request, render(request).prefix + text, answer.problem)
-            try:
-                text, reason, more = self._generate(retry)
-            except ApiError as error:  # the first answer was generated too
-                first = self._cost(request, usage)
-                spent = error.spent or (0, None)
-                error.spent = (usage.total_tokens + spent[0],
-                               None if first is None and spent[1] is None
-                               else (first or 0) + (spent[1] or 0))
-                raise
-            usage = Usage(usage.input_tokens + more.input_tokens,
-                          usage.output_tokens + more.output_tokens)
-            answer = self._shape(retry, text, reason, usage)
+            return self._repair(request, text, usage, answer.problem)
         return answer, usage
+
+    def _repair(self, request: ChatRequest, text: str, usage: Usage,
+                problem: str) -> tuple[Shaped, Usage]:
+        """One more attempt at an answer (``text``, which cost ``usage``) that
+        did not honour the request, told what was wrong; both calls billed."""
+        retry = repair_request(request, render(request).prefix + text, problem)
+        try:
+            text, reason, more = self._generate(retry)
+        except ApiError as error:  # the first answer was generated too
+            first = self._cost(request, usage)
+            spent = error.spent or (0, None)
+            error.spent = (usage.total_tokens + spent[0],
+                           None if first is None and spent[1] is None
+                           else (first or 0) + (spent[1] or 0))
+            raise
+        usage = Usage(usage.input_tokens + more.input_tokens,
+                      usage.output_tokens + more.output_tokens)
+        return self._shape(retry, text, reason, usage), usage
+
+    def _repair_streamed(self, request: ChatRequest, streamed: Completion,
+                         problem: str) -> Completion:
+        """``tool_stream.detect_calls``' repair: the held-back calls of a live
+        stream did not fit their schemas, and none of them was sent yet."""
+        answer, usage = self._repair(request, streamed.text, streamed.usage, problem)
+        return self._priced(request, self._completion(request, answer, usage), None)
 
     def _shape(self, request: ChatRequest, text: str, reason: str, usage: Usage) -> Shaped:
         """``answers.shape``; should reading fail unexpectedly, the tokens are still billed."""
@@ -186,12 +203,13 @@ class ChatService:
         before the first chunk, even the deadline raises (the caller still
         answers an HTTP error then).
 
-        Tools offered with ``tool_choice: auto`` (none of them strict, no JSON
+        Tools offered with ``tool_choice: auto`` (strict ones too, no JSON
         format) stream live through ``tool_stream.detect_calls``: text as it
-        comes, calls as OpenAI's deltas once read. Any other answer that must
-        be read whole before any of it may be sent (a forced call, strict
-        tools, a JSON format: it may need a repair) is made as a plain call,
-        under the same deadline, and sent as events once done."""
+        comes, calls as OpenAI's deltas once read, and calls that do not fit
+        their schemas repaired before any of them is sent. Any other answer
+        that must be read whole before any of it may be sent (a forced call,
+        a JSON format: it may need a repair) is made as a plain call, under
+        the same deadline, and sent as events once done."""
         callstats.current().model = request.model  # failures count under it too
         is_converse = get_model(request.model).api == "converse"
         if is_converse:
@@ -203,7 +221,8 @@ class ChatService:
         if not may_repair(request):
             yield from self._llama_stream(request)
         elif _calls_stream_live(request):
-            yield from detect_calls(request, self._llama_stream(request))
+            repair = functools.partial(self._repair_streamed, request)
+            yield from detect_calls(request, self._llama_stream(request), repair=repair)
         else:
             yield from completion_events(self._priced(request, self._invoke(request), None))
 
@@ -270,11 +289,11 @@ class ChatService:
 
 
 def _calls_stream_live(request: ChatRequest) -> bool:
-    """Whether a tools request can stream as it comes: nothing in it may need
-    a repair once text has been sent."""
+    """Whether a tools request can stream as it comes: only calls, which are
+    held back until read, may need a repair, never text already sent. (A
+    strict tool's calls are checked and repaired as they are held back.)"""
     return (offers_tools(request) and request.tool_choice.mode == "auto"
-            and request.response_format.type == "text"
-            and not any(tool.strict for tool in request.tools))
+            and request.response_format.type == "text")
 
 
 @dataclass

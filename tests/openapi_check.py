@@ -36,6 +36,8 @@ _REGISTRY = Registry().with_resource(
     "urn:openapi", Resource.from_contents(_DOCUMENT, default_specification=DRAFT202012))
 CHUNK = OAS31Validator({"$ref": "urn:openapi#/components/schemas/ChatCompletionChunk"},
                        registry=_REGISTRY)
+TEXT_CHUNK = OAS31Validator({"$ref": "urn:openapi#/components/schemas/TextCompletionChunk"},
+                            registry=_REGISTRY)
 ERROR = OAS31Validator({"$ref": "urn:openapi#/components/schemas/Error"}, registry=_REGISTRY)
 NATIVE_EVENT = OAS31Validator({"$ref": "urn:openapi#/components/schemas/NativeStreamEvent"},
                               registry=_REGISTRY)
@@ -97,8 +99,9 @@ def check_exchange(method: str, url: str, headers: dict[str, str], body: bytes |
             assert name in NATIVE_EVENTS
             NATIVE_EVENT.validate(event)
     elif media == "text/event-stream":
+        validator = TEXT_CHUNK if parts.path == "/v1/completions" else CHUNK
         for event in sse_events(response_body):
-            CHUNK.validate(event)
+            validator.validate(event)
 
 
 class ValidatingHTTP:

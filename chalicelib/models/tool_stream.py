@@ -11,6 +11,13 @@ the same parser as a plain answer: calls become OpenAI's tool-call deltas
 the middle of a line of prose is therefore sent as text while streaming (the
 non-streamed path would still read it).
 
+Calls whose arguments do not fit their tool's schema have not been sent yet
+when that is found, so they get the same one repair attempt as a plain answer
+(``repair``, the caller's second Bedrock call): its calls are sent instead.
+Prose already sent stands; the repaired answer's own prose is sent only when
+nothing was. Without ``repair``, strict tools fail the stream and non-strict
+calls go out as the model made them.
+
 ``completion_events`` turns a finished Completion into the same events, for
 answers that must be checked whole before any of it may be sent (a forced
 call, a JSON format).
@@ -26,6 +33,9 @@ from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, Te
 from chalicelib.errors import UnusableAnswerError
 from chalicelib.models.tool_parser import parse
 
+# (the streamed answer so far, what is wrong with its calls) -> the answer of
+# one more attempt, made whole; raises UnusableAnswerError if that fails too.
+Repair = Callable[[Completion, str], Completion]
 LINE_TRIGGERS = ("{", "[", "```", "<function=")
 ANYWHERE = "<|python_tag|>"
 ARGUMENT_PIECE = 64  # characters of arguments per delta, as OpenAI sends them in pieces
@@ -85,8 +95,17 @@ def completion_events(completion: Completion) -> Iterator[StreamEvent]:
     yield StreamEnd(completion)
 
 
+def _repaired_events(fixed: Completion, sent_text: str) -> Iterator[StreamEvent]:
+    content = "" if sent_text else fixed.text
+    if content:
+        yield TextDelta(content)
+    yield from call_events(fixed.tool_calls)
+    yield StreamEnd(dataclasses.replace(fixed, text=(sent_text + content).strip()))
+
+
 def detect_calls(request: ChatRequest, events: Iterable[StreamEvent],
-                 make_id: Callable[[], str] = new_call_id) -> Iterator[StreamEvent]:
+                 make_id: Callable[[], str] = new_call_id,
+                 repair: Repair | None = None) -> Iterator[StreamEvent]:
     """Pass ``events`` through, turning calls to offered tools into tool-call deltas."""
     names = [tool.name for tool in request.tools]
     text, sent, holding = "", 0, False
@@ -118,6 +137,9 @@ def detect_calls(request: ChatRequest, events: Iterable[StreamEvent],
                                for c in calls)
         except Exception as exc:  # noqa: BLE001 - a bug of ours, but Bedrock billed the tokens
             raise unreadable(exc, spent) from exc
+        if problem is not None and repair is not None:
+            yield from _repaired_events(repair(completion, problem), text[:sent])
+            return
         if problem is not None and strict:
             raise UnusableAnswerError(f"The model's answer could not be used: {problem}.",
                                       spent=spent)

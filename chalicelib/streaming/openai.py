@@ -8,6 +8,10 @@ tool call's first delta carries its ``id``, ``type`` and ``name`` with empty
 ``arguments``; later deltas carry only argument text. A failure after the
 first byte is one ``data: {"error": {...}}`` event (the envelope of the
 error) and no ``[DONE]``: the official SDKs raise it as ``APIError``.
+
+``render_text_chunks`` is the same for the legacy ``/v1/completions``:
+``text_completion`` objects whose one choice carries ``text``, the last one
+its ``finish_reason``.
 """
 from __future__ import annotations
 
@@ -68,6 +72,32 @@ def render_chunks(events: Iterable[StreamEvent], completion_id: str, created: in
                     yield chunk(delta)
             elif isinstance(event, StreamEnd):
                 yield chunk({}, finish_reason(event.completion))
+                if include_usage:
+                    yield frame({**base, "choices": [], "usage": usage(event.completion)})
+                yield DONE
+                return
+    except ApiError as error:
+        yield frame(error.envelope())
+
+
+def render_text_chunks(events: Iterable[StreamEvent], completion_id: str, created: int,
+                       model: str, include_usage: bool) -> Iterator[str]:
+    """``/v1/completions``' stream (text only: that route offers no tools)."""
+    base: dict[str, Any] = {"id": completion_id, "object": "text_completion",
+                            "created": created, "model": model, "system_fingerprint": None}
+    if include_usage:
+        base["usage"] = None
+
+    def chunk(text: str, finish: str | None = None) -> str:
+        return frame({**base, "choices": [{"text": text, "index": 0, "logprobs": None,
+                                           "finish_reason": finish}]})
+
+    try:
+        for event in events:
+            if isinstance(event, TextDelta):
+                yield chunk(event.text)
+            elif isinstance(event, StreamEnd):
+                yield chunk("", finish_reason(event.completion))
                 if include_usage:
                     yield frame({**base, "choices": [], "usage": usage(event.completion)})
                 yield DONE

@@ -19,8 +19,9 @@ Choices that OpenAI's API leaves to us, documented in the README too:
   ``prompt_cache_key`` and ``safety_identifier`` are accepted and ignored
   (Bedrock's Llama API has no seed).
 - What the backend cannot honour (``n`` > 1, logprobs, images, audio,
-  penalties) is a 400 saying so; neutral values (``n: 1``, ``logprobs:
-  false``...) are accepted.
+  penalties, a reasoning effort, a verbosity) is a 400 saying so; neutral
+  values (``n: 1``, ``logprobs: false``, ``reasoning_effort: "none"``,
+  ``verbosity: "medium"``...) are accepted.
 - Unknown fields are a 400, as OpenAI answers them.
 """
 from __future__ import annotations
@@ -67,7 +68,10 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "modalities": (None, ["text"]),
     "audio": (None,),
     "prediction": (None,),
-    "reasoning_effort": (None,),
+    # "none" asks for no reasoning, which is what these models do; OpenAI's
+    # non-reasoning models take verbosity "medium" (their only level) alone.
+    "reasoning_effort": (None, "none"),
+    "verbosity": (None, "medium"),
     "web_search_options": (None,),
 }
 FIELDS = (*HONOURED, *IGNORED, *NEUTRAL, "functions", "function_call")
@@ -93,14 +97,17 @@ def _same(value: Any, neutral: Any) -> bool:
     return value == neutral and isinstance(value, bool) == isinstance(neutral, bool)
 
 
-def _check_ignored(payload: Mapping[str, Any]) -> None:
+def check_ignored(payload: Mapping[str, Any]) -> None:
+    """A 400 for a field accepted and ignored but sent in a type OpenAI refuses."""
     for field, (kind, fits) in IGNORED.items():
         if payload.get(field) is not None and not fits(payload[field]):
             raise InvalidRequestError(f"'{field}' must be {kind}.", param=field)
 
 
-def _check_neutral(payload: Mapping[str, Any]) -> None:
-    for field, neutral in NEUTRAL.items():
+def check_neutral(payload: Mapping[str, Any],
+                  table: Mapping[str, tuple[Any, ...]] = NEUTRAL) -> None:
+    """A 400 for each field asking for what the backend lacks (a value not in ``table``)."""
+    for field, neutral in table.items():
         if field in payload and not any(_same(payload[field], n) for n in neutral):
             raise _unsupported(field, "Llama on Bedrock cannot honour it; "
                                f"leave it out or use {json.dumps(neutral[-1])}")
@@ -186,7 +193,7 @@ def _merge_leading_system(messages: list[Message]) -> list[Message]:
     return [merged, *messages[leading:]]
 
 
-def _stream_options(payload: Mapping[str, Any]) -> StreamOptions:
+def stream_options(payload: Mapping[str, Any]) -> StreamOptions:
     stream = payload.get("stream")
     if stream is None:
         stream = False
@@ -214,8 +221,8 @@ def parse_openai_request(payload: Mapping[str, Any],
     if unknown:
         raise InvalidRequestError(f"Unrecognized request argument supplied: {unknown[0][:100]}",
                                   param=unknown[0][:100])
-    _check_neutral(payload)
-    _check_ignored(payload)
+    check_neutral(payload)
+    check_ignored(payload)
     legacy_functions(payload)
     if payload.get("model") is None:
         raise InvalidRequestError("'model' is required.", param="model")
@@ -241,10 +248,10 @@ def parse_openai_request(payload: Mapping[str, Any],
         tool_choice=tool_choice,
         parallel_tool_calls=parallel is not False,
         response_format=response_format_field(payload.get("response_format"), openai=True))
-    return check_capabilities(request), _stream_options(payload)
+    return check_capabilities(request), stream_options(payload)
 
 
-def _usage(completion: Completion) -> dict[str, int]:
+def usage_field(completion: Completion) -> dict[str, int]:
     usage = completion.usage
     return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
             "total_tokens": usage.total_tokens, "cost_usd": usd(completion.cost_usd)}
@@ -266,7 +273,7 @@ def render_completion(completion: Completion, completion_id: str, created: int) 
         "model": completion.model, "system_fingerprint": None,
         "choices": [{"index": 0, "logprobs": None, "finish_reason": completion.stop_reason,
                      "message": message}],
-        "usage": _usage(completion),
+        "usage": usage_field(completion),
     }
 
 

@@ -93,7 +93,7 @@ def test_ai_sdk_forced_tool(stack: LocalStack, emulator: EmulatorControl, provid
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize("scenario", ["object", "stream-object"])
+@pytest.mark.parametrize("scenario", ["object", "stream-object", "output-object"])
 def test_ai_sdk_objects_from_a_zod_schema(stack: LocalStack, emulator: EmulatorControl,
                                           provider: str, scenario: str) -> None:
     out = node(stack, "ai_sdk.mjs", provider, scenario)

@@ -57,6 +57,71 @@ def test_models(client: openai.OpenAI) -> None:
     assert client.models.retrieve(MODEL).owned_by == "meta"
 
 
+def test_parameters_clients_send_are_honoured_or_ignored(client: openai.OpenAI,
+                                                         emulator: EmulatorControl) -> None:
+    # What the openai SDK, the Agents SDK, LiteLLM, LlamaIndex and the AI SDK
+    # send besides the basics: each honoured, or neutral, or safely ignored.
+    completion = client.chat.completions.create(
+        model=MODEL, max_completion_tokens=40, top_p=0.5, stop=["zzz", "\n\n\n"], n=1, seed=7,
+        user="u-1", metadata={"run": "e2e"}, store=False, service_tier="auto",
+        parallel_tool_calls=False, logit_bias={}, frequency_penalty=0, presence_penalty=0.0,
+        logprobs=False, reasoning_effort="none", verbosity="medium", response_format={"type": "text"},
+        messages=[{"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+                  {"role": "user", "content": [{"type": "text", "text": "Name a region."},
+                                               {"type": "text", "text": "Just one."}]}])
+    assert completion.choices[0].message.content
+    sent = emulator.requests()[0]["body"]
+    assert (sent["max_gen_len"], sent["top_p"]) == (40, 0.5)
+    assert sent["prompt"].startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>"
+                                     "\n\nBe brief.<|eot_id|>")
+    assert "Name a region.\nJust one.<|eot_id|>" in sent["prompt"]
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"reasoning_effort": "low"}, "reasoning_effort"),
+    ({"verbosity": "low"}, "verbosity"),
+    ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+    ({"frequency_penalty": 0.5}, "frequency_penalty"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]},
+     "messages[0].content[1]"),
+])
+def test_what_cannot_be_honoured_is_a_400_naming_it(client: openai.OpenAI, emulator: EmulatorControl,
+                                                    kwargs: dict, param: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(**{"model": MODEL, "messages": MESSAGES, **kwargs})
+    assert caught.value.code == "unsupported_parameter" and caught.value.param == param
+    assert param.split("[")[0] in caught.value.message and not emulator.requests()
+
+
+def test_raw_and_streaming_responses(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+    assert raw.status_code == 200 and raw.headers["x-request-id"]
+    assert raw.parse().choices[0].message.content
+    with client.chat.completions.with_streaming_response.create(
+            model=MODEL, messages=MESSAGES, stream=True) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[0].startswith("data: {") and lines[-1] == "data: [DONE]"
+
+
+def test_legacy_completions(client: openai.OpenAI, emulator: EmulatorControl) -> None:
+    plain = client.completions.create(model=MODEL, prompt="Name three AWS regions.", max_tokens=40,
+                                      temperature=0)
+    assert plain.object == "text_completion" and plain.choices[0].text
+    assert plain.usage is not None and plain.usage.completion_tokens > 0
+    chunks = list(client.completions.create(model=MODEL, prompt="Name three AWS regions.",
+                                            max_tokens=40, temperature=0, stream=True,
+                                            stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == plain.choices[0].text
+    assert chunks[-1].usage == plain.usage
+    first, _ = emulator.requests()
+    assert "<|start_header_id|>user<|end_header_id|>\n\nName three AWS regions.<|eot_id|>" in \
+        first["body"]["prompt"]
+
+
 @pytest.mark.parametrize("kwargs,error", [
     ({"model": "gpt-4o"}, openai.NotFoundError),
     ({"tools": [{"type": "function", "function": {"name": "no spaces", "parameters": {}}}]},

@@ -77,5 +77,27 @@ def test_the_readme_openai_snippet_runs(stack: LocalStack) -> None:
     assert len(lines) == 2 and "CompletionUsage" in lines[0] and lines[1]
 
 
+# The client set-up snippets, each told apart by the import that makes it.
+CLIENT_SNIPPETS = {"openai-agents": "from agents import", "litellm": "import litellm",
+                   "llamaindex": "from llama_index"}
+# What each prints: the agent's Report after a tool call, text and its token count, text.
+PRINTED = {"openai-agents": r"^city='.+' temperature_c=-?\d+$", "litellm": r"^\S.* \d+$",
+           "llamaindex": r"^\S"}
+
+
+@pytest.mark.parametrize("client", CLIENT_SNIPPETS)
+def test_the_readme_client_set_up_runs(stack: LocalStack, emulator: EmulatorControl,
+                                       client: str) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    (snippet,) = [b for b in blocks if CLIENT_SNIPPETS[client] in b]
+    # LiteLLM's import would fetch its price list from the internet: offline here.
+    env = {**os.environ, "LLM_API_KEY": stack.key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    result = subprocess.run([sys.executable, "-c", localise(snippet, stack)], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert re.match(PRINTED[client], result.stdout.strip()), result.stdout
+    assert len(emulator.requests()) == (2 if client == "openai-agents" else 1)
+
+
 def test_the_printed_export_line_matches_the_readme(stack: LocalStack) -> None:
     assert f"export LLM_API_KEY={stack.key}" in stack.banner

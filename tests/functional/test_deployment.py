@@ -334,8 +334,10 @@ def test_stream_routes_puts_streaming_integrations() -> None:
     with Stubber(apigateway) as api_stub, Stubber(lambda_client) as lambda_stub:
         api_stub.add_response("get_resources", {"items": [
             {"id": "r1", "path": "/chat"}, {"id": "r2", "path": "/v1/chat/completions"},
-            {"id": "r3", "path": "/health"}]}, {"restApiId": "abc123"})
-        for resource, path in (("r1", "/chat"), ("r2", "/v1/chat/completions")):
+            {"id": "r3", "path": "/health"}, {"id": "r4", "path": "/v1/completions"}]},
+            {"restApiId": "abc123"})
+        for resource, path in (("r1", "/chat"), ("r2", "/v1/chat/completions"),
+                               ("r4", "/v1/completions")):
             api_stub.add_response("put_integration", {}, {
                 "restApiId": "abc123", "resourceId": resource, "httpMethod": "POST",
                 "type": "AWS_PROXY", "integrationHttpMethod": "POST", "uri": uri,
@@ -351,6 +353,6 @@ def test_stream_routes_puts_streaming_integrations() -> None:
             "restApiId": "abc123", "stageName": "prod",
             "description": "stream routes from stream_handler"})
         assert wire(apigateway, lambda_client, "abc123", "prod", arn, STREAM_ROUTES) == [
-            "POST /chat", "POST /v1/chat/completions"]
+            "POST /chat", "POST /v1/chat/completions", "POST /v1/completions"]
         api_stub.assert_no_pending_responses()
         lambda_stub.assert_no_pending_responses()

@@ -251,3 +251,42 @@ def test_auto_tools_stream_text_as_it_comes(api: Api, emulator: EmulatorControl)
     assert calls[0]["function"]["name"] == "get_weather"
     assert [c["finish_reason"] for e in mixed for c in e["choices"] if c["finish_reason"]] == \
         ["tool_calls"]
+
+
+def test_strict_tools_stream_live_and_their_calls_are_repaired(
+        api: Api, emulator: EmulatorControl) -> None:
+    """Strict tools (the Agents SDK sends every tool so) no longer hold the
+    whole answer: prose streams as it comes, and a held-back call that does
+    not fit its schema gets its repair before any of it is sent."""
+    strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    script(emulator, "It is sunny in Paris today, so enjoy a long walk by the river.",
+           '{"name": "get_weather", "parameters": {"town": "Paris"}}', CALL)
+    prose = sse_events(post(api, {"messages": ASK, "tools": [strict], "stream": True}).body)
+    pieces = [c["delta"]["content"] for e in prose for c in e["choices"]
+              if c["delta"].get("content")]
+    assert len(pieces) > 3 and "".join(pieces).startswith("It is sunny in Paris")
+    emulator.clear_requests()
+    events = sse_events(post(api, {"messages": ASK, "tools": [strict], "stream": True,
+                                   "stream_options": {"include_usage": True}}).body)
+    calls = [c["delta"]["tool_calls"][0] for e in events for c in e["choices"]
+             if c["delta"].get("tool_calls")]
+    assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Paris"}
+    assert [c["finish_reason"] for e in events for c in e["choices"] if c["finish_reason"]] == \
+        ["tool_calls"]
+    first, second = emulator.requests()
+    assert "Your last answer could not be used" in second["body"]["prompt"]
+    assert '"town"' in second["body"]["prompt"]
+    # Both calls are billed and reported.
+    usage = events[-1]["usage"]
+    assert usage["prompt_tokens"] > len(first["body"]["prompt"]) // 8
+    assert usage["completion_tokens"] >= 2
+
+
+def test_a_strict_call_that_stays_wrong_is_a_422_before_the_stream(
+        api: Api, emulator: EmulatorControl) -> None:
+    strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    bad = '{"name": "get_weather", "parameters": {"town": "Paris"}}'
+    script(emulator, bad, bad)
+    response = post(api, {"messages": ASK, "tools": [strict], "stream": True})
+    assert response.status_code == 422
+    assert json.loads(response.body)["error"]["code"] == "invalid_model_output"

@@ -40,7 +40,9 @@ def test_defaults() -> None:
     ({"stop": ["a", "b"]}, "stop", ("a", "b")),
     ({"n": 1, "logprobs": False, "tools": [], "response_format": {"type": "text"},
       "frequency_penalty": 0, "presence_penalty": 0.0, "user": "u1", "seed": 42,
-      "tool_choice": "none", "parallel_tool_calls": True, "store": False}, "max_tokens", 512),
+      "tool_choice": "none", "parallel_tool_calls": True, "store": False,
+      "reasoning_effort": "none", "verbosity": "medium", "logit_bias": {}, "service_tier": "flex",
+      "metadata": {"a": "b"}, "modalities": ["text"]}, "max_tokens", 512),
 ])
 def test_honoured_and_neutral_fields(fields: dict, attr: str, value: Any) -> None:
     assert getattr(parse(**fields)[0], attr) == value
@@ -105,6 +107,8 @@ def test_stream_options() -> None:
      "response_format.json_schema"),
     ({"frequency_penalty": 0.5}, UnsupportedParameterError, "frequency_penalty"),
     ({"logit_bias": {"50256": -100}}, UnsupportedParameterError, "logit_bias"),
+    ({"reasoning_effort": "low"}, UnsupportedParameterError, "reasoning_effort"),
+    ({"verbosity": "low"}, UnsupportedParameterError, "verbosity"),
     ({"temperature": 2.5}, InvalidRequestError, "temperature"),
     ({"top_p": 1.5}, InvalidRequestError, "top_p"),
     ({"max_tokens": 0}, InvalidRequestError, "max_tokens"),

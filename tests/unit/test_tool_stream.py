@@ -1,6 +1,7 @@
 """Tool calls detected in a live stream of text deltas (pure)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -75,6 +76,45 @@ def test_strict_arguments_that_do_not_fit_fail_the_stream() -> None:
     with pytest.raises(UnusableAnswerError) as caught:
         run(['{"name": "get_weather", "parameters": {"town": "x"}}'], request(strict=True))
     assert caught.value.spent[0] == 12
+
+
+BAD = '{"name": "get_weather", "parameters": {"town": "x"}}'
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("prose,sent,final", [
+    ("", ["Calling it."], "Calling it."),  # nothing sent yet: the repaired prose goes out
+    ("Let me check.\n", ["Let me check.\n"], "Let me check."),  # sent prose stands, alone
+])
+def test_calls_that_do_not_fit_are_repaired_before_anything_of_them_is_sent(
+        strict: bool, prose: str, sent: list[str], final: str) -> None:
+    asked: list[tuple[str, str]] = []
+    repaired = Completion(MODEL, "Calling it.", "tool_calls", Usage(9, 11),
+                          tool_calls=(ToolCall("call_r", "get_weather", '{"city": "Oslo"}'),))
+
+    def repair(streamed: Completion, problem: str) -> Completion:
+        asked.append((streamed.text, problem))
+        return repaired
+
+    end = StreamEnd(Completion(MODEL, prose + BAD, "stop", Usage(5, 7)))
+    pieces = [TextDelta(prose), TextDelta(BAD)] if prose else [TextDelta(BAD)]
+    events = list(detect_calls(request(strict), [*pieces, end], repair=repair))
+    ((text, problem),) = asked
+    assert text == prose + BAD and "do not fit its schema" in problem and "city" in problem
+    assert texts(events) == sent
+    deltas = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert [(d.id, d.name) for d in deltas[:1]] == [("call_r", "get_weather")]
+    assert "".join(d.arguments for d in deltas) == '{"city": "Oslo"}'
+    assert events[-1] == StreamEnd(dataclasses.replace(repaired, text=final))
+
+
+def test_a_failed_repair_fails_the_stream() -> None:
+    def repair(streamed: Completion, problem: str) -> Completion:
+        raise UnusableAnswerError("still wrong", spent=(30, None))
+
+    with pytest.raises(UnusableAnswerError):
+        run_events = [TextDelta(BAD), StreamEnd(Completion(MODEL, BAD, "stop", Usage(5, 7)))]
+        list(detect_calls(request(strict=True), run_events, repair=repair))
 
 
 def test_a_finished_completion_as_events() -> None:

@@ -3,7 +3,7 @@
 // LLM_API_KEY and LLM_MODEL come from the environment.
 import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
-import { generateObject, generateText, stepCountIs, streamObject, streamText, tool } from 'ai';
+import { generateObject, generateText, Output, stepCountIs, streamObject, streamText, tool } from 'ai';
 import { z } from 'zod';
 
 globalThis.AI_SDK_LOG_WARNINGS = false;
@@ -74,6 +74,11 @@ const scenarios = {
   object: async () => {
     const r = await generateObject({ model, maxRetries: 0, schema: person, prompt: 'Invent a user.' });
     return { object: r.object, finish: r.finishReason };
+  },
+  // AI SDK 7's replacement for generateObject: generateText with an output.
+  'output-object': async () => {
+    const r = await generateText({ model, maxRetries: 0, output: Output.object({ schema: person }), prompt: 'Invent a user.' });
+    return { object: r.output, finish: r.finishReason };
   },
   'stream-object': async () => {
     const r = streamObject({ model, maxRetries: 0, schema: person, prompt: 'Invent a user.' });
