@@ -31,8 +31,7 @@ from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
 from chalicelib.models.registry import check_capabilities, get_model
 from chalicelib.wire.openai import (IGNORED, TEMPERATURE_SCALE, StreamOptions, check_ignored,
-                                    check_neutral,
-                                    stream_options, usage_field)
+                                    check_neutral, stream_options, usage_field)
 from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
                                         int_field, model_field, number_field, stop_field,
                                         text_field)
