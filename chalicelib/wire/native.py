@@ -23,7 +23,7 @@ from chalicelib.models.registry import check_capabilities, get_model
 from chalicelib.wire.tool_fields import (response_format_field, tool_calls_field, tool_choice_field,
                                          tools_field)
 from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,
-                                        check_conversation, int_field, model_field, number_field,
+                                        check_conversation, int_field, chat_model_field, number_field,
                                         reject_unknown, stop_field, text_field)
 
 FIELDS = frozenset({"prompt", "messages", "system", "model", "max_tokens", "temperature",
@@ -94,7 +94,7 @@ def parse_chat_request(payload: Mapping[str, Any], settings: Settings) -> ChatRe
     """The native ``/chat`` body -> ChatRequest."""
     reject_unknown(payload, FIELDS)
     messages = _messages(payload)
-    model = model_field(payload.get("model"), settings)
+    model = chat_model_field(payload.get("model"), settings)
     limit = get_model(model).max_output_tokens
     tools = tools_field(payload.get("tools"), openai=False)
     parallel = payload.get("parallel_tool_calls", True)

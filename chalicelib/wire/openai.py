@@ -39,7 +39,7 @@ from chalicelib.wire.native import usd
 from chalicelib.wire.tool_fields import (legacy_functions, openai_tool_choice, response_format_field,
                                          tool_calls_field, tools_field)
 from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
-                                        int_field, model_field, number_field, reject_unknown,
+                                        int_field, chat_model_field, number_field, reject_unknown,
                                         stop_field, text_field)
 
 HONOURED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
@@ -226,7 +226,7 @@ def parse_openai_request(payload: Mapping[str, Any],
     legacy_functions(payload)
     if payload.get("model") is None:
         raise InvalidRequestError("'model' is required.", param="model")
-    model = model_field(payload["model"], settings)
+    model = chat_model_field(payload["model"], settings)
     raw = payload.get("messages")
     if not isinstance(raw, list) or not raw:
         raise InvalidRequestError("'messages' must be a non-empty list.", param="messages")

@@ -14,6 +14,7 @@ from chalicelib import jsontext
 from chalicelib.chat import Message
 from chalicelib.config import Settings
 from chalicelib.errors import (InvalidRequestError, ModelNotFoundError, RequestTooLargeError)
+from chalicelib.models.registry import get_model
 
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_TEMPERATURE = 0.5
@@ -123,6 +124,17 @@ def model_field(value: Any, settings: Settings) -> str:
             f"The model '{value[:200]}' does not exist or is not enabled here. "
             f"Available: {', '.join(settings.allowed_models)}.", param="model")
     return value
+
+
+def chat_model_field(value: Any, settings: Settings) -> str:
+    """``model_field`` for the chat routes: an embedding model is refused as
+    such before anything reads its chat limits (its max_tokens range is empty,
+    which would otherwise be the error)."""
+    model = model_field(value, settings)
+    if get_model(model).kind != "chat":
+        raise InvalidRequestError(f"The model '{model}' is an embedding model: use "
+                                  "/v1/embeddings.", param="model")
+    return model
 
 
 def check_conversation(messages: list[Message], settings: Settings) -> tuple[Message, ...]:

@@ -280,3 +280,26 @@ def test_a_converse_stream_broken_part_way_is_billed(make_api: ApiFactory, key_s
         "messages": [{"role": "user", "content": "tell me something long"}]}))
     assert response.status_code >= 400  # the test client buffers: the stream's error
     assert 0 < day_tokens(dynamodb, key_id) < 200
+
+
+TITAN = "amazon.titan-embed-text-v2:0"
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/chat/completions", {"model": TITAN, "messages": [{"role": "user", "content": "x"}]}),
+    ("/chat", {"model": TITAN, "prompt": "x"}),
+    ("/chat/jobs", {"model": TITAN, "prompt": "x"}),
+    ("/v1/completions", {"model": TITAN, "prompt": "x"}),
+])
+@pytest.mark.parametrize("max_tokens", [None, 5])
+def test_an_embedding_model_on_a_chat_route_is_named_as_such(make_api: ApiFactory, path: str,
+                                                             body: dict[str, Any],
+                                                             max_tokens: int | None) -> None:
+    # Its chat limits are empty (max_tokens 1..0): the error must be the model,
+    # whatever else the request says.
+    api = make_api(allowed_models=(MODEL, TITAN))
+    sent = {**body, "max_tokens": max_tokens} if max_tokens else body
+    response = api.http.post(path, headers=JSON, body=json.dumps(sent))
+    assert response.status_code == 400, response.body
+    error = error_of(response)
+    assert error["param"] == "model" and "embedding model" in error["message"]
