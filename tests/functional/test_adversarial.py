@@ -303,3 +303,23 @@ def test_an_embedding_model_on_a_chat_route_is_named_as_such(make_api: ApiFactor
     assert response.status_code == 400, response.body
     error = error_of(response)
     assert error["param"] == "model" and "embedding model" in error["message"]
+
+
+@pytest.mark.parametrize("call_id", ["call:1", "call.1", "id with spaces", "x" * 65, "é", "call_ok"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_replayed_call_id_of_any_shape_reaches_converse_as_bedrock_takes_it(
+        make_api: ApiFactory, emulator: EmulatorControl, call_id: str, stream: bool) -> None:
+    # Bedrock's toolUseId is 1-64 of [a-zA-Z0-9_-] (the emulator checks it, as
+    # Bedrock does with a ValidationException); clients replay other shapes.
+    api = make_api(allowed_models=(MODEL, CLAUDE))
+    response = api.http.post("/v1/chat/completions", headers=JSON, body=json.dumps({
+        "model": CLAUDE, "max_tokens": 20, "tools": TOOLS, "stream": stream, "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": "r"}]}))
+    assert response.status_code == 200, response.body
+    messages = emulator.requests()[-1]["body"]["messages"]
+    use = messages[1]["content"][0]["toolUse"]["toolUseId"]
+    assert use == messages[2]["content"][0]["toolResult"]["toolUseId"]
+    assert use == call_id if call_id == "call_ok" else use.startswith("id_")
