@@ -27,7 +27,7 @@ from decimal import Decimal
 from chalicelib import deadline
 from chalicelib.observe import callstats
 from chalicelib.models import converse
-from chalicelib.models.answers import Shaped, find_stop, repair_request, shape
+from chalicelib.models.answers import Shaped, find_stop, repair_request, shape, unreadable
 from chalicelib.models.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
@@ -131,7 +131,7 @@ class ChatService:
     def _llama_answer(self, request: ChatRequest) -> tuple[Shaped, Usage]:
         """Llama's answer, read by ``answers.shape``, with one repair attempt."""
         text, reason, usage = self._generate(request)
-        answer = shape(request, render(request), text, reason)
+        answer = self._shape(request, text, reason, usage)
         if answer.problem is not None and answer.repairable:
             return self._repair(request, text, usage, answer.problem)
         return answer, usage
@@ -152,7 +152,7 @@ class ChatService:
             raise
         usage = Usage(usage.input_tokens + more.input_tokens,
                       usage.output_tokens + more.output_tokens)
-        return shape(retry, render(retry), text, reason), usage
+        return self._shape(retry, text, reason, usage), usage
 
     def _repair_streamed(self, request: ChatRequest, streamed: Completion,
                          problem: str) -> Completion:
@@ -160,6 +160,13 @@ class ChatService:
         stream did not fit their schemas, and none of them was sent yet."""
         answer, usage = self._repair(request, streamed.text, streamed.usage, problem)
         return self._priced(request, self._completion(request, answer, usage), None)
+
+    def _shape(self, request: ChatRequest, text: str, reason: str, usage: Usage) -> Shaped:
+        """``answers.shape``; should reading fail unexpectedly, the tokens are still billed."""
+        try:
+            return shape(request, render(request), text, reason)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours, but Bedrock billed the tokens
+            raise unreadable(exc, (usage.total_tokens, self._cost(request, usage))) from exc
 
     def _cost(self, request: ChatRequest, usage: Usage) -> Decimal | None:
         return cost_usd(self._prices, request.model, usage, False)
@@ -263,9 +270,22 @@ class ChatService:
         """ConverseStream, read through ``converse.stream_events`` (text and
         tool call pieces as they come; usage on the last event)."""
         events = self._gateway.converse_stream(request.model, converse.build_request(request))
-        for event in converse.stream_events(events, request):
-            yield StreamEnd(self._priced(request, event.completion, None)) \
-                if isinstance(event, StreamEnd) else event
+        deltas = 0
+        try:
+            for event in converse.stream_events(events, request):
+                if isinstance(event, StreamEnd):
+                    yield StreamEnd(self._priced(request, event.completion, None))
+                else:
+                    deltas += 1
+                    yield event
+        except ApiError as error:
+            if deltas and error.spent is None:
+                # ConverseStream counts tokens only in its last event: a
+                # stream broken before it is billed its lower bound, one token
+                # a delta (as a Llama chunk without its count), never nothing.
+                usage = Usage(0, deltas)
+                error.spent = (usage.total_tokens, self._cost(request, usage))
+            raise
 
 
 def _calls_stream_live(request: ChatRequest) -> bool:

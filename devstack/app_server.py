@@ -12,14 +12,22 @@ event and context) and then to ``app.serve``, the entry point the deployed
 streaming function runs too, instead of to Chalice's handler. Its answer is
 written with chunked transfer encoding, each piece as soon as it is produced.
 Every other route is Chalice's alone.
+
+Request bodies are read as API Gateway takes them: by ``Content-Length`` or
+with chunked transfer encoding (which Chalice's handler reads as no body, and
+then as the next request). A malformed ``Content-Length`` is a 400 in the
+envelope, not a dropped connection, and a client that stops sending is cut off
+after ``timeout`` seconds instead of holding its thread for ever.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -71,6 +79,12 @@ class AnyMethodHandler(ChaliceRequestHandler):
 
     stream_routes: tuple[str, ...] = ()
     streaming_gateway: StreamingGateway | None = None
+    # Seconds a connection may stay silent (socketserver applies it to the
+    # socket): a client that announces a body and never sends it.
+    timeout = 30
+    # Chunked bodies are read up to this (API Gateway's own limit is 10 MB);
+    # the app answers 413 to anything over its MAX_BODY_BYTES.
+    max_chunked_body = 10 * 1024 * 1024
 
     def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any,
                  config: Any) -> None:
@@ -84,7 +98,43 @@ class AnyMethodHandler(ChaliceRequestHandler):
             return self._generic_handle
         raise AttributeError(name)
 
+    def _parse_payload(self) -> tuple[dict[str, str], bytes | None]:
+        headers = dict(self.headers)
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            return headers, self._read_chunked()
+        length = self.headers.get("content-length", "0").strip()
+        if not length.isdigit():
+            raise _BadFraming(f"Content-Length {length[:20]!r} is not a number of bytes.")
+        return headers, self.rfile.read(int(length)) if int(length) > 0 else None
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                raise _BadFraming("The chunked body is malformed.") from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers, then the blank line
+                    pass
+                return bytes(body)
+            if len(body) + size > self.max_chunked_body:
+                raise _BadFraming("The chunked body is over 10 MB.")
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)  # the CRLF after the chunk
+
     def _generic_handle(self) -> None:
+        try:
+            self._route()
+        except _BadFraming as error:
+            self.close_connection = True  # what follows on the connection cannot be trusted
+            body = json.dumps({"error": {"message": str(error), "type": "invalid_request_error",
+                                         "code": "invalid_request", "param": None}})
+            self._send_http_response(400, {"Content-Type": "application/json",
+                                           "x-request-id": str(uuid.uuid4())}, body)
+
+    def _route(self) -> None:
         path = urlsplit(self.path).path
         if self.streaming_gateway is None or path not in self.stream_routes:
             super()._generic_handle()
@@ -125,6 +175,10 @@ class AnyMethodHandler(ChaliceRequestHandler):
 
     # ChaliceRequestHandler binds these to its own _generic_handle.
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+
+class _BadFraming(Exception):
+    """The request's body cannot be delimited (a bad length or chunk)."""
 
 
 class BurstReadyServer(ThreadedHTTPServer):

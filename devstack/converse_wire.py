@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import random
+import re
 from typing import Any
 
 from chalicelib.models.llama import format_prompt
@@ -69,6 +70,17 @@ def _tools(config: Any, model_id: str, streaming: bool) -> tuple[list[Tool], Any
     return tools, choice
 
 
+# ToolUseBlock / ToolResultBlock toolUseId: 1-64 of [a-zA-Z0-9_-] (Bedrock API reference).
+_TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def _tool_use_id(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not _TOOL_USE_ID.fullmatch(value):
+        raise _invalid(f"1 validation error detected: Value at '{where}.toolUseId' failed to "
+                       "satisfy constraint: Member must satisfy regular expression pattern: "
+                       "[a-zA-Z0-9_-]+ and length between 1 and 64")
+
+
 def _result_text(block: dict[str, Any]) -> str:
     parts = []
     for item in block.get("content") or []:
@@ -98,7 +110,7 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
         turns.append(_Msg("system", item["text"]))
     expected, uses_tools, user_text = "user", False, ""
     last_blocks: list[str] = []
-    for msg in body["messages"]:
+    for index, msg in enumerate(body["messages"]):
         if not isinstance(msg, dict) or msg.get("role") != expected:
             raise _invalid("A conversation must alternate between user and assistant roles.")
         blocks = msg.get("content")
@@ -114,10 +126,12 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
             elif kind == "toolUse" and expected == "assistant":
                 uses_tools = True
                 use = block["toolUse"]
+                _tool_use_id(use.get("toolUseId"), f"messages.{index}.toolUse")
                 texts.append(json.dumps({"name": use.get("name"),
                                          "parameters": use.get("input", {})}))
             elif kind == "toolResult" and expected == "user":
                 uses_tools = True
+                _tool_use_id(block["toolResult"].get("toolUseId"), f"messages.{index}.toolResult")
                 turns.append(_Msg("ipython", _result_text(block["toolResult"])))
             elif kind == "text":
                 raise _invalid("The text field in the ContentBlock object is blank. Add text "

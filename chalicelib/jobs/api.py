@@ -110,6 +110,10 @@ def answer_or_defer(runtime: Runtime, caller: Caller, request: ChatRequest,
         completion = runtime.service.complete(request, caller.tenant)
     except UpstreamThrottledError as exc:
         if defer and _fits(request, runtime.settings.jobs_max_request_bytes):
+            if exc.spent is not None and exc.spent[0] > 0:
+                # Throttled mid-stream: Bedrock billed what it generated
+                # before, and the job will generate its answer anew.
+                runtime.limiter.charge(reservation, *exc.spent)
             # enqueue releases the reservation itself if the job is refused.
             return Answered(None, reservation, enqueue(runtime, caller, request, reservation))
         runtime.limiter.settle_failure(reservation, exc)

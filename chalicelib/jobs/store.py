@@ -110,9 +110,17 @@ class JobStore:
         return Job(job_id, tenant, QUEUED, request, reservation, 0, now)
 
     def get(self, job_id: str) -> Job | None:
+        """The job, or None when there is none or its record has expired:
+        DynamoDB's TTL deletes expired items only eventually (within days), and
+        until then reads still return them."""
         item = self._client.get_item(TableName=self._table, Key={"job_id": {"S": job_id}},
                                      ConsistentRead=True).get("Item")
-        return _job(item) if item else None
+        if not item:
+            return None
+        expires = item.get("expires_at")
+        if expires is not None and int(expires["N"]) <= self._clock():
+            return None
+        return _job(item)
 
     def claim(self, job_id: str, lease_s: int) -> Job | None:
         """Take the job to run it: queued, or running under an expired lease

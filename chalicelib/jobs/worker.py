@@ -137,7 +137,9 @@ def _run(job_id: str, body: str, receive_count: int, runtime: Runtime, run: JobR
     try:
         completion = runtime.job_service.complete(claimed.request, claimed.tenant)
     except InvalidRequestError as error:
-        _finish_failed(runtime, claimed, error.envelope())
+        # Bedrock may refuse mid-stream too (a validationException event):
+        # what it generated before is paid for, as on /chat.
+        _finish_failed(runtime, claimed, error.envelope(), error)
         run.status, run.error_code = "failed", error.code
         return
     except UnusableAnswerError as error:

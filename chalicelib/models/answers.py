@@ -21,17 +21,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
+from chalicelib import jsontext
 from chalicelib.chat import ChatRequest, Message, ResponseFormat, ToolCall, new_call_id
+from chalicelib.errors import UpstreamError
 from chalicelib.models.prompting import Prompt, offers_tools
 from chalicelib.models.schemas import problems
 from chalicelib.models.tool_parser import ParsedCall, parse
 
+log = logging.getLogger(__name__)
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
-_decoder = json.JSONDecoder()
+
+
+def unreadable(exc: Exception, spent: tuple[int, Decimal | None]) -> UpstreamError:
+    """The error for an answer that reading failed on unexpectedly (a bug of
+    ours, logged with its traceback): a 502 that still bills what Bedrock
+    generated, never a 500 that gives the reservation back."""
+    log.error("could not read the model's answer", exc_info=exc)
+    error = UpstreamError("The model's answer could not be read.")
+    error.spent = spent
+    return error
 
 
 @dataclass(frozen=True)
@@ -109,9 +123,9 @@ def _json_answer(fmt: ResponseFormat, text: str, stop_reason: str) -> Shaped:
         return _unusable(text, stop_reason, "the answer is not JSON")
     start = min(starts)
     try:
-        value, end = _decoder.raw_decode(body, start)
-    except (ValueError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deep"
+        value, end = jsontext.raw_decode(body, start)
+    except ValueError as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         return _unusable(text, stop_reason, f"the answer is not valid JSON ({detail})")
     document = body[start:end]
     if fmt.type == "json_object" and not isinstance(value, dict):

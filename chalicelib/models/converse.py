@@ -29,10 +29,13 @@ finish reasons, usage from ``usage.inputTokens/outputTokens``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
+from chalicelib import jsontext
 from chalicelib.models.answers import Shaped, repair_request, shape
 from chalicelib.chat import (ChatRequest, Completion, Message, StreamEnd, StreamEvent, TextDelta,
                              ToolCall, ToolCallDelta, Usage)
@@ -58,7 +61,7 @@ class ConverseGateway(Protocol):
 
 def _tool_input(arguments: str) -> dict[str, Any]:
     try:
-        value = json.loads(arguments)
+        value = jsontext.loads(arguments)
     except ValueError:
         return {"arguments": arguments}  # replayed as the client sent it
     return value if isinstance(value, dict) else {"arguments": value}
@@ -74,15 +77,29 @@ def _as_text(message: Message) -> Message:
     return Message("assistant", f"{text}\n{calls}" if text else calls)
 
 
+# Bedrock's toolUseId: 1-64 of [a-zA-Z0-9_-]. Clients replay ids of any
+# shape (other providers', their own, OpenAI's up to 40 characters); one that
+# does not fit goes as a stable stand-in, the same for its call and its result.
+_TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def tool_use_id(call_id: str | None) -> str:
+    text = call_id or ""
+    if _TOOL_USE_ID.fullmatch(text):
+        return text
+    return "id_" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+
+
 def _blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
-        return [{"toolResult": {"toolUseId": message.tool_call_id,
+        return [{"toolResult": {"toolUseId": tool_use_id(message.tool_call_id),
                                 "content": [{"text": message.content if message.content.strip()
                                              else EMPTY_RESULT}]}}]
     blocks: list[dict[str, Any]] = []
     if message.content.strip():
         blocks.append({"text": message.content})
-    blocks += [{"toolUse": {"toolUseId": c.id, "name": c.name, "input": _tool_input(c.arguments)}}
+    blocks += [{"toolUse": {"toolUseId": tool_use_id(c.id), "name": c.name,
+                            "input": _tool_input(c.arguments)}}
                for c in message.tool_calls]
     return blocks
 

@@ -27,6 +27,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib import jsontext
 from chalicelib.chat import ChatRequest, Message, Tool, ToolCall
 from chalicelib.models.llama import BEGIN_OF_TEXT, END_HEADER, START_HEADER, format_message, neutralise
 
@@ -71,7 +72,7 @@ def _tool_json(tool: Tool) -> str:
 
 def _call_json(call: ToolCall) -> str:
     try:
-        arguments: Any = json.loads(call.arguments)
+        arguments: Any = jsontext.loads(call.arguments)
     except ValueError:
         arguments = call.arguments  # replayed as the client sent it
     return json.dumps({"name": call.name, "parameters": arguments}, ensure_ascii=False)

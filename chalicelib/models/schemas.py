@@ -10,11 +10,21 @@ first use: a plain chat request never pays for it, nor does a cold start.
 Enforceable means: a valid schema of its draft (2020-12 when ``$schema`` names
 none), local references only (``#...``; the endpoint never fetches a URL), and
 ``format`` checked where ``jsonschema``'s FormatChecker knows the format.
+
+A schema's patterns come from the client and the strings they are matched
+against from the model, and jsonschema matches them with Python's ``re``, a
+backtracking engine without a time limit: ``^(a|aa)+$`` against forty a's and
+a "!" runs for hours, holding the request (and its reservation) past every
+deadline. jsonschema's pattern keywords (``pattern``, ``patternProperties``,
+``additionalProperties``, ``unevaluatedProperties``) therefore search with the
+``regex`` module, which takes a timeout: a pattern too slow for the answer is
+a problem with the answer (a repair, then 422), never a hang.
 """
 from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
@@ -22,6 +32,38 @@ from urllib.parse import unquote
 from chalicelib.errors import InvalidRequestError
 
 MAX_SCHEMA_DEPTH = 32
+# One pattern against one string: microseconds for any sane pattern.
+PATTERN_TIMEOUT_S = 0.05
+
+
+class PatternTooSlowError(ValueError):
+    """A schema's pattern took too long on a string of the answer."""
+
+
+class _BoundedRe:
+    """``re`` as jsonschema's keyword modules see it, searching with a timeout."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(re, name)
+
+    @staticmethod
+    def search(pattern: str, string: str, flags: int = 0) -> Any:
+        import regex
+        try:
+            return regex.search(pattern, string, flags, timeout=PATTERN_TIMEOUT_S)
+        except TimeoutError:
+            raise PatternTooSlowError(
+                f"the pattern {pattern[:100]!r} takes too long to match {string[:40]!r}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _bounded_patterns() -> None:
+    """Give jsonschema's pattern keywords the bounded search (once, on first use).
+    These are the modules whose keywords apply a schema's patterns
+    (jsonschema 4.26, pinned; test_adversarial checks it still holds)."""
+    from jsonschema import _keywords, _legacy_keywords, _utils
+    for module in (_keywords, _legacy_keywords, _utils):
+        module.re = _BoundedRe()  # type: ignore[attr-defined]
 
 
 def canonical(schema: Any) -> str:
@@ -91,6 +133,7 @@ def check_schema(schema: Any, where: str) -> str:
 @functools.lru_cache(maxsize=256)
 def _validator(schema_text: str) -> Any:
     from jsonschema import FormatChecker
+    _bounded_patterns()
     schema = json.loads(schema_text)
     return _validator_class(schema)(schema, format_checker=FormatChecker())
 
@@ -101,6 +144,8 @@ def problems(document: Any, schema_text: str, limit: int = 5) -> list[str]:
     try:
         errors = sorted(_validator(schema_text).iter_errors(document),
                         key=lambda e: list(map(str, e.absolute_path)))
+    except PatternTooSlowError as exc:
+        return [str(exc)]
     except Exception as exc:  # noqa: BLE001 - a schema fault must not become a 500
         return [f"the schema could not be applied ({type(exc).__name__})"]
     found = []

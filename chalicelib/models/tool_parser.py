@@ -11,11 +11,12 @@ tool the request offered is a call.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
+
+from chalicelib import jsontext
 
 # Special tokens Bedrock may hand back as text around a call.
 _TOKENS = re.compile(r"<\|(?:python_tag|eom_id|eot_id)\|>")
@@ -24,7 +25,6 @@ _FUNCTION_TAG = re.compile(r"<function=([A-Za-z0-9_.-]{1,64})>\s*(.*?)\s*(?:</fu
                            re.DOTALL)
 _SEPARATORS = " \t\r\n;,"
 _CALL_KEYS = {"type", "name", "id"}
-_decoder = json.JSONDecoder()
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ParsedAnswer:
 def _arguments(value: Any) -> Any:
     if isinstance(value, str):  # OpenAI style: arguments as JSON text
         try:
-            return json.loads(value)
+            return jsontext.loads(value)
         except ValueError:
             return value
     return {} if value is None else value
@@ -113,8 +113,8 @@ def parse(text: str, names: Collection[str]) -> ParsedAnswer:
         if index < 0:
             break
         try:
-            value, end = _decoder.raw_decode(text, index)
-        except (ValueError, RecursionError):
+            value, end = jsontext.raw_decode(text, index)
+        except ValueError:
             index += 1
             continue
         calls = calls_in(value, names)

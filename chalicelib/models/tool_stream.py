@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 
-from chalicelib.models.answers import argument_problems, arguments_text
+from chalicelib.models.answers import argument_problems, arguments_text, unreadable
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, TextDelta,
                              ToolCall, ToolCallDelta, new_call_id)
 from chalicelib.errors import UnusableAnswerError
@@ -122,25 +122,29 @@ def detect_calls(request: ChatRequest, events: Iterable[StreamEvent],
             yield event
             continue
         held = text[sent:]
-        answer = parse(held, names) if held else None
-        if answer is None or not answer.calls:
-            if held:
-                yield TextDelta(held)
-            yield event
-            return
-        calls = answer.calls if request.parallel_tool_calls else answer.calls[:1]
-        problem, strict = argument_problems(request, calls)
         completion = event.completion
+        spent = (completion.usage.total_tokens, completion.cost_usd)
+        try:
+            answer = parse(held, names) if held else None
+            if answer is None or not answer.calls:
+                if held:
+                    yield TextDelta(held)
+                yield event
+                return
+            calls = answer.calls if request.parallel_tool_calls else answer.calls[:1]
+            problem, strict = argument_problems(request, calls)
+            tool_calls = tuple(ToolCall(make_id(), c.name, arguments_text(c.arguments))
+                               for c in calls)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours, but Bedrock billed the tokens
+            raise unreadable(exc, spent) from exc
         if problem is not None and repair is not None:
             yield from _repaired_events(repair(completion, problem), text[:sent])
             return
         if problem is not None and strict:
             raise UnusableAnswerError(f"The model's answer could not be used: {problem}.",
-                                      spent=(completion.usage.total_tokens, completion.cost_usd))
+                                      spent=spent)
         if answer.content:
             yield TextDelta(("\n" if sent else "") + answer.content)
-        tool_calls = tuple(ToolCall(make_id(), c.name, arguments_text(c.arguments))
-                           for c in calls)
         yield from call_events(tool_calls)
         content = text[:sent] + (("\n" if sent else "") + answer.content if answer.content else "")
         yield StreamEnd(dataclasses.replace(completion, text=content.strip(),

@@ -30,10 +30,10 @@ from chalicelib.chat import ChatRequest, Completion, Message
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
 from chalicelib.models.registry import check_capabilities, get_model
-from chalicelib.wire.openai import (IGNORED, TEMPERATURE_SCALE, StreamOptions, check_neutral,
-                                    stream_options, usage_field)
+from chalicelib.wire.openai import (IGNORED, TEMPERATURE_SCALE, StreamOptions, check_ignored,
+                                    check_neutral, stream_options, usage_field)
 from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
-                                        int_field, model_field, number_field, stop_field,
+                                        int_field, chat_model_field, number_field, stop_field,
                                         text_field)
 
 HONOURED = ("model", "prompt", "max_tokens", "temperature", "top_p", "stop", "stream",
@@ -75,9 +75,10 @@ def parse_completions_request(payload: Mapping[str, Any],
         raise InvalidRequestError(f"Unrecognized request argument supplied: {unknown[0][:100]}",
                                   param=unknown[0][:100])
     check_neutral(payload, NEUTRAL)
+    check_ignored(payload)
     if payload.get("model") is None:
         raise InvalidRequestError("'model' is required.", param="model")
-    model = model_field(payload["model"], settings)
+    model = chat_model_field(payload["model"], settings)
     if payload.get("prompt") is None:
         raise InvalidRequestError("'prompt' is required.", param="prompt")
     prompt = _prompt(payload["prompt"])

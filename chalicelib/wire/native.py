@@ -11,11 +11,11 @@ The temperature is Llama's own (0..1).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from chalicelib import jsontext
 from chalicelib.chat import ROLES, ChatRequest, Completion, Message, ToolCall
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError
@@ -23,7 +23,7 @@ from chalicelib.models.registry import check_capabilities, get_model
 from chalicelib.wire.tool_fields import (response_format_field, tool_calls_field, tool_choice_field,
                                          tools_field)
 from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,
-                                        check_conversation, int_field, model_field, number_field,
+                                        check_conversation, int_field, chat_model_field, number_field,
                                         reject_unknown, stop_field, text_field)
 
 FIELDS = frozenset({"prompt", "messages", "system", "model", "max_tokens", "temperature",
@@ -94,7 +94,7 @@ def parse_chat_request(payload: Mapping[str, Any], settings: Settings) -> ChatRe
     """The native ``/chat`` body -> ChatRequest."""
     reject_unknown(payload, FIELDS)
     messages = _messages(payload)
-    model = model_field(payload.get("model"), settings)
+    model = chat_model_field(payload.get("model"), settings)
     limit = get_model(model).max_output_tokens
     tools = tools_field(payload.get("tools"), openai=False)
     parallel = payload.get("parallel_tool_calls", True)
@@ -122,7 +122,7 @@ def usd(cost: Decimal | None) -> float | None:
 
 def _call(call: ToolCall) -> dict[str, Any]:
     try:
-        arguments: Any = json.loads(call.arguments)
+        arguments: Any = jsontext.loads(call.arguments)
     except ValueError:
         arguments = call.arguments
     return {"id": call.id, "name": call.name, "arguments": arguments}

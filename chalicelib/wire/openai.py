@@ -27,7 +27,7 @@ Choices that OpenAI's API leaves to us, documented in the README too:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,14 +39,24 @@ from chalicelib.wire.native import usd
 from chalicelib.wire.tool_fields import (legacy_functions, openai_tool_choice, response_format_field,
                                          tool_calls_field, tools_field)
 from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
-                                        int_field, model_field, number_field, reject_unknown,
+                                        int_field, chat_model_field, number_field, reject_unknown,
                                         stop_field, text_field)
 
 HONOURED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
             "stop", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
             "response_format")
-IGNORED = ("user", "seed", "metadata", "store", "service_tier", "prompt_cache_key",
-           "safety_identifier")
+# Accepted and ignored, but only in the type OpenAI takes: a client whose
+# ``seed`` is a string has a bug that OpenAI would answer with a 400 too.
+IGNORED: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "user": ("a string", lambda v: isinstance(v, str)),
+    "seed": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "metadata": ("an object of strings",
+                 lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values())),
+    "store": ("true or false", lambda v: isinstance(v, bool)),
+    "service_tier": ("a string", lambda v: isinstance(v, str)),
+    "prompt_cache_key": ("a string", lambda v: isinstance(v, str)),
+    "safety_identifier": ("a string", lambda v: isinstance(v, str)),
+}
 # Field -> the values that ask for nothing this backend lacks.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
     "n": (None, 1),
@@ -81,11 +91,24 @@ def _unsupported(field: str, what: str) -> UnsupportedParameterError:
                                      param=field)
 
 
+def _same(value: Any, neutral: Any) -> bool:
+    """JSON equality: Python's ``True == 1`` and ``False == 0`` would let
+    ``n: true`` or ``frequency_penalty: false`` through as neutral values."""
+    return value == neutral and isinstance(value, bool) == isinstance(neutral, bool)
+
+
+def check_ignored(payload: Mapping[str, Any]) -> None:
+    """A 400 for a field accepted and ignored but sent in a type OpenAI refuses."""
+    for field, (kind, fits) in IGNORED.items():
+        if payload.get(field) is not None and not fits(payload[field]):
+            raise InvalidRequestError(f"'{field}' must be {kind}.", param=field)
+
+
 def check_neutral(payload: Mapping[str, Any],
                   table: Mapping[str, tuple[Any, ...]] = NEUTRAL) -> None:
     """A 400 for each field asking for what the backend lacks (a value not in ``table``)."""
     for field, neutral in table.items():
-        if field in payload and payload[field] not in neutral:
+        if field in payload and not any(_same(payload[field], n) for n in neutral):
             raise _unsupported(field, "Llama on Bedrock cannot honour it; "
                                f"leave it out or use {json.dumps(neutral[-1])}")
 
@@ -199,10 +222,11 @@ def parse_openai_request(payload: Mapping[str, Any],
         raise InvalidRequestError(f"Unrecognized request argument supplied: {unknown[0][:100]}",
                                   param=unknown[0][:100])
     check_neutral(payload)
+    check_ignored(payload)
     legacy_functions(payload)
     if payload.get("model") is None:
         raise InvalidRequestError("'model' is required.", param="model")
-    model = model_field(payload["model"], settings)
+    model = chat_model_field(payload["model"], settings)
     raw = payload.get("messages")
     if not isinstance(raw, list) or not raw:
         raise InvalidRequestError("'messages' must be a non-empty list.", param="messages")

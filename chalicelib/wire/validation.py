@@ -6,14 +6,15 @@ same words.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from chalicelib import jsontext
 from chalicelib.chat import Message
 from chalicelib.config import Settings
 from chalicelib.errors import (InvalidRequestError, ModelNotFoundError, RequestTooLargeError)
+from chalicelib.models.registry import get_model
 
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_TEMPERATURE = 0.5
@@ -36,8 +37,11 @@ def decode_json_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidRequestError("The request body is not valid UTF-8.") from None
     try:
-        payload = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+        payload = jsontext.loads(text, parse_constant=_reject_constant)
+    except jsontext.TooDeepError:
+        raise InvalidRequestError(f"The request body nests JSON deeper than {jsontext.MAX_DEPTH} "
+                                  "levels.") from None
+    except ValueError:
         raise InvalidRequestError("The request body is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
@@ -120,6 +124,17 @@ def model_field(value: Any, settings: Settings) -> str:
             f"The model '{value[:200]}' does not exist or is not enabled here. "
             f"Available: {', '.join(settings.allowed_models)}.", param="model")
     return value
+
+
+def chat_model_field(value: Any, settings: Settings) -> str:
+    """``model_field`` for the chat routes: an embedding model is refused as
+    such before anything reads its chat limits (its max_tokens range is empty,
+    which would otherwise be the error)."""
+    model = model_field(value, settings)
+    if get_model(model).kind != "chat":
+        raise InvalidRequestError(f"The model '{model}' is an embedding model: use "
+                                  "/v1/embeddings.", param="model")
+    return model
 
 
 def check_conversation(messages: list[Message], settings: Settings) -> tuple[Message, ...]:

@@ -214,3 +214,22 @@ def test_an_in_stream_bedrock_error_keeps_its_code_on_the_runtimes_botocore(
     events = [json.loads(line[len("data: "):]) for line in streamed["result"]["body"].splitlines()
               if line.startswith("data: {")]
     assert events[-1]["error"]["code"] == "upstream_unavailable", streamed["log"]
+
+
+def test_a_schema_pattern_searches_with_a_timeout_in_the_zip(
+        artifact: dict[str, Any], emulator_url: str, aws_url: str) -> None:
+    # regex ships in the zip (requirements.txt) and bounds a client's pattern
+    # on the model's strings (chalicelib/models/schemas.py).
+    caller = {"tenant": "artifact", "key_id": f"key_{time.monotonic_ns()}",
+              "requests_per_minute": "", "tokens_per_minute": "", "tokens_per_day": ""}
+    answer = '{"name": "f", "parameters": {"a": "' + "a" * 40 + '!"}}'
+    EmulatorControl(emulator_url).respond_next(answer, answer)
+    tool = {"type": "function", "function": {"name": "f", "strict": True, "parameters": {
+        "type": "object", "properties": {"a": {"type": "string", "pattern": "^(a|aa)+$"}},
+        "required": ["a"], "additionalProperties": False}}}
+    (reply,) = invoke(artifact, "APIHandler", [proxy(
+        "POST", "/v1/chat/completions", {"model": MODEL, "max_tokens": 100, "tools": [tool],
+                                         "messages": [{"role": "user", "content": "x"}]},
+        caller)], emulator_url, aws_url)
+    assert reply["result"]["statusCode"] == 422, reply["log"]
+    assert "takes too long" in json.loads(reply["result"]["body"])["error"]["message"]

@@ -254,6 +254,25 @@ def test_an_expired_job_releases_its_reservation(make_api: ApiFactory, key_store
     assert emulator.requests() == [] and queue_depth(sqs, job_queues["dlq"]) == 0
 
 
+def test_a_job_read_after_it_expired_is_gone(make_api: ApiFactory, key_store: KeyStore,
+                                             job_queues: dict[str, str], sqs: Any,
+                                             dynamodb: Any, emulator: EmulatorControl) -> None:
+    # DynamoDB's TTL deletes an expired item only eventually; until then a
+    # read still returns it, and the worker would still run it.
+    secret, record = key_store.create("acme", now=int(time.time()),
+                                      limits={"tokens_per_day": 100_000})
+    api = make_api(key=secret, jobs_queue=job_queues["jobs"], job_ttl_s=60)
+    accepted = submit(api, {"prompt": "x", "max_tokens": 500})
+    assert status(api, accepted["job_id"]).status_code == 200
+    later = make_api(key=secret, jobs_queue=job_queues["jobs"], job_ttl_s=60,
+                     clock=lambda: time.time() + 61)
+    response = status(later, accepted["job_id"])
+    assert response.status_code == 404 and json.loads(response.body)["error"]["code"] == "not_found"
+    assert drain(sqs, job_queues["jobs"]) == 1  # the worker, at that later time
+    assert emulator.requests() == [] and day_tokens(dynamodb, record.key_id) == 0
+    assert queue_depth(sqs, job_queues["dlq"]) == 0
+
+
 class AbandonFails(JobStore):
     def abandon(self, job: Any, error: dict[str, Any]) -> bool:
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",

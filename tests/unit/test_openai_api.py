@@ -149,3 +149,29 @@ def test_render_models() -> None:
     assert [m["id"] for m in listed["data"]] == [MODEL, "us.meta.llama3-3-70b-instruct-v1:0"]
     assert all(m["object"] == "model" and m["owned_by"] == "meta" and m["created"] > 0
                for m in listed["data"])
+
+
+# Python's True == 1 and False == 0: a boolean must never pass for a neutral
+# number (nor a number for a neutral boolean), and the fields accepted and
+# ignored must still have OpenAI's types.
+@pytest.mark.parametrize("field,value", [
+    ("n", True), ("n", "1"), ("top_logprobs", False), ("frequency_penalty", False),
+    ("presence_penalty", False), ("logprobs", 0), ("logprobs", "false"),
+    ("seed", "42"), ("seed", True), ("seed", 4.2), ("user", 5), ("user", ["u"]),
+    ("metadata", [1]), ("metadata", {"a": 1}), ("metadata", "m"), ("store", "yes"), ("store", 0),
+    ("service_tier", 5), ("prompt_cache_key", {}), ("safety_identifier", 1),
+])
+def test_a_value_of_the_wrong_type_is_refused(field: str, value: Any) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse(**{field: value})
+    assert caught.value.param == field
+
+
+@pytest.mark.parametrize("field,value", [
+    ("n", 1), ("n", 1.0), ("n", None), ("top_logprobs", 0), ("frequency_penalty", 0.0),
+    ("presence_penalty", -0.0), ("logprobs", False), ("seed", -3), ("seed", None),
+    ("user", "u"), ("metadata", {"a": "b"}), ("metadata", {}), ("store", True),
+    ("service_tier", "auto"), ("prompt_cache_key", "k"), ("safety_identifier", "s"),
+])
+def test_a_neutral_or_ignored_value_of_the_right_type_is_accepted(field: str, value: Any) -> None:
+    assert parse(**{field: value})[0].max_tokens == 512
