@@ -16,7 +16,7 @@ A control API on the same port drives it from tests and benchmarks::
     GET  /_emulator/requests   recorded invocations, arrival order
     DELETE /_emulator/requests clear them
     GET|POST /_emulator/config read | change latency, faults, throttle, seed,
-                               scripted answers (respond_next)
+                               scripted answers (respond_next, optionally matched)
     GET  /_emulator/stats      invocations, in flight, throttles, errors
     POST /_emulator/reset      defaults, zero stats, no recorded requests
 
@@ -189,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
             state.count_error(err.name)
             self._error(err)
             return
-        injected, cfg, admitted = state.admit()
+        injected, cfg, admitted = state.admit(str(body["prompt"]))
         streaming = operation in STREAM_EXCEPTIONS
         in_stream = streaming and cfg.fail_in_stream and injected in STREAM_EXCEPTIONS[operation]
         if injected is not None and not in_stream:

@@ -29,16 +29,19 @@ class Config:
     # pause of this long (a stall), or the connection reset.
     stall_in_stream_ms: int = 0
     reset_in_stream: bool = False
-    # Exact texts the next invocations answer, in order. In the snapshot that
-    # admit() hands an invocation: only the text that invocation answers.
-    respond_next: list[str] = field(default_factory=list)
+    # Exact texts the next invocations answer, in order: a string, or
+    # {"text", "match"} taken only by an invocation whose request body holds
+    # ``match`` (so other traffic on a shared emulator cannot take it). In the
+    # snapshot that admit() hands an invocation: only the text it answers.
+    respond_next: list[Any] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return {"latency_ms": self.latency_ms, "tokens_per_second": self.tokens_per_second,
                 "max_concurrency": self.max_concurrency, "fault_rate": dict(self.fault_rate),
                 "fail_next": list(self.fail_next), "fail_in_stream": self.fail_in_stream,
                 "seed": self.seed, "stall_in_stream_ms": self.stall_in_stream_ms,
-                "reset_in_stream": self.reset_in_stream, "respond_next": list(self.respond_next)}
+                "reset_in_stream": self.reset_in_stream,
+                "respond_next": [dict(v) if isinstance(v, dict) else v for v in self.respond_next]}
 
 
 def _number(key: str, value: Any, low: float, integer: bool) -> float:
@@ -53,6 +56,23 @@ def _error_name(key: str, name: Any) -> str:
     if name not in ERROR_STATUS:
         raise ControlError(f"{key}: unknown error {name!r}; known: {sorted(ERROR_STATUS)}")
     return name
+
+
+def _script_entry(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    return (isinstance(value, dict) and set(value) == {"text", "match"}
+            and all(isinstance(v, str) for v in value.values()))
+
+
+def _take_script(script: list[Any], request_text: str) -> str | None:
+    """The first scripted text this invocation may take (removed from the script)."""
+    for index, entry in enumerate(script):
+        if isinstance(entry, str):
+            return str(script.pop(index))
+        if entry["match"] in request_text:
+            return str(script.pop(index)["text"])
+    return None
 
 
 def apply_config(config: Config, changes: Any) -> None:
@@ -77,9 +97,10 @@ def apply_config(config: Config, changes: Any) -> None:
                 raise ControlError("fail_next must be a list of error names")
             new[key] = [_error_name(key, v) for v in value]
         elif key == "respond_next":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ControlError("respond_next must be a list of strings (the exact texts to answer)")
-            new[key] = list(value)
+            if not isinstance(value, list) or not all(_script_entry(v) for v in value):
+                raise ControlError('respond_next must be a list of texts to answer, each a string '
+                                   'or {"text": ..., "match": ...} (strings)')
+            new[key] = [dict(v) if isinstance(v, dict) else v for v in value]
         elif key == "fault_rate":
             if not isinstance(value, dict):
                 raise ControlError("fault_rate must map error names to probabilities")
@@ -134,7 +155,7 @@ class State:
         with self.lock:
             self.errors[name] += 1
 
-    def admit(self) -> tuple[str | None, Config, bool]:
+    def admit(self, request_text: str = "") -> tuple[str | None, Config, bool]:
         """Decide an invocation's fate: an injected error or admission.
 
         Returns ``(error, config snapshot, admitted)``. Injected errors of ``fail_next``
@@ -142,7 +163,9 @@ class State:
         chunks); a throttle for ``max_concurrency`` is never admitted. An
         invocation that will answer takes the next ``respond_next`` text here,
         under the lock, so scripted texts go out in arrival order; the
-        snapshot's ``respond_next`` holds that one text (or nothing).
+        snapshot's ``respond_next`` holds that one text (or nothing). A text
+        with a ``match`` goes only to a request whose body (``request_text``)
+        holds it; plain texts go to any.
         """
         with self.lock:
             cfg = Config(**self.config.public())
@@ -159,8 +182,9 @@ class State:
             if injected is not None:
                 self.errors[injected] += 1
             # A fault (even one that lets a stream start) takes no scripted text.
-            cfg.respond_next = ([self.config.respond_next.pop(0)]
-                                if injected is None and self.config.respond_next else [])
+            taken = (_take_script(self.config.respond_next, request_text)
+                     if injected is None else None)
+            cfg.respond_next = [] if taken is None else [taken]
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             return injected, cfg, True

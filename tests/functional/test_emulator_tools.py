@@ -227,8 +227,8 @@ def test_weird_schemas_never_break_the_emulator(runtime: Any, schema: Any) -> No
 # --- scripted answers
 
 
-def _converse(runtime: Any, max_tokens: int = 200) -> tuple[str, str, dict]:
-    out = runtime.converse(modelId=MODEL, messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+def _converse(runtime: Any, max_tokens: int = 200, user: str = "Hi") -> tuple[str, str, dict]:
+    out = runtime.converse(modelId=MODEL, messages=[{"role": "user", "content": [{"text": user}]}],
                            inferenceConfig={"maxTokens": max_tokens})
     return out["output"]["message"]["content"][0]["text"], out["stopReason"], out["usage"]
 
@@ -290,6 +290,29 @@ def test_respond_next_runs_in_order_then_generation_resumes(
     empty = invoke(runtime, prompt)
     assert empty["generation"] == "" and empty["generation_token_count"] == 0
     assert invoke(runtime, prompt)["generation"] == generated
+
+
+def test_a_matched_script_goes_only_to_a_prompt_that_holds_its_match(
+        runtime: Any, emulator: EmulatorControl) -> None:
+    script = [{"match": "Oslo", "text": "scripted for Oslo"}, "for anyone"]
+    assert emulator.configure(respond_next=script)["respond_next"] == script
+    # An unrelated call passes the matched entry by and takes the plain one.
+    assert invoke(runtime, render([("user", "Hi")]))["generation"] == "for anyone"
+    generated = invoke(runtime, render([("user", "Hi")]))["generation"]
+    assert generated != "scripted for Oslo"
+    assert emulator.configure()["respond_next"] == [script[0]]
+    text, _, _ = _converse(runtime, user="Weather in Oslo?")
+    assert text == "scripted for Oslo"
+    assert emulator.configure()["respond_next"] == []
+
+
+@pytest.mark.parametrize("entry", [{"text": "x"}, {"match": "x", "text": 1},
+                                   {"match": "x", "text": "y", "extra": 1}, 5])
+def test_a_script_entry_is_a_string_or_text_and_match(emulator: EmulatorControl,
+                                                      entry: Any) -> None:
+    status, _, body = http("POST", emulator.base_url + "/_emulator/config",
+                           {"respond_next": [entry]})
+    assert status == 400 and b"respond_next" in body
 
 
 def test_respond_next_is_cut_by_max_tokens(runtime: Any, emulator: EmulatorControl) -> None:
