@@ -16,7 +16,7 @@ JS_DIR := tests/e2e/js
 JS_STAMP := $(JS_DIR)/node_modules/.deps-stamp
 STAGES := dev prod
 
-.PHONY: run test lint venv bench clean check-templates browser botocore-data
+.PHONY: run test lint venv bench clean check-templates browser botocore-data bytecode
 
 # The virtualenv is (re)built only when a requirements file changed.
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
@@ -77,7 +77,12 @@ test: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) browser
 # What CI runs after the tests, and what a deploy would ship: each stage packaged
 # by Chalice, then cfn-lint and checkov over those and infra/, the workflows
 # against GitHub's schema and zizmor, and the IAM policies against their source.
-check-templates: $(STAMP) $(CHECKOV_STAMP)
+# chalicelib's hash-checked bytecode, which chalice package and deploy ship
+# (scripts/compile_bytecode.py says why).
+bytecode: $(STAMP)
+	$(PY) scripts/compile_bytecode.py
+
+check-templates: $(STAMP) $(CHECKOV_STAMP) bytecode
 	$(PY) scripts/gen_policies.py --check
 	@for stage in $(STAGES); do \
 		rm -rf build/$$stage; \

@@ -68,6 +68,8 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The dev stage as packaged: the unpacked zip and each function's handler and environment."""
     assert LAMBDA_PYTHON.exists(), "make builds .venv-lambda (requirements-lambda-runtime.txt)"
     out = tmp_path_factory.mktemp("package")
+    # What deploy.yml runs before chalice deploy: the bytecode ships.
+    subprocess.run([sys.executable, "scripts/compile_bytecode.py"], cwd=PROJECT_DIR, check=True)
     subprocess.run([str(VENV_BIN / "chalice"), "package", "--stage", "dev", str(out)],
                    cwd=PROJECT_DIR, check=True, capture_output=True,
                    env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"})
@@ -126,6 +128,20 @@ def test_the_zip_holds_no_dev_code(artifact: dict[str, Any]) -> None:
     assert (root / "app.py").exists() and (root / "chalicelib").is_dir()
     for absent in ("devstack", "tests", "scripts", "bench", "boto3", "botocore", "moto"):
         assert not (root / absent).exists(), absent
+
+
+def test_the_zip_ships_hash_checked_bytecode_for_every_module(artifact: dict[str, Any]) -> None:
+    # Lambda cannot write __pycache__ in its task root: without these, every
+    # cold start compiles chalicelib again (scripts/compile_bytecode.py).
+    chalicelib = artifact["root"] / "chalicelib"
+    sources = sorted(chalicelib.rglob("*.py"))
+    assert len(sources) > 40
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
+        assert compiled.exists(), compiled
+        # PEP 552 flags: bit 0 hash-based, bit 1 check the source.
+        assert int.from_bytes(compiled.read_bytes()[4:8], "little") == 0b11, compiled
+    assert not [p for p in chalicelib.rglob("*.pyc") if p.parent.name != "__pycache__"]
 
 
 def test_the_authorizer_with_a_token_event(artifact: dict[str, Any], key_store: KeyStore,
