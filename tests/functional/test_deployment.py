@@ -307,6 +307,9 @@ def test_the_deploy_streams_the_routes_after_chalice_deploy() -> None:
     deploy = next(i for i, run in enumerate(runs) if run.startswith("chalice deploy"))
     wire = next(i for i, run in enumerate(runs) if "scripts/stream_routes.py" in run)
     assert wire > deploy
+    # The package ships chalicelib's bytecode (scripts/compile_bytecode.py).
+    compile_step = next(i for i, run in enumerate(runs) if "scripts/compile_bytecode.py" in run)
+    assert compile_step < deploy
 
 
 def test_stream_routes_puts_streaming_integrations() -> None:
