@@ -362,42 +362,38 @@ def process_job(event: SQSEvent) -> None:
                        record.receipt_handle, runtime)
 
 
-@app.route("/v1/chat/completions", methods=["POST"], authorizer=api_key_auth)
-@api_view
-def chat_completions() -> Response:
+def openai_answer(parse: Callable[..., Any], id_prefix: str, render: Callable[..., Any],
+                  render_chunks: Callable[..., Iterator[str]]) -> Response:
+    """OpenAI's two generation routes alike: parse, then a stream or one
+    answer under the key's limits, in the route's own shape."""
     runtime = get_runtime()
-    request, options = parse_openai_request(json_body(), runtime.settings)
-    completion_id = f"chatcmpl-{current_request_id()}"
+    request, options = parse(json_body(), runtime.settings)
+    completion_id = f"{id_prefix}-{current_request_id()}"
     created = int(runtime.clock())
     caller = current_caller()
     if options.stream:
         live = open_stream(request, caller)
-        return buffered(live, openai_stream.render_chunks(
-            live.events(), completion_id, created, request.model, options.include_usage))
+        return buffered(live, render_chunks(live.events(), completion_id, created, request.model,
+                                            options.include_usage))
     completion, reservation = runtime.limiter.run(
         caller, reservation_size(request),
         lambda: runtime.service.complete(request, caller.tenant), billable)
-    return json_response(render_completion(completion, completion_id, created),
+    return json_response(render(completion, completion_id, created),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
+
+
+@app.route("/v1/chat/completions", methods=["POST"], authorizer=api_key_auth)
+@api_view
+def chat_completions() -> Response:
+    return openai_answer(parse_openai_request, "chatcmpl", render_completion,
+                         openai_stream.render_chunks)
 
 
 @app.route("/v1/completions", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def text_completions() -> Response:
-    runtime = get_runtime()
-    request, options = parse_completions_request(json_body(), runtime.settings)
-    completion_id = f"cmpl-{current_request_id()}"
-    created = int(runtime.clock())
-    caller = current_caller()
-    if options.stream:
-        live = open_stream(request, caller)
-        return buffered(live, openai_stream.render_text_chunks(
-            live.events(), completion_id, created, request.model, options.include_usage))
-    completion, reservation = runtime.limiter.run(
-        caller, reservation_size(request),
-        lambda: runtime.service.complete(request, caller.tenant), billable)
-    return json_response(render_text_completion(completion, completion_id, created),
-                         {**limit_headers(reservation.status), **cache_header(request, completion)})
+    return openai_answer(parse_completions_request, "cmpl", render_text_completion,
+                         openai_stream.render_text_chunks)
 
 
 @app.route("/v1/embeddings", methods=["POST"], authorizer=api_key_auth)
