@@ -362,10 +362,20 @@ def process_job(event: SQSEvent) -> None:
                        record.receipt_handle, runtime)
 
 
-def openai_answer(parse: Callable[..., Any], id_prefix: str, render: Callable[..., Any],
-                  render_chunks: Callable[..., Iterator[str]]) -> Response:
-    """OpenAI's two generation routes alike: parse, then a stream or one
-    answer under the key's limits, in the route's own shape."""
+# OpenAI's two generation routes differ only in these: the request parser,
+# the id prefix, and the renderers of one answer and of a stream.
+OPENAI_ROUTES: dict[str, tuple[Callable[..., Any], str, Callable[..., Any],
+                               Callable[..., Iterator[str]]]] = {
+    "/v1/chat/completions": (parse_openai_request, "chatcmpl", render_completion,
+                             openai_stream.render_chunks),
+    "/v1/completions": (parse_completions_request, "cmpl", render_text_completion,
+                        openai_stream.render_text_chunks),
+}
+
+
+def openai_answer(route: str) -> Response:
+    """Parse, then a stream or one answer under the key's limits."""
+    parse, id_prefix, render, render_chunks = OPENAI_ROUTES[route]
     runtime = get_runtime()
     request, options = parse(json_body(), runtime.settings)
     completion_id = f"{id_prefix}-{current_request_id()}"
@@ -385,15 +395,13 @@ def openai_answer(parse: Callable[..., Any], id_prefix: str, render: Callable[..
 @app.route("/v1/chat/completions", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def chat_completions() -> Response:
-    return openai_answer(parse_openai_request, "chatcmpl", render_completion,
-                         openai_stream.render_chunks)
+    return openai_answer("/v1/chat/completions")
 
 
 @app.route("/v1/completions", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def text_completions() -> Response:
-    return openai_answer(parse_completions_request, "cmpl", render_text_completion,
-                         openai_stream.render_text_chunks)
+    return openai_answer("/v1/completions")
 
 
 @app.route("/v1/embeddings", methods=["POST"], authorizer=api_key_auth)
@@ -429,7 +437,7 @@ def retrieve_model(model_id: str) -> dict[str, Any]:
 # function behind API Gateway's response streaming (its Runtime API loop is
 # chalicelib/streaming/lambda_runtime.py). It streams POSTs to these routes
 # that ask for a stream, and hands every other request to Chalice.
-STREAM_ROUTES = ("/chat", "/v1/chat/completions", "/v1/completions")
+STREAM_ROUTES = ("/chat", *OPENAI_ROUTES)
 
 
 def stream_payload(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -494,20 +502,13 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
             live = open_stream(request, caller)
             events = live.events()
             chunks = native_stream.render_events(events, request_id, request.model)
-        elif route == "/v1/completions":
-            request, options = parse_completions_request(payload, runtime.settings)
-            live = open_stream(request, caller)
-            events = live.events()
-            chunks = openai_stream.render_text_chunks(events, f"cmpl-{request_id}",
-                                                      int(runtime.clock()), request.model,
-                                                      options.include_usage)
         else:
-            request, options = parse_openai_request(payload, runtime.settings)
+            parse, id_prefix, _, render_chunks = OPENAI_ROUTES[route]
+            request, options = parse(payload, runtime.settings)
             live = open_stream(request, caller)
             events = live.events()
-            chunks = openai_stream.render_chunks(events, f"chatcmpl-{request_id}",
-                                                 int(runtime.clock()), request.model,
-                                                 options.include_usage)
+            chunks = render_chunks(events, f"{id_prefix}-{request_id}", int(runtime.clock()),
+                                   request.model, options.include_usage)
     except Exception as exc:
         if isinstance(exc, errors.ApiError):
             error = exc
