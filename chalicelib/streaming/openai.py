@@ -49,6 +49,15 @@ def tool_call_deltas(event: ToolCallDelta, started: set[int]) -> list[dict[str, 
     return deltas
 
 
+def ending(last_chunk: str, base: dict[str, Any], completion: Completion,
+           include_usage: bool) -> Iterator[str]:
+    """After the chunk with ``finish_reason``: the usage chunk if asked, then [DONE]."""
+    yield last_chunk
+    if include_usage:
+        yield frame({**base, "choices": [], "usage": usage(completion)})
+    yield DONE
+
+
 def render_chunks(events: Iterable[StreamEvent], completion_id: str, created: int, model: str,
                   include_usage: bool) -> Iterator[str]:
     """Each event's SSE text as soon as the event comes."""
@@ -71,10 +80,8 @@ def render_chunks(events: Iterable[StreamEvent], completion_id: str, created: in
                 for delta in tool_call_deltas(event, started):
                     yield chunk(delta)
             elif isinstance(event, StreamEnd):
-                yield chunk({}, finish_reason(event.completion))
-                if include_usage:
-                    yield frame({**base, "choices": [], "usage": usage(event.completion)})
-                yield DONE
+                yield from ending(chunk({}, finish_reason(event.completion)), base,
+                                  event.completion, include_usage)
                 return
     except ApiError as error:
         yield frame(error.envelope())
@@ -97,10 +104,8 @@ def render_text_chunks(events: Iterable[StreamEvent], completion_id: str, create
             if isinstance(event, TextDelta):
                 yield chunk(event.text)
             elif isinstance(event, StreamEnd):
-                yield chunk("", finish_reason(event.completion))
-                if include_usage:
-                    yield frame({**base, "choices": [], "usage": usage(event.completion)})
-                yield DONE
+                yield from ending(chunk("", finish_reason(event.completion)), base,
+                                  event.completion, include_usage)
                 return
     except ApiError as error:
         yield frame(error.envelope())
