@@ -31,7 +31,7 @@ from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
 from chalicelib.models.registry import check_capabilities, get_model
 from chalicelib.wire.openai import (IGNORED, TEMPERATURE_SCALE, StreamOptions, check_ignored,
-                                    check_neutral, stream_options, usage_field)
+                                    check_neutral, reject_unrecognized, stream_options, usage_field)
 from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, check_conversation,
                                         int_field, chat_model_field, number_field, stop_field,
                                         text_field)
@@ -70,10 +70,7 @@ def _prompt(value: Any) -> str:
 
 def parse_completions_request(payload: Mapping[str, Any],
                               settings: Settings) -> tuple[ChatRequest, StreamOptions]:
-    unknown = sorted(set(payload) - set(FIELDS))
-    if unknown:
-        raise InvalidRequestError(f"Unrecognized request argument supplied: {unknown[0][:100]}",
-                                  param=unknown[0][:100])
+    reject_unrecognized(payload, FIELDS)
     check_neutral(payload, NEUTRAL)
     check_ignored(payload)
     if payload.get("model") is None:

@@ -27,7 +27,7 @@ Choices that OpenAI's API leaves to us, documented in the README too:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,12 +215,17 @@ def stream_options(payload: Mapping[str, Any]) -> StreamOptions:
     return StreamOptions(stream, include)
 
 
-def parse_openai_request(payload: Mapping[str, Any],
-                         settings: Settings) -> tuple[ChatRequest, StreamOptions]:
-    unknown = sorted(set(payload) - set(FIELDS))
+def reject_unrecognized(payload: Mapping[str, Any], fields: Iterable[str]) -> None:
+    """A top-level field OpenAI's API does not have: a 400 in OpenAI's own words."""
+    unknown = sorted(set(payload) - set(fields))
     if unknown:
         raise InvalidRequestError(f"Unrecognized request argument supplied: {unknown[0][:100]}",
                                   param=unknown[0][:100])
+
+
+def parse_openai_request(payload: Mapping[str, Any],
+                         settings: Settings) -> tuple[ChatRequest, StreamOptions]:
+    reject_unrecognized(payload, FIELDS)
     check_neutral(payload)
     check_ignored(payload)
     legacy_functions(payload)
