@@ -130,3 +130,17 @@ def test_aws_refusing_a_call_is_one_line(capsys: pytest.CaptureFixture[str]) -> 
     assert preconditions.run(refused, []) == 1
     assert capsys.readouterr().err == ("deploy script: AWS refused GetResources: NotFoundException: "
                                        "Invalid REST API identifier specified\n")
+
+
+def test_gen_policies_names_an_unknown_model_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts import gen_policies
+
+    config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
+    config["stages"]["dev"]["environment_variables"]["ALLOWED_MODELS"] += ",meta.llama9-typo-v1:0"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(gen_policies, "CHALICE_DIR", tmp_path)
+    assert gen_policies.main(["--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stage dev's ALLOWED_MODELS" in err[0] and "meta.llama9-typo-v1:0" in err[0]
+    assert not list(tmp_path.glob("policy-*.json"))  # nothing was written
