@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,7 @@ def test_the_pages_are_read() -> None:
 def test_the_docs_have_both_curls() -> None:
     paths = {line.split()[2].split("8000")[1] for line in curl_lines()}
     assert {"/chat", "/v1/chat/completions"} <= paths
+    assert stream_curl_lines()
 
 
 def test_the_readme_itself_shows_both_curls_and_the_sdk() -> None:
@@ -83,6 +85,22 @@ def test_every_curl_succeeds(stack: LocalStack, line: str) -> None:
     expected = "202" if line.split()[2].endswith("/chat/jobs") else "200"
     assert status == expected, body
     assert json.loads(body)
+
+
+def stream_curl_lines() -> list[str]:
+    lines = (ln.strip() for text in PAGES.values() for ln in text.splitlines())
+    return sorted({ln for ln in lines if ln.startswith("curl -sN http://127.0.0.1:8000/")})
+
+
+@pytest.mark.parametrize("line", stream_curl_lines())
+def test_every_streaming_curl_streams(stack: LocalStack, line: str) -> None:
+    result = subprocess.run(["bash", "-c", localise(line, stack) + " -w '\n%{http_code}'"],
+                            capture_output=True, text=True, timeout=30, check=True,
+                            env={**os.environ, "LLM_API_KEY": stack.key})
+    body, status = result.stdout.rsplit("\n", 1)
+    assert status == "200", body
+    events = re.findall(r"^event: (\w+)$", body, re.M)
+    assert events[0] == "start" and events[-1] == "end" and "delta" in events, body
 
 
 def test_the_respond_next_curl_scripts_the_next_answer(stack: LocalStack,
@@ -178,6 +196,33 @@ def test_the_client_set_up_runs(stack: LocalStack, emulator: EmulatorControl, cl
     assert result.returncode == 0, result.stderr
     assert re.match(PRINTED[client], result.stdout.strip()), result.stdout
     assert len(emulator.requests()) == (2 if client == "openai-agents" else 1)
+
+
+KEYS = ".venv/bin/python scripts/keys.py --local "
+
+
+def keys_lines() -> list[str]:
+    lines = (ln.strip() for text in PAGES.values() for ln in text.splitlines())
+    return sorted({ln.split("  #")[0].strip() for ln in lines if ln.startswith(KEYS)})
+
+
+def test_the_docs_show_the_keys_commands() -> None:
+    verbs = {shlex.split(line[len(KEYS):])[0] for line in keys_lines()}
+    assert {"create", "list", "revoke", "set-limits", "usage"} <= verbs
+
+
+@pytest.mark.parametrize("line", keys_lines())
+def test_every_local_keys_command_runs(stack: LocalStack, line: str) -> None:
+    # The placeholder key id stands for a key the operator made: one is made first.
+    made = stack.keys_command("create", "--tenant", "docs")
+    key_id = re.search(r"key id: (key_\w+)", made)
+    assert key_id, made
+    argv = shlex.split(line[len(KEYS):].replace("key_0123abcd", key_id.group(1)))
+    out = stack.keys_command(*argv)
+    if argv[0] == "create":
+        assert re.search(r"^key: +llm_", out, re.M), out
+    if argv[0] == "list":
+        assert key_id.group(1) in out and "llm_" not in out
 
 
 def test_the_printed_export_line_matches_the_readme(stack: LocalStack) -> None:
