@@ -291,12 +291,13 @@ def readme_lines(config: dict[str, Any] | None = None) -> list[str]:
     price = prod.price(model)
     assert price is not None
     tokens_in, tokens_out = p.assumed("short_request_tokens")
+    caveat = " (the configured price, unverified)" if "unverified" in prod.price_source(model) else ""
     return [
         f"- Idle, a stage costs about {money(max(idle.values()))} a month (alarms, dashboard, "
         "queue polling); "
         "requests are pay per use.",
         f"- Llama 3.1 8B's tokens cost {money(price[0])} per million input and {money(price[1])} "
-        "per million output.",
+        f"per million output{caveat}.",
         f"- A million short requests ({tokens_in} + {tokens_out} tokens): "
         f"{money(tokens_in * price[0] + tokens_out * price[1])} of tokens plus "
         f"{money(per_million_requests(prod, p, False).total)} of API Gateway, Lambda, DynamoDB and logs "
