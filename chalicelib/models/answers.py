@@ -29,7 +29,7 @@ from decimal import Decimal
 
 from chalicelib import jsontext
 from chalicelib.chat import ChatRequest, Message, ResponseFormat, ToolCall, new_call_id
-from chalicelib.errors import UpstreamError
+from chalicelib.errors import ApiError, UpstreamError, ValidationBudgetError
 from chalicelib.models.prompting import Prompt, offers_tools
 from chalicelib.models.schemas import problems
 from chalicelib.models.tool_parser import ParsedCall, parse
@@ -38,10 +38,16 @@ log = logging.getLogger(__name__)
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
 
 
-def unreadable(exc: Exception, spent: tuple[int, Decimal | None]) -> UpstreamError:
-    """The error for an answer that reading failed on unexpectedly (a bug of
-    ours, logged with its traceback): a 502 that still bills what Bedrock
-    generated, never a 500 that gives the reservation back."""
+def unreadable(exc: Exception, spent: tuple[int, Decimal | None]) -> ApiError:
+    """The error for an answer that reading failed on, billing what Bedrock
+    generated: the validation allowance spent (the answer is unusable, a
+    422), or else a bug of ours (logged with its traceback): a 502, never a
+    500 that gives the reservation back."""
+    if isinstance(exc, ValidationBudgetError):
+        log.warning("the answer's schema check ran out of time")
+        budget = ValidationBudgetError(str(exc))
+        budget.spent = spent
+        return budget
     log.error("could not read the model's answer", exc_info=exc)
     error = UpstreamError("The model's answer could not be read.")
     error.spent = spent
