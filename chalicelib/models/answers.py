@@ -9,7 +9,8 @@
 - ``response_format`` ``json_object`` / ``json_schema``: the answer must be one
   JSON object / one document valid against the schema (fences and trailing
   prose are dropped, the JSON itself is returned as the model wrote it);
-- otherwise plain text, cut at the first stop sequence.
+- otherwise plain text (never a leading ``<|python_tag|>``), cut at the
+  first stop sequence.
 
 A ``problem`` says why an answer does not honour the request; ``completion``
 makes one repair attempt (``repair_request``) and then fails with
@@ -32,7 +33,7 @@ from chalicelib.chat import ChatRequest, Message, ResponseFormat, ToolCall, new_
 from chalicelib.errors import ApiError, UpstreamError, ValidationBudgetError
 from chalicelib.models.prompting import Prompt, offers_tools
 from chalicelib.models.schemas import problems
-from chalicelib.models.tool_parser import ParsedCall, parse
+from chalicelib.models.tool_parser import ParsedCall, parse, without_python_tag
 
 log = logging.getLogger(__name__)
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
@@ -154,6 +155,7 @@ def shape(request: ChatRequest, prompt: Prompt, generation: str, stop_reason: st
             return answer
     if request.response_format.type in ("json_object", "json_schema"):
         return _json_answer(request.response_format, text, stop_reason)
+    text = without_python_tag(text)
     cut = find_stop(text, request.stop)
     if cut >= 0:
         return Shaped(text[:cut], "stop")
