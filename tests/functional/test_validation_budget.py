@@ -5,7 +5,6 @@ again could only run out again), on every path that checks an answer."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from chalicelib.tenancy.keys import KeyStore
 from tests.conftest import MODEL, ApiFactory
 from tests.functional.test_adversarial import CLAUDE, JSON, error_of, limited
 from tests.functional.test_hardening import day_tokens
-from tests.functional.test_jobs import drain, status, submit
+from tests.functional.test_jobs import drain, limited_jobs_api, status, submit
 from tests.openapi_check import sse_events
 from tests.support import EmulatorControl, hostile_answer, hostile_schema
 
@@ -85,9 +84,7 @@ def test_a_converse_answer_that_runs_out_is_billed(make_api: ApiFactory, key_sto
 def test_a_job_whose_answer_runs_out_fails_billed_and_is_not_retried(
         make_api: ApiFactory, key_store: KeyStore, job_queues: dict[str, str], sqs: Any,
         emulator: EmulatorControl, dynamodb: Any) -> None:
-    secret, record = key_store.create("acme", now=int(time.time()),
-                                      limits={"tokens_per_day": 100_000})
-    api = make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0)
+    api, key_id = limited_jobs_api(make_api, key_store, job_queues)
     emulator.respond_next(hostile_text("json_schema"), hostile_text("json_schema"))
     accepted = submit(api, {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1000,
                             "response_format": {"type": "json_schema",
@@ -97,4 +94,4 @@ def test_a_job_whose_answer_runs_out_fails_billed_and_is_not_retried(
     assert done["status"] == "failed"
     assert "invalid_model_output" in json.dumps(done["error"])
     assert emulator.stats()["invocations"] == 1
-    assert 0 < day_tokens(dynamodb, record.key_id) < 3 * 1000
+    assert 0 < day_tokens(dynamodb, key_id) < 3 * 1000
