@@ -159,8 +159,41 @@ def _guarded_class(cls: Any) -> Any:
     class (jsonschema's ``evolve``) unless they name a ``$schema`` of their
     own, which ``check_schema`` refuses."""
     from jsonschema import validators
-    return validators.extend(cls, {name: _guarded(keyword)
-                                   for name, keyword in cls.VALIDATORS.items()})
+    keywords = dict(cls.VALIDATORS)
+    if "uniqueItems" in keywords:
+        keywords["uniqueItems"] = _unique_items
+    return validators.extend(cls, {name: _guarded(keyword) for name, keyword in keywords.items()})
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    """jsonschema's ``uniqueItems`` in linear time: jsonschema compares every
+    pair of an array of objects inside one keyword call (seconds for a few
+    thousand, out of the clock's reach). Each item is keyed by its canonical
+    JSON, numbers compared as JSON Schema does (1 and 1.0 alike, true and 1
+    not)."""
+    from jsonschema.exceptions import ValidationError
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen: set[str] = set()
+    for item in instance:
+        if time.monotonic() > _ends.get():
+            raise _out_of_time()
+        key = json.dumps(_same_numbers(item), sort_keys=True, ensure_ascii=False)
+        if key in seen:
+            yield ValidationError(f"{instance!r} has non-unique elements")
+            return
+        seen.add(key)
+
+
+def _same_numbers(value: Any) -> Any:
+    """``value`` with each integral float as its int (JSON Schema's equality)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _same_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_same_numbers(v) for v in value]
+    return value
 
 
 def _caps(root: str, path: str, key: str, value: Any, counted: list[int]) -> None:

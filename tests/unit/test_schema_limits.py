@@ -90,3 +90,25 @@ def test_outside_a_request_each_check_has_the_whole_allowance() -> None:
         with pytest.raises(ValidationBudgetError):
             problems(hostile_answer(), canonical(hostile_schema()))
         assert problems({}, canonical({"type": "object"})) == []
+
+
+UNIQUE = {"type": "array", "uniqueItems": True}
+
+
+@pytest.mark.parametrize("document", [
+    [1, True], [1, 1.0], [0, False], ["a", "b"], [{"a": 1}, {"a": 1}], [{"a": 1}, {"a": 1.0}],
+    [[1], [True]], [None, None], [1, "1"], [{"a": 1, "b": 2}, {"b": 2, "a": 1}],
+    [10**20, 1e20], [0.5, 0.5], [[], {}], [{"a": [1, {"b": False}]}, {"a": [1.0, {"b": 0}]}],
+])
+def test_unique_items_judges_as_jsonschema_does(document: list[Any]) -> None:
+    from jsonschema import Draft202012Validator
+    assert (problems(document, canonical(UNIQUE)) == []) == \
+        Draft202012Validator(UNIQUE).is_valid(document)
+
+
+def test_unique_items_of_many_objects_is_checked_within_the_budget() -> None:
+    # jsonschema compares every pair of them inside one keyword call: minutes
+    # for 20,000, with no clock to stop it.
+    assert problems([{"a": i} for i in range(20_000)], canonical(UNIQUE)) == []
+    repeated = [{"a": i} for i in range(20_000)] + [{"a": 0}]
+    assert len(problems(repeated, canonical(UNIQUE))) == 1
