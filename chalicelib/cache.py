@@ -11,8 +11,13 @@ whole deadline (``lease_s``: every attempt of its Bedrock call); the others
 poll for its answer until it comes, the leader lets go (it failed), its lease
 runs out (it died), or their own wait budget (``wait_s``, their own deadline)
 is spent, and only then call Bedrock themselves. So a slow call (15 s) is
-still made once, and no follower waits past its deadline. The cache never
-fails a request: if DynamoDB cannot be reached, the answer is computed uncached.
+still made once, and no follower waits past its deadline. Followers back off
+(exponentially from ``poll_s``, with jitter, capped at ``MAX_POLL_S``): a
+15 s call costs each of them about 20 reads, not 300, and a burst of them does
+not read in step. A leader whose answer cannot be stored (too large for an
+item, DynamoDB throttling) lets go of its claim as a failed one does, so that
+its followers do not wait out its lease. The cache never fails a request: if
+DynamoDB cannot be reached, the answer is computed uncached.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import hashlib
 import json
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -32,6 +38,7 @@ from chalicelib.dynamo import decode_item, encode, encode_item
 
 log = logging.getLogger(__name__)
 PENDING, DONE = "pending", "done"
+MAX_POLL_S = 1.0  # a follower reads the entry at least once a second
 T = TypeVar("T")
 
 
@@ -62,15 +69,24 @@ def _from_json(text: str) -> Completion:
                       usage=Usage(*data["usage"]), tool_calls=calls, cached=True)
 
 
+def poll_delay_s(base_s: float, attempt: int) -> float:
+    """A follower's wait before its ``attempt``-th read (0 first): doubling
+    from ``base_s`` up to ``MAX_POLL_S``, each between half and all of that
+    (jitter, so that followers who started together do not read together)."""
+    return min(MAX_POLL_S, base_s * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
+
+
 class ResponseCache:
     def __init__(self, client: Any, table: str, clock: Callable[[], float], ttl_s: int,
-                 lease_s: float = 30.0, poll_s: float = 0.05) -> None:
+                 lease_s: float = 30.0, poll_s: float = 0.05,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._client = client
         self._table = table
         self._clock = clock
         self._ttl_s = ttl_s
         self._lease_s = lease_s  # default leader deadline, when a caller names none
-        self._poll_s = poll_s
+        self._poll_s = poll_s  # a follower's first wait; each next one doubles
+        self._sleep = sleep
 
     def _get(self, key: str) -> dict[str, Any] | None:
         item = self._client.get_item(TableName=self._table, Key={"pk": {"S": key}},
@@ -138,7 +154,11 @@ class ResponseCache:
             except BaseException:
                 self._quietly(self._release, key)
                 raise
-            self._quietly(self._store, key, encode(completion))
+            try:
+                self._store(key, encode(completion))
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("cache write failed, letting go of the entry: %s", exc)
+                self._quietly(self._release, key)
             return completion
         stored = self._follow(key, budget)
         return decode(stored) if stored is not None else compute()
@@ -146,11 +166,11 @@ class ResponseCache:
     def _follow(self, key: str, budget_s: float) -> str | None:
         """The leader's stored answer, or None when this caller must compute its own."""
         deadline = time.monotonic() + max(0.0, budget_s)
-        while True:
+        for attempt in range(1_000_000):  # bounded by the deadline long before this
             left = deadline - time.monotonic()
             if left <= 0:
                 return None  # our own deadline: never wait past it
-            time.sleep(min(self._poll_s, left))
+            self._sleep(min(poll_delay_s(self._poll_s, attempt), left))
             try:
                 entry = self._get(key)
             except (ClientError, BotoCoreError):
@@ -161,6 +181,7 @@ class ResponseCache:
                 return str(entry["completion"])
             if entry.get("lease_until", 0) < self._clock():
                 return None  # the leader died: its lease covered its whole deadline
+        return None
 
     def _quietly(self, action: Callable[..., None], *args: Any) -> None:
         try:

@@ -36,6 +36,7 @@ from chalicelib.errors import ApiError, DeadlineExceededError, UnusableAnswerErr
 from chalicelib.models.registry import RawChunk, adapter_for, get_model
 from chalicelib.models.prompting import may_repair, offers_tools, render
 from chalicelib.models.tool_stream import completion_events, detect_calls
+from chalicelib.models.tool_parser import PYTHON_TAG, without_python_tag
 from chalicelib.models.pricing import DEFAULT_PRICES, Prices, cost_usd
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,8 @@ class ChatService:
                 if stopped or not text:
                     continue
                 held += text
+                if not sent:  # a leading <|python_tag|> is never content
+                    held = without_python_tag(held)
                 cut = find_stop(held, request.stop)
                 if cut >= 0:
                     held, stopped = held[:cut], True
@@ -246,7 +249,7 @@ class ChatService:
                         yield TextDelta(held)
                     held = ""
                     continue
-                keep = held_back(held, request.stop)
+                keep = held_back(held, request.stop + (() if sent else (PYTHON_TAG,)))
                 if len(held) > keep:
                     piece, held = held[:len(held) - keep], held[len(held) - keep:]
                     sent.append(piece)

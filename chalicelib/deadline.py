@@ -8,6 +8,11 @@ request (``for_api``) or a job (``for_worker``) starts and kept in a context
 variable, as callstats are: the threaded local server's requests never mix,
 and nothing needs threading through the service's signatures. The Bedrock
 gateway reads it before each attempt and each read of a stream.
+
+Checking answers against JSON Schemas gets an allowance of its own within
+the deadline (``validation``): ``VALIDATION_BUDGET_S`` for all the checks of
+one request or job, first answer, repair and streamed calls together, so that
+a hostile schema cannot spend the time the model call and the settling need.
 """
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ API_GATEWAY_LIMIT_S = 29.0
 API_MARGIN_S = 2.0
 # A job settles and writes its result and job record: a few writes more.
 WORKER_MARGIN_S = 5.0
+# All the JSON-Schema checks of one request or job (microseconds for real
+# schemas; a 256 MB Lambda has a sixth of a vCPU, so this is seconds there).
+VALIDATION_BUDGET_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -71,14 +79,34 @@ def for_worker(context: Any, fallback_s: float, now: float | None = None) -> Dea
     return Deadline((time.monotonic() if now is None else now) + budget - WORKER_MARGIN_S)
 
 
+class Allowance:
+    """Seconds a kind of work may still take in one request or job."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+
+    def spend(self, seconds: float) -> None:
+        self.left -= seconds
+
+
 _current: ContextVar[Deadline] = ContextVar("deadline", default=NONE)
+_validation: ContextVar[Allowance | None] = ContextVar("validation", default=None)
 
 
 def start(deadline: Deadline) -> Deadline:
+    """Begin a request's or job's deadline and its validation allowance
+    (``NONE``: outside one, as scripts and tests are)."""
     _current.set(deadline)
+    _validation.set(None if deadline is NONE else Allowance(VALIDATION_BUDGET_S))
     return deadline
 
 
 def current() -> Deadline:
     """This request's or job's deadline; none outside one (scripts, tests)."""
     return _current.get()
+
+
+def validation() -> Allowance:
+    """What is left of this request's or job's validation allowance (outside
+    one, each check gets the whole of it)."""
+    return _validation.get() or Allowance(VALIDATION_BUDGET_S)

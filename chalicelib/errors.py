@@ -200,3 +200,9 @@ class UnusableAnswerError(ApiError):
     def __init__(self, message: str, *, spent: tuple[int, Decimal | None] = (0, None)) -> None:
         super().__init__(message)
         self.spent = spent  # (tokens, dollars) Bedrock generated for the failed answer
+
+
+class ValidationBudgetError(UnusableAnswerError):
+    """Checking the answer against its schemas ran out of the request's
+    validation allowance: the answer is unusable, and a repair could only
+    run out again. Whoever knows what Bedrock generated sets ``spent``."""

@@ -17,7 +17,9 @@ Request bodies are read as API Gateway takes them: by ``Content-Length`` or
 with chunked transfer encoding (which Chalice's handler reads as no body, and
 then as the next request). A malformed ``Content-Length`` is a 400 in the
 envelope, not a dropped connection, and a client that stops sending is cut off
-after ``timeout`` seconds instead of holding its thread for ever.
+after ``timeout`` seconds instead of holding its thread for ever. A client that
+resets its connection (an idle keep-alive one, as pools do) ends it quietly:
+nothing was asked, so there is nothing to answer or to report.
 """
 from __future__ import annotations
 
@@ -92,6 +94,14 @@ class AnyMethodHandler(ChaliceRequestHandler):
         # (the base class serves the request inside __init__).
         self.local_gateway = EmulatedGateway(app_object, config)
         BaseHTTPRequestHandler.__init__(self, request, client_address, server)  # type: ignore[arg-type]
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionResetError, BrokenPipeError):
+            # socketserver would print the traceback of a reset while the
+            # handler waits for the next request line: a client's normal exit.
+            self.close_connection = True
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("do_"):

@@ -12,7 +12,12 @@ reference, "This operation requires permission for the bedrock:InvokeModel
 action"), so the chat and embedding models share one statement. Account ids are ``*``: the files
 are static and one repo deploys to any account; a role can only reach its own
 account's resources without resource policies, and every ARN names its
-resource exactly. One policy per function:
+resource exactly. A model called by its base id (the embedding models) is
+called in the stack's own region, which the static files cannot name; it is
+granted in the stack's possible regions: those of the geography whose
+inference profiles the stage serves (a ``us.`` profile is callable only from
+a US region, so a stage that serves one deploys there), never ``*``. One
+policy per function:
 
 - api (APIHandler) and stream (stream_handler, the streaming routes once
   deployed): Bedrock InvokeModelWithResponseStream (every Llama call reads
@@ -54,25 +59,38 @@ def stage_env(config: dict[str, Any], stage: str) -> dict[str, str]:
             **config["stages"][stage].get("environment_variables", {})}
 
 
-def bedrock_resources(model_ids: list[str]) -> list[str]:
+def stack_regions(model_ids: list[str]) -> tuple[str, ...]:
+    """The regions the stage can be deployed in: those of the geographies of
+    its inference profiles (a global profile says nothing of where it runs)."""
+    geographies = {REGISTRY[m].profile for m in model_ids} - {None, "global"}
+    if len(geographies) != 1:
+        raise SystemExit(f"cannot tell the stack's regions from {sorted(map(str, geographies))}: "
+                         "a stage serves the inference profiles of one geography")
+    return PROFILE_REGIONS[geographies.pop()]
+
+
+def bedrock_resources(model_ids: list[str],
+                      regions: tuple[str, ...] | None = None) -> list[str]:
     """Each profile's ARN in the regions it is called from, and its foundation
     model in every region it routes to; a base id's foundation model in the
-    deployment's region. A global profile routes to every commercial region,
-    which IAM names with an empty region (plus the calling region's model)."""
+    stack's own regions (``regions``, by default ``stack_regions``). A global
+    profile routes to every commercial region, which IAM names with an empty
+    region (plus the calling region's model)."""
     arns: list[str] = []
     for model_id in model_ids:
         spec = REGISTRY[model_id]
         base = spec.base_id or model_id
         if spec.profile is None:
-            arns.append(f"arn:aws:bedrock:*::foundation-model/{model_id}")
+            own = stack_regions(model_ids) if regions is None else regions
+            arns += [f"arn:aws:bedrock:{r}::foundation-model/{model_id}" for r in own]
         elif spec.profile == "global":
             arns += [f"arn:aws:bedrock:*:*:inference-profile/{model_id}",
                      f"arn:aws:bedrock:*::foundation-model/{base}",
                      f"arn:aws:bedrock:::foundation-model/{base}"]
         else:
-            regions = PROFILE_REGIONS[spec.profile]
-            arns += [f"arn:aws:bedrock:{r}:*:inference-profile/{model_id}" for r in regions]
-            arns += [f"arn:aws:bedrock:{r}::foundation-model/{base}" for r in regions]
+            regions_of = PROFILE_REGIONS[spec.profile]
+            arns += [f"arn:aws:bedrock:{r}:*:inference-profile/{model_id}" for r in regions_of]
+            arns += [f"arn:aws:bedrock:{r}::foundation-model/{base}" for r in regions_of]
     return list(dict.fromkeys(arns))
 
 

@@ -16,6 +16,7 @@ from chalice.test import Client
 from hypothesis import settings as hypothesis_settings
 
 import app as app_module
+from chalicelib import deadline
 from chalicelib.aws import make_sqs_client
 from chalicelib.models.bedrock import make_client
 from chalicelib.config import Settings
@@ -199,3 +200,14 @@ def make_api(emulator: EmulatorControl, api_key: str, _shared_bedrock: Any,
 @pytest.fixture
 def api(make_api: ApiFactory) -> Api:
     return make_api()
+
+
+@pytest.fixture(autouse=True)
+def _outside_any_request() -> Iterator[None]:
+    """Each test starts outside a request: a route test leaves its deadline and
+    validation allowance in the thread's context (chalice's test client runs
+    the handler in it), which a later test calling the code directly must not
+    inherit."""
+    deadline.start(deadline.NONE)
+    yield
+    deadline.start(deadline.NONE)

@@ -56,3 +56,18 @@ class EmulatorControl:
 
     def clear_requests(self) -> None:
         self._call("DELETE", "/_emulator/requests")
+
+
+def hostile_schema() -> dict[str, Any]:
+    """Issue 19's shape: items x anyOf branches x a backtracking pattern, each
+    search just inside its own 50 ms bound. Every item fails the slow branches
+    before the last one accepts it, so no early problem cuts the check short
+    (about 850 bytes as JSON)."""
+    slow = {"type": "string", "pattern": "^(a|aa)+$"}
+    return {"type": "object", "required": ["a"], "properties": {"a": {
+        "type": "array", "items": {"anyOf": [slow] * 18 + [{"type": "string"}]}}}}
+
+
+def hostile_answer() -> dict[str, Any]:
+    """About 1.5 KB of strings that make each of those searches slow."""
+    return {"a": ["a" * 19 + "!"] * 64}

@@ -4,6 +4,13 @@ Every state change is a conditional update, so at-least-once delivery (SQS
 may hand a message to two workers) cannot run a job twice at the same time,
 overwrite a finished result, or finish a job whose lease another worker took.
 Records expire through DynamoDB's TTL (``expires_at``).
+
+A Lambda killed at its timeout settles nothing, and SQS hands the message to
+the next worker. So before an attempt calls Bedrock it records on the job what
+it reserved (``begin_attempt``); every outcome that settles (a result, a
+failure, a requeue) removes that record in the same write. The next attempt
+finding the record still there knows the previous one died unsettled, and
+swapping in its own record tells exactly one worker what to charge for it.
 """
 from __future__ import annotations
 
@@ -144,6 +151,30 @@ class JobStore:
             raise
         return _job(response["Attributes"])
 
+    def begin_attempt(self, job: Job, tokens: int) -> int:
+        """Record that ``job``'s attempt (its lease) is about to call Bedrock
+        with ``tokens`` reserved. Returns the tokens of a previous attempt
+        that never settled (killed in flight), 0 when there is none or the
+        lease is no longer ours."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table, Key={"job_id": {"S": job.job_id}},
+                # One map, keyed by the lease: it always changes, so DynamoDB
+                # (and moto) return its old value.
+                UpdateExpression="SET unsettled = :attempt",
+                ConditionExpression="#s = :running AND lease_id = :lease",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":attempt": encode({"lease": job.lease_id or "", "tokens": tokens}),
+                    ":running": encode(RUNNING), ":lease": encode(job.lease_id or "")},
+                ReturnValues="UPDATED_OLD")
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return 0
+            raise
+        old = decode_item(response.get("Attributes", {})).get("unsettled") or {}
+        return int(old.get("tokens", 0))
+
     def _transition(self, job_id: str, condition: str, status: str, field: str,
                     value: dict[str, Any], values: dict[str, Any], remove: str = "") -> bool:
         """Set the status and one outcome field if ``condition`` holds; False if not."""
@@ -171,7 +202,7 @@ class JobStore:
         return self._transition(job.job_id, "#s = :running AND lease_id = :lease", status, field,
                                 value, {":running": encode(RUNNING),
                                         ":lease": encode(job.lease_id or "")},
-                                remove="REMOVE lease_id, lease_until")
+                                remove="REMOVE lease_id, lease_until, unsettled")
 
     def succeed(self, job: Job, result: dict[str, Any]) -> bool:
         return self._finish(job, SUCCEEDED, "result", result)

@@ -16,6 +16,10 @@ runs comes back when that worker's lease ends, and never goes to the
 dead-letter queue. A message whose job record has expired releases the
 reservation it carries. An answer too large for the job's item fails the job
 (``result_too_large``) with its tokens charged, instead of running again.
+
+An attempt killed before it settled (the Lambda's timeout) is charged what it
+reserved when its message comes back, before the job runs again: the job
+store keeps each attempt's reservation until its outcome is written.
 """
 from __future__ import annotations
 
@@ -134,6 +138,7 @@ def _run(job_id: str, body: str, receive_count: int, runtime: Runtime, run: JobR
         now = int(runtime.clock())
         lease_until = job.lease_until if job.lease_until is not None else now + settings.jobs_lease_s
         raise RetryLater("leased by another worker", max(1, lease_until - now + 1))
+    _charge_killed(runtime, claimed)
     try:
         completion = runtime.job_service.complete(claimed.request, claimed.tenant)
     except InvalidRequestError as error:
@@ -161,6 +166,19 @@ def _run(job_id: str, body: str, receive_count: int, runtime: Runtime, run: JobR
         _transient(runtime, claimed, error, receive_count)
     else:
         _succeed(runtime, claimed, completion, run)
+
+
+def _charge_killed(runtime: Runtime, job: Job) -> None:
+    """Record this attempt's reservation, and charge the previous attempt's
+    if it was never settled: killed in flight, it may have had Bedrock
+    generate up to all of it, and nothing else will ever bill that."""
+    if job.reservation is None:
+        return
+    killed = runtime.jobs.begin_attempt(job, job.reservation.tokens)
+    if killed > 0:
+        log.warning("job %s: attempt %s before this one ended unsettled; charging its %s "
+                    "reserved tokens", job.job_id, job.attempts - 1, killed)
+        runtime.limiter.charge(job.reservation, killed)
 
 
 def _succeed(runtime: Runtime, job: Job, completion: Completion, run: JobRun) -> None:

@@ -9,7 +9,8 @@
 - ``response_format`` ``json_object`` / ``json_schema``: the answer must be one
   JSON object / one document valid against the schema (fences and trailing
   prose are dropped, the JSON itself is returned as the model wrote it);
-- otherwise plain text, cut at the first stop sequence.
+- otherwise plain text (never a leading ``<|python_tag|>``), cut at the
+  first stop sequence.
 
 A ``problem`` says why an answer does not honour the request; ``completion``
 makes one repair attempt (``repair_request``) and then fails with
@@ -29,19 +30,25 @@ from decimal import Decimal
 
 from chalicelib import jsontext
 from chalicelib.chat import ChatRequest, Message, ResponseFormat, ToolCall, new_call_id
-from chalicelib.errors import UpstreamError
+from chalicelib.errors import ApiError, UpstreamError, ValidationBudgetError
 from chalicelib.models.prompting import Prompt, offers_tools
 from chalicelib.models.schemas import problems
-from chalicelib.models.tool_parser import ParsedCall, parse
+from chalicelib.models.tool_parser import ParsedCall, parse, without_python_tag
 
 log = logging.getLogger(__name__)
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
 
 
-def unreadable(exc: Exception, spent: tuple[int, Decimal | None]) -> UpstreamError:
-    """The error for an answer that reading failed on unexpectedly (a bug of
-    ours, logged with its traceback): a 502 that still bills what Bedrock
-    generated, never a 500 that gives the reservation back."""
+def unreadable(exc: Exception, spent: tuple[int, Decimal | None]) -> ApiError:
+    """The error for an answer that reading failed on, billing what Bedrock
+    generated: the validation allowance spent (the answer is unusable, a
+    422), or else a bug of ours (logged with its traceback): a 502, never a
+    500 that gives the reservation back."""
+    if isinstance(exc, ValidationBudgetError):
+        log.warning("the answer's schema check ran out of time")
+        budget = ValidationBudgetError(str(exc))
+        budget.spent = spent
+        return budget
     log.error("could not read the model's answer", exc_info=exc)
     error = UpstreamError("The model's answer could not be read.")
     error.spent = spent
@@ -148,6 +155,7 @@ def shape(request: ChatRequest, prompt: Prompt, generation: str, stop_reason: st
             return answer
     if request.response_format.type in ("json_object", "json_schema"):
         return _json_answer(request.response_format, text, stop_reason)
+    text = without_python_tag(text)
     cut = find_stop(text, request.stop)
     if cut >= 0:
         return Shaped(text[:cut], "stop")

@@ -39,7 +39,7 @@ from chalicelib import jsontext
 from chalicelib.models.answers import Shaped, repair_request, shape
 from chalicelib.chat import (ChatRequest, Completion, Message, StreamEnd, StreamEvent, TextDelta,
                              ToolCall, ToolCallDelta, Usage)
-from chalicelib.errors import UpstreamError
+from chalicelib.errors import UpstreamError, ValidationBudgetError
 from chalicelib.models.registry import get_model
 from chalicelib.models.prompting import Prompt, format_instruction, offers_tools
 from chalicelib.models.schemas import problems
@@ -247,15 +247,25 @@ def generate(gateway: ConverseGateway, request: ChatRequest) -> tuple[Shaped, Us
     """One Converse call, shaped; one repair call when the answer does not
     honour the request. Usage is both calls'."""
     answer = parse_response(gateway.converse(request.model, build_request(request)))
-    shaped = shape_answer(request, answer)
     usage = answer.usage
+    shaped = _shape_billed(request, answer, usage)
     if shaped.problem is not None and shaped.repairable:
         retry = repair_request(request, _repair_text(answer), shaped.problem)
         answer = parse_response(gateway.converse(retry.model, build_request(retry)))
         usage = Usage(usage.input_tokens + answer.usage.input_tokens,
                       usage.output_tokens + answer.usage.output_tokens)
-        shaped = shape_answer(retry, answer)
+        shaped = _shape_billed(retry, answer, usage)
     return shaped, usage
+
+
+def _shape_billed(request: ChatRequest, answer: Answer, usage: Usage) -> Shaped:
+    """``shape_answer``; should the schema checks run out of their time, the
+    tokens of the calls so far are billed (priced by the limiter's caller)."""
+    try:
+        return shape_answer(request, answer)
+    except ValidationBudgetError as error:
+        error.spent = (usage.total_tokens, None)
+        raise
 
 
 # --- streaming

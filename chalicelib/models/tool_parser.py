@@ -7,7 +7,9 @@ instead of ``"parameters"``, ``{"type": "function", ...}`` or OpenAI's nested
 by ``;`` or newlines or given as a list, code fences, prose around the call,
 and the ``<function=name>{...}</function>`` tag form. All of them are read
 here. JSON that names no offered tool, and prose, stay text: only a call to a
-tool the request offered is a call.
+tool the request offered is a call. A leading ``<|python_tag|>`` (Llama's mark
+that code or a call follows) is never content, even when what follows is no
+call to an offered tool (``without_python_tag``).
 """
 from __future__ import annotations
 
@@ -25,6 +27,13 @@ _FUNCTION_TAG = re.compile(r"<function=([A-Za-z0-9_.-]{1,64})>\s*(.*?)\s*(?:</fu
                            re.DOTALL)
 _SEPARATORS = " \t\r\n;,"
 _CALL_KEYS = {"type", "name", "id"}
+PYTHON_TAG = "<|python_tag|>"
+
+
+def without_python_tag(text: str) -> str:
+    """``text`` less a leading ``<|python_tag|>`` (and the blanks around it)."""
+    head = text.lstrip()
+    return head[len(PYTHON_TAG):].lstrip() if head.startswith(PYTHON_TAG) else text
 
 
 @dataclass(frozen=True)
@@ -99,9 +108,9 @@ def _function_tags(text: str, names: Collection[str]) -> tuple[str, list[tuple[i
 
 def parse(text: str, names: Collection[str]) -> ParsedAnswer:
     """Split ``text`` into the calls it makes to ``names`` and what else it says."""
-    original = text
+    original = without_python_tag(text)
     if not names:
-        return ParsedAnswer(text.strip())
+        return ParsedAnswer(original.strip())
     text = _unfence(_TOKENS.sub("", text), names)
     text, tagged = _function_tags(text, names)
     found: list[tuple[int, ParsedCall]] = list(tagged)

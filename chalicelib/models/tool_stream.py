@@ -31,7 +31,7 @@ from chalicelib.models.answers import argument_problems, arguments_text, unreada
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, TextDelta,
                              ToolCall, ToolCallDelta, new_call_id)
 from chalicelib.errors import UnusableAnswerError
-from chalicelib.models.tool_parser import parse
+from chalicelib.models.tool_parser import parse, without_python_tag
 
 # (the streamed answer so far, what is wrong with its calls) -> the answer of
 # one more attempt, made whole; raises UnusableAnswerError if that fails too.
@@ -127,9 +127,12 @@ def detect_calls(request: ChatRequest, events: Iterable[StreamEvent],
         try:
             answer = parse(held, names) if held else None
             if answer is None or not answer.calls:
-                if held:
-                    yield TextDelta(held)
-                yield event
+                # Held from a <|python_tag|>, which is never content.
+                rest = without_python_tag(held) if held else ""
+                if rest:
+                    yield TextDelta(rest)
+                yield event if rest == held else StreamEnd(
+                    dataclasses.replace(completion, text=text[:sent] + rest))
                 return
             calls = answer.calls if request.parallel_tool_calls else answer.calls[:1]
             problem, strict = argument_problems(request, calls)

@@ -8,7 +8,11 @@ interpreter and the same package. The loop speaks the Runtime API
 
 - ``GET /2018-06-01/runtime/invocation/next``: the next event, its request id
   and deadline (``Lambda-Runtime-Deadline-Ms``), from which the context's
-  ``get_remaining_time_in_millis`` is computed;
+  ``get_remaining_time_in_millis`` is computed, and its X-Ray trace id
+  (``Lambda-Runtime-Trace-Id``), which the managed runtime puts in
+  ``_X_AMZN_TRACE_ID`` for the invocation (botocore sends it on as
+  ``X-Amzn-Trace-Id``, so the Bedrock and DynamoDB calls join the trace); an
+  invocation without one leaves none from the one before;
 - ``POST /2018-06-01/runtime/invocation/{id}/response`` with
   ``Lambda-Runtime-Function-Response-Mode: streaming`` and chunked transfer
   encoding: API Gateway's metadata prelude (JSON ``statusCode``, ``headers``,
@@ -44,6 +48,7 @@ API = "/2018-06-01/runtime"
 PRELUDE_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 DELIMITER = b"\0" * 8
 ERROR_TRAILERS = "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body"
+TRACE_ENV = "_X_AMZN_TRACE_ID"
 
 Handler = Callable[[Any, Any], StreamedResponse]
 
@@ -55,6 +60,7 @@ class Context:
         self.aws_request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
         self.invoked_function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn", "")
         self.deadline_ms = int(headers.get("Lambda-Runtime-Deadline-Ms") or 0)
+        self.trace_id: str | None = headers.get("Lambda-Runtime-Trace-Id") or None
         self.function_name = environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
         self.function_version = environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         self.memory_limit_in_mb = int(environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
@@ -141,6 +147,10 @@ def _chunk(data: bytes) -> bytes:
 
 def serve_one(client: RuntimeClient, handler: Handler) -> None:
     event, context = client.next()
+    if context.trace_id:
+        os.environ[TRACE_ENV] = context.trace_id
+    else:
+        os.environ.pop(TRACE_ENV, None)
     try:
         response = handler(event, context)
     except Exception as exc:

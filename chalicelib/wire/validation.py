@@ -19,7 +19,12 @@ from chalicelib.models.registry import get_model
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_TEMPERATURE = 0.5
 DEFAULT_TOP_P = 0.9
+# OpenAI takes up to 4 stop sequences; it documents no length. 128
+# characters is far past any real one (the longest in common use are chat
+# template tokens of 20 or so), and it bounds what the stream holds back and
+# searches for on every chunk (completion.held_back).
 MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 128
 
 
 def _reject_constant(name: str) -> Any:
@@ -100,7 +105,8 @@ def int_field(payload: Mapping[str, Any], name: str, low: int, high: int, defaul
 
 
 def stop_field(value: Any, name: str = "stop") -> tuple[str, ...]:
-    """None, one string, or up to four non-empty strings."""
+    """None, one string, or up to four non-empty strings of at most
+    ``MAX_STOP_CHARS`` characters."""
     if value is None:
         return ()
     items = [value] if isinstance(value, str) else value
@@ -111,6 +117,9 @@ def stop_field(value: Any, name: str = "stop") -> tuple[str, ...]:
                                   param=name)
     if any(s == "" for s in items):
         raise InvalidRequestError(f"'{name}' sequences must not be empty.", param=name)
+    if any(len(s) > MAX_STOP_CHARS for s in items):
+        raise InvalidRequestError(f"'{name}' sequences may be at most {MAX_STOP_CHARS} "
+                                  "characters long.", param=name)
     return tuple(_encodable(s, name) for s in items)
 
 

@@ -5,6 +5,7 @@ import json
 import shlex
 import shutil
 import socket
+import struct
 import subprocess
 import time
 
@@ -130,3 +131,21 @@ def test_a_body_that_cannot_be_delimited_is_a_400(stack: LocalStack, framing: by
     status, answer = raw_exchange(stack, "/chat", framing, body)
     assert status == 400  # before: the connection dropped without an answer
     assert json.loads(answer)["error"]["code"] == "invalid_request"
+
+
+def test_a_client_resetting_an_idle_connection_leaves_no_traceback(stack: LocalStack) -> None:
+    # Connection pools reset idle keep-alive connections; the server printed
+    # socketserver's "Exception occurred during processing of request" and a
+    # ConnectionResetError traceback for each.
+    port = stack.url.rsplit(":", 1)[1]
+    before = len(stack.output)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as conn:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # closed with linger 0: a reset, while the server waits for the next request
+    time.sleep(1.0)
+    assert http("GET", stack.url + "/health")[0] == 200  # still serving
+    after = stack.output[before:]
+    assert "Traceback" not in after and "ConnectionResetError" not in after, after

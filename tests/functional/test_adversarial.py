@@ -323,3 +323,30 @@ def test_a_replayed_call_id_of_any_shape_reaches_converse_as_bedrock_takes_it(
     use = messages[1]["content"][0]["toolUse"]["toolUseId"]
     assert use == messages[2]["content"][0]["toolResult"]["toolUseId"]
     assert use == call_id if call_id == "call_ok" else use.startswith("id_")
+
+
+STOP_BODIES = {"/chat": {"prompt": "x"},
+               "/v1/chat/completions": {"model": MODEL,
+                                        "messages": [{"role": "user", "content": "x"}]},
+               "/v1/completions": {"model": MODEL, "prompt": "x"}}
+
+
+@pytest.mark.parametrize("path", list(STOP_BODIES))
+@pytest.mark.parametrize("stop,words", [(["a", "b", "c", "d", "e"], "at most 4 sequences"),
+                                        (["a" * 129], "at most 128 characters"),
+                                        ("a" * 10_000, "at most 128 characters")])
+def test_stop_sequences_are_capped_on_every_route(api: Api, emulator: EmulatorControl,
+                                                  path: str, stop: Any, words: str) -> None:
+    response = api.http.post(path, headers=JSON,
+                             body=json.dumps({**STOP_BODIES[path], "stop": stop}))
+    assert response.status_code == 400, response.body
+    error = error_of(response)
+    assert error["param"] == "stop" and words in error["message"]
+    assert emulator.requests() == []
+
+
+@pytest.mark.parametrize("path", list(STOP_BODIES))
+def test_stop_sequences_within_the_caps_are_served(api: Api, path: str) -> None:
+    response = api.http.post(path, headers=JSON, body=json.dumps(
+        {**STOP_BODIES[path], "stop": ["a" * 128, "b", "c", "d"], "max_tokens": 5}))
+    assert response.status_code == 200, response.body

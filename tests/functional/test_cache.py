@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib import cache as cache_module
 from chalicelib.cache import ResponseCache, cache_key
 from chalicelib.chat import ChatRequest, Completion, Message, Usage
 from chalicelib.tenancy.keys import KeyStore
@@ -140,6 +141,45 @@ def test_a_failed_computation_lets_the_next_caller_try(dynamodb: Any) -> None:
         cache.get_or_compute(req, "t1", boom)
     answer = cache.get_or_compute(req, "t1", lambda: Completion(MODEL, "later", "stop", Usage(1, 1)))
     assert answer.text == "later" and not answer.cached
+
+
+def test_an_answer_that_cannot_be_stored_lets_go_of_the_entry(dynamodb: Any) -> None:
+    # An item holds 400 KB: the leader's answer is served but not cached,
+    # and its pending claim must not make the next callers wait out its lease.
+    cache = ResponseCache(dynamodb, CACHE, time.time, ttl_s=60, lease_s=30)
+    req = request(unique("too large"))
+    huge = Completion(MODEL, "x" * 500_000, "stop", Usage(1, 1))
+    assert cache.get_or_compute(req, "t1", lambda: huge).text == huge.text
+    item = dynamodb.get_item(TableName=CACHE, Key={"pk": {"S": cache_key(req, "t1")}},
+                             ConsistentRead=True).get("Item")
+    assert item is None
+    started = time.monotonic()
+    later = cache.get_or_compute(req, "t1", lambda: Completion(MODEL, "ok", "stop", Usage(1, 1)))
+    assert later.text == "ok" and time.monotonic() - started < 5  # not the leader's 30 s
+
+
+def test_followers_back_off(dynamodb: Any) -> None:
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+    cache = ResponseCache(dynamodb, CACHE, time.time, ttl_s=60, lease_s=30, sleep=sleep)
+    req = request(unique("a slow leader"))
+    assert cache._claim(cache_key(req, "t1"), 30)  # another caller leads, and takes its time
+    answer = cache.get_or_compute(req, "t1", lambda: Completion(MODEL, "own", "stop", Usage(1, 1)),
+                                  wait_s=2.0)
+    assert answer.text == "own"  # its own wait spent: it computed its own
+    assert len(waits) <= 8  # polling every 50 ms would read 40 times
+    assert all(w <= cache_module.MAX_POLL_S for w in waits)
+
+
+@pytest.mark.parametrize("attempt,low,high", [(0, 0.025, 0.05), (1, 0.05, 0.1), (3, 0.2, 0.4),
+                                              (5, 0.5, 1.0), (40, 0.5, 1.0)])
+def test_poll_delays_double_with_jitter_up_to_a_cap(attempt: int, low: float,
+                                                    high: float) -> None:
+    delays = {cache_module.poll_delay_s(0.05, attempt) for _ in range(50)}
+    assert all(low <= d <= high for d in delays) and len(delays) > 1
 
 
 def test_an_unreachable_cache_never_fails_a_request(dynamodb: Any) -> None:

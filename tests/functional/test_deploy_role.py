@@ -117,3 +117,21 @@ def test_the_deploy_role_can_set_and_clear_reserved_concurrency() -> None:
         (statement,) = allowed(action)
         assert statement["Resource"] == {"Fn::Sub": (
             "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AppName}-*")}
+
+
+def test_api_gateway_rights_name_this_apps_api_once_it_exists() -> None:
+    assert BOOTSTRAP["Parameters"]["RestApiId"]["Default"] == ""
+    assert BOOTSTRAP["Conditions"]["FirstDeploy"] == {
+        "Fn::Equals": [{"Ref": "RestApiId"}, ""]}
+    statements = [s for s in STATEMENTS if any(
+        str(a).startswith("apigateway:") for a in as_list(s.get("Action", [])))]
+    assert statements and all(s["Effect"] == "Allow" for s in statements)
+    for statement in statements:
+        condition, first, after = statement["Resource"]["Fn::If"]
+        assert condition == "FirstDeploy"
+        # Before the API exists: create one (POST /restapis), in this region only.
+        assert all("${AWS::Region}::/" in r["Fn::Sub"] for r in first)
+        # After: that API and its children, nothing else (no create, no other API's tags).
+        assert [r["Fn::Sub"] for r in after] == [
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${RestApiId}",
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${RestApiId}/*"]

@@ -109,8 +109,10 @@ def test_profile_and_destination_models_are_granted(packaged: dict[str, Path], s
             for arn in as_list(s["Resource"])}
     for model in stage_env(CONFIG, stage)["ALLOWED_MODELS"].split(","):
         spec = REGISTRY[model]
-        if spec.profile is None:
-            assert f"arn:aws:bedrock:*::foundation-model/{model}" in arns
+        if spec.profile is None:  # called in the stack's own region: a US one here
+            assert {f"arn:aws:bedrock:{r}::foundation-model/{model}"
+                    for r in PROFILE_REGIONS["us"]} <= arns
+            assert f"arn:aws:bedrock:*::foundation-model/{model}" not in arns
             continue
         for region in PROFILE_REGIONS[spec.profile]:
             assert f"arn:aws:bedrock:{region}:*:inference-profile/{model}" in arns
@@ -143,10 +145,29 @@ def test_the_dev_stage_serves_several_families_and_grants_exactly_them() -> None
         "arn:aws:bedrock:*:*:inference-profile/global.anthropic.claude-haiku-4-5-20251001-v1:0",
         "arn:aws:bedrock:*::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0",
         "arn:aws:bedrock:::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0"}),
-    ("cohere.embed-english-v3", {"arn:aws:bedrock:*::foundation-model/cohere.embed-english-v3"}),
 ])
 def test_policy_resources_per_profile_geography(model_id: str, expected: set[str]) -> None:
     assert set(bedrock_resources([model_id])) == expected
+
+
+@pytest.mark.parametrize("stage_models, geography", [
+    (["us.meta.llama3-1-8b-instruct-v1:0", "cohere.embed-english-v3"], "us"),
+    (["eu.amazon.nova-lite-v1:0", "amazon.titan-embed-text-v2:0"], "eu"),
+])
+def test_base_models_are_granted_in_the_stacks_own_regions(stage_models: list[str],
+                                                           geography: str) -> None:
+    base = stage_models[1]
+    granted = {arn for arn in bedrock_resources(stage_models) if arn.endswith(f"/{base}")}
+    assert granted == {f"arn:aws:bedrock:{r}::foundation-model/{base}"
+                       for r in PROFILE_REGIONS[geography]}
+
+
+def test_a_stage_whose_regions_cannot_be_told_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        bedrock_resources(["cohere.embed-english-v3"])
+    with pytest.raises(SystemExit):
+        bedrock_resources(["us.meta.llama3-1-8b-instruct-v1:0", "eu.amazon.nova-lite-v1:0",
+                           "cohere.embed-english-v3"])
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -11,6 +11,7 @@ import pytest
 
 import app as app_module
 from chalicelib.tenancy.keys import KeyStore
+from chalicelib.jobs.worker import _charge_killed as charge_killed
 from devstack.sqs_poller import Poller, Source
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.openapi_check import OAS31Validator, _REGISTRY
@@ -96,20 +97,32 @@ def test_tenants_see_only_their_own_jobs(jobs_api: Api, key_store: KeyStore) -> 
     assert status(jobs_api, accepted["job_id"]).status_code == 200
 
 
+def usage_tokens(dynamodb: Any, key_id: str) -> int:
+    items = dynamodb.scan(TableName="llm-endpoint-dev-usage")["Items"]
+    return sum(int(i["tokens"]["N"]) for i in items if i["pk"]["S"].startswith(key_id + "#d#"))
+
+
+def limited_jobs_api(make_api: ApiFactory, key_store: KeyStore, job_queues: dict[str, str],
+                     **overrides: Any) -> tuple[Api, str]:
+    """A jobs app whose key has a daily budget (its reservations are held),
+    retrying at once; and the key's id."""
+    secret, record = key_store.create("acme", now=int(time.time()),
+                                      limits={"tokens_per_day": 100_000})
+    return make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0,
+                    **overrides), record.key_id
+
+
 def test_redelivery_never_runs_a_finished_job_again(make_api: ApiFactory, key_store: KeyStore,
                                                     sqs: Any, job_queues: dict[str, str],
                                                     emulator: EmulatorControl,
                                                     dynamodb: Any) -> None:
-    secret, record = key_store.create("acme", now=int(time.time()),
-                                      limits={"tokens_per_day": 100_000})
-    api = make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0)
+    api, key_id = limited_jobs_api(make_api, key_store, job_queues)
     accepted = submit(api)
     drain(sqs, job_queues["jobs"])
     first = json.loads(status(api, accepted["job_id"]).body)
 
     def day_tokens() -> int:
-        items = dynamodb.scan(TableName="llm-endpoint-dev-usage")["Items"]
-        return sum(int(i["tokens"]["N"]) for i in items if i["pk"]["S"].startswith(record.key_id + "#d#"))
+        return usage_tokens(dynamodb, key_id)
     charged = day_tokens()
     assert charged == first["result"]["usage"]["total_tokens"]  # settled to what was used
     url = sqs.get_queue_url(QueueName=job_queues["jobs"])["QueueUrl"]
@@ -139,6 +152,54 @@ def test_a_job_leased_to_a_live_worker_waits_then_is_taken_over(make_api: ApiFac
     drain(sqs, job_queues["jobs"])
     done = json.loads(status(api, accepted["job_id"]).body)
     assert done["status"] == "succeeded" and done["attempts"] == 2
+
+
+@pytest.mark.parametrize("killed", [1, 2])
+def test_an_attempt_killed_in_flight_is_charged_before_the_retry(
+        make_api: ApiFactory, key_store: KeyStore, sqs: Any, job_queues: dict[str, str],
+        emulator: EmulatorControl, dynamodb: Any, killed: int) -> None:
+    # Lambda kills a worker at its timeout: nothing settles, and SQS hands
+    # the message on. Bedrock may have generated all the attempt reserved.
+    clock = Clock()
+    api, key_id = limited_jobs_api(make_api, key_store, job_queues, clock=clock)
+    accepted = submit(api)
+    reserved = usage_tokens(dynamodb, key_id)
+    assert reserved > 0
+    for _ in range(killed):  # each: claimed, what the worker does before Bedrock, killed
+        attempt = api.runtime.jobs.claim(accepted["job_id"], lease_s=60)
+        assert attempt is not None
+        charge_killed(api.runtime, attempt)
+        clock.now += 61  # its lease runs out; the message comes back
+    assert drain(sqs, job_queues["jobs"]) == 1
+    done = json.loads(status(api, accepted["job_id"]).body)
+    assert done["status"] == "succeeded" and done["attempts"] == killed + 1
+    assert len(emulator.requests()) == 1
+    # The killed attempts' reservations, then the answer's own usage.
+    assert usage_tokens(dynamodb, key_id) == (
+        killed * reserved + done["result"]["usage"]["total_tokens"])
+    url = sqs.get_queue_url(QueueName=job_queues["jobs"])["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": accepted["job_id"]}))
+    drain(sqs, job_queues["jobs"])  # a duplicate delivery charges nothing more
+    assert usage_tokens(dynamodb, key_id) == (
+        killed * reserved + done["result"]["usage"]["total_tokens"])
+
+
+def test_a_settled_attempt_leaves_nothing_to_charge(make_api: ApiFactory, key_store: KeyStore,
+                                                    sqs: Any, job_queues: dict[str, str],
+                                                    emulator: EmulatorControl,
+                                                    dynamodb: Any) -> None:
+    # A transient failure requeues the job and settles its attempt: the
+    # retry must not take it for a killed one.
+    api, key_id = limited_jobs_api(make_api, key_store, job_queues)
+    emulator.configure(fail_next=["ThrottlingException"] * 3)
+    accepted = submit(api)
+    assert drain(sqs, job_queues["jobs"]) >= 2
+    done = json.loads(status(api, accepted["job_id"]).body)
+    assert done["status"] == "succeeded" and done["attempts"] >= 2
+    assert usage_tokens(dynamodb, key_id) == done["result"]["usage"]["total_tokens"]
+    item = dynamodb.get_item(TableName="llm-endpoint-dev-jobs",
+                             Key={"job_id": {"S": accepted["job_id"]}})["Item"]
+    assert "unsettled" not in item
 
 
 def test_transient_failures_are_retried(jobs_api: Api, sqs: Any, job_queues: dict[str, str],

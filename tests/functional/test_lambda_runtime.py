@@ -6,6 +6,7 @@ bytes, the body as it is produced, error reports and trailers."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -29,9 +30,10 @@ class FakeRuntimeApi(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, event: Any, deadline_ms: int) -> None:
+    def __init__(self, event: Any, deadline_ms: int, trace_id: str | None = None) -> None:
         self.event = event
         self.deadline_ms = deadline_ms
+        self.trace_id = trace_id
         self.posts: list[dict[str, Any]] = []
         self.done = threading.Event()
         super().__init__(("127.0.0.1", 0), _RuntimeHandler)
@@ -55,7 +57,9 @@ class _RuntimeHandler(BaseHTTPRequestHandler):
         for name, value in (("Lambda-Runtime-Aws-Request-Id", "inv-1"),
                             ("Lambda-Runtime-Deadline-Ms", str(self.server.deadline_ms)),
                             ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:x"),
-                            ("Content-Length", str(len(body)))):
+                            ("Content-Length", str(len(body))),
+                            *([("Lambda-Runtime-Trace-Id", self.server.trace_id)]
+                              if self.server.trace_id else [])):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
@@ -83,8 +87,10 @@ class _RuntimeHandler(BaseHTTPRequestHandler):
         self.server.done.set()
 
 
-def run_one(handler: Any, event: Any = None, seconds_left: float = 30) -> dict[str, Any]:
-    server = FakeRuntimeApi(event or {"hello": "world"}, int((time.time() + seconds_left) * 1000))
+def run_one(handler: Any, event: Any = None, seconds_left: float = 30,
+            trace_id: str | None = None) -> dict[str, Any]:
+    server = FakeRuntimeApi(event or {"hello": "world"}, int((time.time() + seconds_left) * 1000),
+                            trace_id)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -130,6 +136,21 @@ def test_streams_the_prelude_then_each_piece_as_it_is_produced() -> None:
     times = [t for t, _ in record["chunks"]]
     assert times[0] < 0.1 and times[-1] - times[1] > 0.25
     assert record["trailers"] == {}
+
+
+TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+def test_each_invocation_runs_under_its_own_trace_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)  # restored after the test
+    seen: list[str | None] = []
+
+    def handler(event: Any, context: Any) -> StreamedResponse:
+        seen.append(os.environ.get("_X_AMZN_TRACE_ID"))
+        return StreamedResponse(200, {}, iter([b"ok"]))
+    run_one(handler, trace_id=TRACE)
+    run_one(handler)  # no trace id: none is left over from the one before
+    assert seen == [TRACE, None]
 
 
 def test_a_handler_failure_is_reported_as_an_invocation_error() -> None:

@@ -290,3 +290,30 @@ def test_a_strict_call_that_stays_wrong_is_a_422_before_the_stream(
     response = post(api, {"messages": ASK, "tools": [strict], "stream": True})
     assert response.status_code == 422
     assert json.loads(response.body)["error"]["code"] == "invalid_model_output"
+
+
+def streamed_content(response: Any) -> str:
+    return "".join(e["choices"][0]["delta"].get("content") or "" for e in sse_events(response.body)
+                   if isinstance(e, dict) and e.get("choices"))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("tools", [[WEATHER], []])
+@pytest.mark.parametrize("answer,content", [
+    ("<|python_tag|>It is sunny in Paris.", "It is sunny in Paris."),
+    ('<|python_tag|>brave_search.call(query="Paris weather")',
+     'brave_search.call(query="Paris weather")'),  # a built-in tool nobody offered
+    ('<|python_tag|>{"name": "unknown", "parameters": {}}', '{"name": "unknown", "parameters": {}}'),
+])
+def test_a_leading_python_tag_never_reaches_content(api: Api, emulator: EmulatorControl,
+                                                    answer: str, content: str,
+                                                    tools: list[Any], stream: bool) -> None:
+    script(emulator, answer)
+    body: dict[str, Any] = {"messages": ASK, "stream": stream, **({"tools": tools} if tools else {})}
+    response = post(api, body)
+    assert response.status_code == 200, response.body
+    if stream:
+        assert streamed_content(response) == content
+    else:
+        message = json.loads(response.body)["choices"][0]["message"]
+        assert message["content"] == content and not message.get("tool_calls")
