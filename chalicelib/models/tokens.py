@@ -9,9 +9,10 @@ neutralised, ``chalicelib.models.llama``, so it holds none). ``llama3_tokens``
 counts a prompt the way Meta's ``Tokenizer.encode(..., allowed_special="all")``
 does, including its cuts of runs longer than 25,000 characters.
 
-The rank file is read once per process, on the first exact count: building the
-encoder costs ~170 ms of CPU on the development machine (bench/tokens.py),
-against ~50 µs to count a typical prompt afterwards. Only a key with limits
+The rank file is read once per process, on the first exact count: importing
+tiktoken, reading the ranks and building the encoder took ~340 ms on a quiet
+development machine (bench/tokens.py), against ~50 µs to count a short
+prompt afterwards. Only a key with limits
 needs an exact count before the call (``Limiter.admit`` asks for it only then),
 so a key without limits never loads it. The package carries a copy of the file
 made at build time (scripts/llama_tokenizer.py, beside the bytecode step); a
@@ -78,7 +79,7 @@ def read_ranks(path: Path) -> dict[bytes, int]:
 
 @functools.lru_cache(maxsize=1)
 def _encoding() -> Any:
-    """Meta's Llama 3 encoder, built once (the ~170 ms this module's docstring names)."""
+    """Meta's Llama 3 encoder, built once (the cost this module's docstring names)."""
     path = tokenizer_file()
     if path is None:
         return None
