@@ -143,6 +143,34 @@ class CountingDynamoDB:
         return counted
 
 
+def usage_write(dynamodb: Any, table: str, pk: str) -> None:
+    """The usage write a request needs: requests, tokens, cost, expiry."""
+    dynamodb.update_item(TableName=table, Key={"pk": {"S": pk}},
+                         UpdateExpression="ADD requests :one, tokens :t, cost_usd :c "
+                                          "SET expires_at = :e",
+                         ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "40"},
+                                                    ":c": {"N": "0.0000088"},
+                                                    ":e": {"N": str(int(time.time()) + 691200)}})
+
+
+def reservation_write(dynamodb: Any, table: str, pk: str) -> None:
+    """The least a limited request needs: one conditional update that checks
+    and counts the minute and the day (as the limiter's)."""
+    minute = int(time.time() // 60)
+    dynamodb.update_item(
+        TableName=table, Key={"pk": {"S": pk}},
+        UpdateExpression="ADD requests :one, tokens :t, #mr :one, #mt :t SET expires_at = :e",
+        ConditionExpression="(attribute_not_exists(#mr) OR #mr < :rpm) AND "
+                            "(attribute_not_exists(#mt) OR #mt <= :tpm) AND "
+                            "(attribute_not_exists(tokens) OR tokens <= :tpd)",
+        ExpressionAttributeNames={"#mr": f"r{minute}", "#mt": f"t{minute}"},
+        ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "100"},
+                                   ":rpm": {"N": "100000000"}, ":tpm": {"N": "10000000000"},
+                                   ":tpd": {"N": "10000000000000"},
+                                   ":e": {"N": str(int(time.time()) + 691200)}},
+        ReturnValues="ALL_NEW")
+
+
 def start(module: str, port: int, ready: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)],
                             cwd=PROJECT_DIR, stdout=subprocess.DEVNULL)
@@ -278,34 +306,14 @@ def main() -> None:
                 json.loads(item["chunk"]["bytes"])
 
         def write(pk: str) -> None:
-            # The usage write a request needs: requests, tokens, cost, expiry.
-            dynamodb.update_item(TableName=table, Key={"pk": {"S": pk}},
-                                 UpdateExpression="ADD requests :one, tokens :t, cost_usd :c "
-                                                  "SET expires_at = :e",
-                                 ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "40"},
-                                                            ":c": {"N": "0.0000088"},
-                                                            ":e": {"N": str(int(time.time()) + 691200)}})
+            usage_write(dynamodb, table, pk)
 
         def floor_one_write() -> None:
             bare_stream()
             write("floor#d#1")
 
         def reserve(pk: str) -> None:
-            # The least a limited request needs: one conditional update that
-            # checks and counts the minute and the day (as the limiter's).
-            minute = int(time.time() // 60)
-            dynamodb.update_item(
-                TableName=table, Key={"pk": {"S": pk}},
-                UpdateExpression="ADD requests :one, tokens :t, #mr :one, #mt :t SET expires_at = :e",
-                ConditionExpression="(attribute_not_exists(#mr) OR #mr < :rpm) AND "
-                                    "(attribute_not_exists(#mt) OR #mt <= :tpm) AND "
-                                    "(attribute_not_exists(tokens) OR tokens <= :tpd)",
-                ExpressionAttributeNames={"#mr": f"r{minute}", "#mt": f"t{minute}"},
-                ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "100"},
-                                           ":rpm": {"N": "100000000"}, ":tpm": {"N": "10000000000"},
-                                           ":tpd": {"N": "10000000000000"},
-                                           ":e": {"N": str(int(time.time()) + 691200)}},
-                ReturnValues="ALL_NEW")
+            reservation_write(dynamodb, table, pk)
 
         def floor_two_writes() -> None:
             reserve("floor#d#2")
@@ -412,35 +420,14 @@ def own_cost(requests: int) -> None:
         for item in response["body"]:
             json.loads(item["chunk"]["bytes"])
 
-    def write(**extra: Any) -> None:
-        dynamodb.update_item(TableName=table, Key={"pk": {"S": "floor#d#1"}},
-                             UpdateExpression="ADD requests :one, tokens :t, cost_usd :c "
-                                              "SET expires_at = :e",
-                             ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "40"},
-                                                        ":c": {"N": "0.0000088"},
-                                                        ":e": {"N": "1900000000"}}, **extra)
-
     def floor1() -> None:
         stream()
-        write()
+        usage_write(dynamodb, table, "floor#d#1")
 
     def floor2() -> None:
-        # The reservation as the limiter writes it: the minute and the day
-        # checked and counted in one conditional update.
-        minute = int(time.time() // 60)
-        dynamodb.update_item(
-            TableName=table, Key={"pk": {"S": "floor#d#2"}},
-            UpdateExpression="ADD requests :one, tokens :t, #mr :one, #mt :t SET expires_at = :e",
-            ConditionExpression="(attribute_not_exists(#mr) OR #mr < :rpm) AND "
-                                "(attribute_not_exists(#mt) OR #mt <= :tpm) AND "
-                                "(attribute_not_exists(tokens) OR tokens <= :tpd)",
-            ExpressionAttributeNames={"#mr": f"r{minute}", "#mt": f"t{minute}"},
-            ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"N": "100"},
-                                       ":rpm": {"N": "100000000"}, ":tpm": {"N": "10000000000"},
-                                       ":tpd": {"N": "10000000000000"}, ":e": {"N": "1900000000"}},
-            ReturnValues="ALL_NEW")
+        reservation_write(dynamodb, table, "floor#d#2")
         stream()
-        write()
+        usage_write(dynamodb, table, "floor#d#2")
 
     def handler(event: dict[str, Any]) -> Any:
         def call() -> None:
