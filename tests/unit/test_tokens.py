@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import string
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -89,3 +90,25 @@ def test_long_runs_are_cut_where_meta_cuts_them(text: str) -> None:
 def test_the_byte_bound_holds_for_every_single_character_class() -> None:
     for text in ("\U00020000" * 10, "\U0001F600" * 10, "0123456789", "é" * 10, "<|eot_id|>"):
         assert tokens.byte_bound(text) >= count_prompt_tokens(text)
+
+
+def test_without_a_rank_file_the_count_falls_back_to_the_byte_bound(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    text = "1234567890 abcdef " * 20
+    tokens._encoding.cache_clear()
+    monkeypatch.setattr(tokens, "tokenizer_file", lambda: None)
+    try:
+        assert tokens.llama3_tokens(text) == tokens.byte_bound(text) >= count_prompt_tokens(text)
+        assert "no Llama 3 tokenizer file" in caplog.text
+    finally:
+        tokens._encoding.cache_clear()
+
+
+def test_the_build_step_refuses_a_changed_rank_file(tmp_path: Path) -> None:
+    from scripts.llama_tokenizer import copy_tokenizer
+
+    changed = tmp_path / "tokenizer.model"
+    changed.write_bytes(b"IQ== 0\n")
+    with pytest.raises(SystemExit, match="SHA-256"):
+        copy_tokenizer(changed, tmp_path / "copy.model")
+    assert not (tmp_path / "copy.model").exists()
