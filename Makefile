@@ -16,7 +16,7 @@ JS_DIR := tests/e2e/js
 JS_STAMP := $(JS_DIR)/node_modules/.deps-stamp
 STAGES := dev prod
 
-.PHONY: run test lint venv bench clean check-templates browser botocore-data bytecode
+.PHONY: run test lint venv bench clean check-templates browser botocore-data bytecode tokenizer
 
 # The virtualenv is (re)built only when a requirements file changed.
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
@@ -82,7 +82,12 @@ test: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) browser
 bytecode: $(STAMP)
 	$(PY) scripts/compile_bytecode.py
 
-check-templates: $(STAMP) $(CHECKOV_STAMP) bytecode
+# Meta's Llama 3 tokenizer file, which the package ships (scripts/llama_tokenizer.py
+# says why it is copied at build time, not committed).
+tokenizer: $(STAMP)
+	$(PY) scripts/llama_tokenizer.py
+
+check-templates: $(STAMP) $(CHECKOV_STAMP) bytecode tokenizer
 	$(PY) scripts/gen_policies.py --check
 	@for stage in $(STAGES); do \
 		rm -rf build/$$stage; \

@@ -320,7 +320,7 @@ def open_stream(request: ChatRequest, caller: Caller) -> LiveStream:
     """Reserve, call Bedrock, wait for its first event (errors until then
     are HTTP errors); the reservation is settled when the stream ends."""
     runtime = get_runtime()
-    return LiveStream.open(runtime.limiter, caller, reservation_size(request),
+    return LiveStream.open(runtime.limiter, caller, lambda: reservation_size(request),
                            lambda: runtime.service.stream(request))
 
 
@@ -386,7 +386,7 @@ def openai_answer(route: str) -> Response:
         return buffered(live, render_chunks(live.events(), completion_id, created, request.model,
                                             options.include_usage))
     completion, reservation = runtime.limiter.run(
-        caller, reservation_size(request),
+        caller, lambda: reservation_size(request),
         lambda: runtime.service.complete(request, caller.tenant), billable)
     return json_response(render(completion, completion_id, created),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})

@@ -7,7 +7,8 @@ Converse and ConverseStream for every registered chat model (tools answered
 with ``toolUse``: ``devstack.converse_wire``), InvokeModel for the Titan and
 Cohere embedding models (with the token-count headers); answers errors as Bedrock does (status,
 ``x-amzn-ErrorType``, JSON ``message``); streams with AWS event-stream framing.
-Text comes from ``devstack.generator``: deterministic, token counts consistent;
+Text comes from ``devstack.generator``: deterministic, token counts consistent
+(prompts counted with Meta's Llama 3 tokenizer, ``devstack.prompt_tokens``);
 prompts offering tools or asking for JSON get calls and documents built from
 their schemas (``devstack.llama_answers``).
 
@@ -40,7 +41,8 @@ from devstack.bedrock_wire import (ERROR_STATUS, STREAM_EXCEPTIONS, Answer, Bedr
                                    apply_stop, check_model, parse_llama_body)
 from devstack.converse_wire import embed, parse_converse
 from devstack.emulator_state import ControlError, State
-from devstack.generator import count_tokens, generate, scripted
+from devstack.generator import generate, scripted
+from devstack.prompt_tokens import count_prompt_tokens
 
 CHUNKS_BEFORE_CONNECTION_FAULT = 2
 OPERATIONS = {
@@ -179,7 +181,7 @@ class Handler(BaseHTTPRequestHandler):
                                    "through Converse and ConverseStream only.")
             body = (parse_converse(raw, model_id, operation == "ConverseStream") if converse
                     else parse_llama_body(raw))
-            prompt_tokens = count_tokens(body["prompt"])
+            prompt_tokens = count_prompt_tokens(body["prompt"])
             if prompt_tokens > context:
                 raise BedrockError(
                     "ValidationException",

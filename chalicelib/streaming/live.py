@@ -42,7 +42,7 @@ class LiveStream:
         self._settled = False
 
     @classmethod
-    def open(cls, limiter: Limiter, caller: Caller, tokens: int,
+    def open(cls, limiter: Limiter, caller: Caller, tokens: int | Callable[[], int],
              start: Callable[[], Iterator[StreamEvent]]) -> LiveStream:
         reservation = limiter.admit(caller, tokens)
         try:

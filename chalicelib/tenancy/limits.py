@@ -12,10 +12,13 @@ reported (and drops the counters of minutes long gone); a failure releases it
 with one update instead. So a limited key costs two round trips a request,
 and a key without limits one (its usage is counted when it settles).
 
-A reservation over-estimates on purpose (three UTF-8 bytes a token, where
-Llama averages about four characters), so settling only ever gives tokens
-back; a key's usage can pass its budget only if Bedrock counts a prompt as
-more tokens than that estimate.
+A reservation is never below what Bedrock will count (``prompt_estimate``):
+a Llama prompt is counted exactly with Meta's tokenizer, any other family is
+bounded at a token per UTF-8 byte of what is sent (``chalicelib.models.tokens``
+says why that holds). So settling only ever gives tokens back, and no prompt,
+however token-dense, spends past a key's limits. The exact count loads a 2 MB
+tokenizer once per process, so it is made only for a key with limits:
+``admit`` takes the size as a function it calls only then.
 """
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ from chalicelib.tenancy.auth import Caller
 from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.errors import (LimiterUnavailableError, RateLimitExceededError,
                                RequestExceedsLimitError)
+from chalicelib.models import converse, tokens
 from chalicelib.models.prompting import may_repair, render
+from chalicelib.models.registry import get_model
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,12 +66,24 @@ def day_pk(key_id: str, day: int) -> str:
     return f"{key_id}#d#{day}"
 
 
+def prompt_estimate(request: ChatRequest) -> int:
+    """The prompt's input tokens as Bedrock will count them, never fewer.
+
+    Llama (InvokeModel, our template): the rendered prompt counted exactly
+    with Meta's Llama 3 tokenizer, the template's special tokens one each.
+    Every other family (Claude, Nova through Converse): the Converse request's
+    UTF-8 bytes as JSON plus fixed framing (``tokens.converse_bound``), a bound
+    for any byte-level tokenizer, which needs no tokenizer of theirs."""
+    if get_model(request.model).api == "converse":
+        return tokens.converse_bound(converse.build_request(request))
+    return tokens.llama3_tokens(render(request).text)
+
+
 def reservation_size(request: ChatRequest) -> int:
-    """The worst case: a generous prompt estimate (tool definitions and schemas
-    included) plus every token asked for, twice when the answer may need a
-    repair attempt (a second call with the first answer in its prompt)."""
-    prompt_bytes = len(render(request).text.encode("utf-8"))
-    once = math.ceil(prompt_bytes / 3) + request.max_tokens
+    """The worst case: the prompt (tool definitions and schemas included)
+    plus every token asked for, twice when the answer may need a repair
+    attempt (a second call with the first answer in its prompt)."""
+    once = prompt_estimate(request) + request.max_tokens
     return once * 2 + request.max_tokens if may_repair(request) else once
 
 
@@ -99,15 +116,19 @@ class Limiter:
         self._table = table
         self._clock = clock
 
-    def admit(self, caller: Caller, tokens: int) -> Reservation:
-        """Reserve ``tokens`` for one request, or raise the limit that trips."""
+    def admit(self, caller: Caller, size: int | Callable[[], int]) -> Reservation:
+        """Reserve ``size`` tokens for one request, or raise the limit that
+        trips. ``size`` may be a function (``lambda: reservation_size(r)``):
+        it is called only for a key with limits, so a key without them never
+        pays for counting (nothing is reserved for it)."""
         now = self._clock()
         minute, day = int(now // MINUTE), int(now // DAY)
         key = caller.key_id
         pk = day_pk(key, day)
         limits = caller.limits
         if limits.unlimited:
-            return Reservation(key, pk, minute, tokens, False, ())
+            return Reservation(key, pk, minute, size if isinstance(size, int) else 0, False, ())
+        tokens = size if isinstance(size, int) else size()
         for name, limit in (("tokens_per_minute", limits.tokens_per_minute),
                             ("tokens_per_day", limits.tokens_per_day)):
             if limit is not None and tokens > limit:
@@ -242,7 +263,7 @@ class Limiter:
         else:
             self.release(reservation)
 
-    def run(self, caller: Caller, tokens: int, call: Callable[[], T],
+    def run(self, caller: Caller, tokens: int | Callable[[], int], call: Callable[[], T],
             used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
         """Admit, call, settle to ``used(result)`` (tokens, cost). A call that
         fails after Bedrock generated tokens (cut at its deadline, broken off,

@@ -70,6 +70,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("package")
     # What deploy.yml runs before chalice deploy: the bytecode ships.
     subprocess.run([sys.executable, "scripts/compile_bytecode.py"], cwd=PROJECT_DIR, check=True)
+    subprocess.run([sys.executable, "scripts/llama_tokenizer.py"], cwd=PROJECT_DIR, check=True)
     subprocess.run([str(VENV_BIN / "chalice"), "package", "--stage", "dev", str(out)],
                    cwd=PROJECT_DIR, check=True, capture_output=True,
                    env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"})
@@ -128,6 +129,10 @@ def test_the_zip_holds_no_dev_code(artifact: dict[str, Any]) -> None:
     assert (root / "app.py").exists() and (root / "chalicelib").is_dir()
     for absent in ("devstack", "tests", "scripts", "bench", "boto3", "botocore", "moto"):
         assert not (root / absent).exists(), absent
+    # Meta's rank file, copied in at build time (scripts/llama_tokenizer.py),
+    # and the encoder that reads it: limited keys' prompts are counted exactly.
+    assert (root / "chalicelib" / "models" / "llama3_tokenizer.model").stat().st_size > 2_000_000
+    assert (root / "tiktoken").is_dir()
 
 
 def test_the_zip_ships_hash_checked_bytecode_for_every_module(artifact: dict[str, Any]) -> None:
@@ -181,6 +186,8 @@ def test_the_api_and_the_worker(artifact: dict[str, Any], emulator_url: str, aws
     assert answer["statusCode"] == 200, chat["log"]
     assert json.loads(answer["body"])["usage"]["total_tokens"] > 0
     assert answer["headers"]["x-ratelimit-remaining-requests"] == "99"
+    # The key has a daily token limit, so its prompt was counted with the shipped tokenizer.
+    assert "no Llama 3 tokenizer file" not in chat["log"]
     assert json.loads(models["result"]["body"])["data"][0]["id"] == MODEL
     accepted = job["result"]
     assert accepted["statusCode"] == 202, job["log"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import app as app_module
+from devstack.prompt_tokens import count_prompt_tokens
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.support import EmulatorControl
 
@@ -40,7 +41,7 @@ def test_the_original_curl(api: Api, emulator: EmulatorControl) -> None:
     assert set(body) == {"id", "model", "text", "stop_reason", "usage"}
     assert body["model"] == MODEL and body["text"] and body["stop_reason"] == "stop"
     usage = body["usage"]
-    assert usage["input_tokens"] == -(-len(sent[0]["body"]["prompt"]) // 4)
+    assert usage["input_tokens"] == count_prompt_tokens(sent[0]["body"]["prompt"])
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] > 0
     assert response.headers["x-request-id"] and body["id"].endswith(response.headers["x-request-id"])
 
@@ -133,7 +134,7 @@ def test_unreachable_bedrock_is_503(make_api: ApiFactory, monkeypatch: pytest.Mo
 
 def test_context_window_overflow_is_400(make_api: ApiFactory) -> None:
     api = make_api(max_prompt_chars=10**6, max_body_bytes=2 * 10**6)
-    response = post(api, {"prompt": "word " * 110_000})
+    response = post(api, {"prompt": "word " * 130_000})  # 130,002 tokens of a 128k window
     assert response.status_code == 400
     assert error_of(response)["code"] == "context_length_exceeded"
 

@@ -331,6 +331,9 @@ def test_the_deploy_streams_the_routes_after_chalice_deploy() -> None:
     # The package ships chalicelib's bytecode (scripts/compile_bytecode.py).
     compile_step = next(i for i, run in enumerate(runs) if "scripts/compile_bytecode.py" in run)
     assert compile_step < deploy
+    # and Meta's tokenizer file, which chalicelib.models.tokens counts Llama prompts with.
+    tokenizer = next(i for i, run in enumerate(runs) if "scripts/llama_tokenizer.py" in run)
+    assert tokenizer < deploy
 
 
 def test_stream_routes_puts_streaming_integrations() -> None:

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, EventStreamError
 
 from devstack.bedrock_wire import ERROR_STATUS, STREAM_EXCEPTIONS
+from devstack.prompt_tokens import count_prompt_tokens
 from tests.conftest import MODEL
 from tests.support import EmulatorControl, http
 
@@ -37,7 +38,8 @@ def test_invoke_model(runtime: Any, emulator: EmulatorControl, model: str) -> No
     assert set(answer) == {"generation", "prompt_token_count", "generation_token_count",
                            "stop_reason"}
     assert answer["stop_reason"] == "stop" and answer["generation"]
-    assert answer["prompt_token_count"] == -(-len(BODY["prompt"]) // 4)
+    # The prompt as Bedrock counts it, with Meta's tokenizer (special tokens one each).
+    assert answer["prompt_token_count"] == count_prompt_tokens(BODY["prompt"])
     assert answer["generation_token_count"] == -(-len(answer["generation"]) // 4)
     assert emulator.requests() == [{"operation": "InvokeModel", "modelId": model, "body": BODY}]
 
@@ -109,7 +111,7 @@ def test_converse_stop_sequences_and_max_tokens(runtime: Any) -> None:
     (MODEL, {**BODY, "max_gen_len": 2049}, "ValidationException", "max_gen_len"),
     (MODEL, {**BODY, "prompt": 7}, "ValidationException", "prompt"),
     (MODEL, [1, 2], "ValidationException", "JSONObject"),
-    (MODEL, {**BODY, "prompt": "x" * (4 * 128_000 + 8)}, "ValidationException",
+    (MODEL, {**BODY, "prompt": " x" * 128_001}, "ValidationException",  # 128,001 tokens
      "maximum context length"),
 ])
 def test_bad_requests_are_answered_as_bedrock_does(runtime: Any, model: str, body: Any,

@@ -18,6 +18,7 @@ from chalicelib.jobs.queue import JobQueue
 from chalicelib.observe.telemetry import Telemetry
 from chalicelib.wire.native import parse_chat_request
 from chalicelib.jobs.worker import RetryLater, handle_message
+from devstack.prompt_tokens import count_prompt_tokens
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.functional.test_jobs import drain, queue_depth, status, submit
 from tests.functional.test_telemetry import lines
@@ -157,7 +158,8 @@ def test_an_answer_too_large_for_its_item_settles_once(make_api: ApiFactory, key
                                        Key={"job_id": {"S": probe.job_id}})["Item"])
     dynamodb.delete_item(TableName="llm-endpoint-dev-jobs", Key={"job_id": {"S": probe.job_id}})
     # Room for the claim's fields (~70 bytes) and the failure's error, not the answer.
-    prompt = "w" * (390_000 + 405_000 - size - 600)
+    # Words, about 79k tokens (one letter repeated would pass the 128k window).
+    prompt = ("word " * 160_000)[:390_000 + 405_000 - size - 600]
     accepted = submit(api, {"prompt": prompt, "max_tokens": 2048})
     drain(sqs, job_queues["jobs"])
     failed = json.loads(status(api, accepted["job_id"]).body)
@@ -166,10 +168,11 @@ def test_an_answer_too_large_for_its_item_settles_once(make_api: ApiFactory, key
     sent = emulator.requests()
     assert len(sent) == 1  # never called again
     assert queue_depth(sqs, job_queues["jobs"]) == 0 and queue_depth(sqs, job_queues["dlq"]) == 0
-    # Charged what Bedrock generated (the prompt's ~100k tokens and the
-    # answer), not the reservation's worst case, and not nothing.
+    # Charged what Bedrock generated (the prompt's tokens and the answer),
+    # not the reservation's worst case, and not nothing.
     charged = day_tokens(dynamodb, record.key_id)
-    assert len(prompt) // 4 < charged < len(prompt) // 3 + 2048
+    prompt_tokens = count_prompt_tokens(sent[0]["body"]["prompt"])
+    assert prompt_tokens < charged <= prompt_tokens + 2048
 
 
 def item_size(item: dict[str, Any]) -> int:

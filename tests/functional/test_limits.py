@@ -15,7 +15,9 @@ from chalicelib.errors import (LimiterUnavailableError, RateLimitExceededError,
                                RequestExceedsLimitError)
 from chalicelib.tenancy.keys import KeyStore, Limits
 from chalicelib.tenancy.limits import DAY, Limiter, Reservation, minute_names, reservation_size
-from tests.conftest import ApiFactory
+from chalicelib.models.prompting import render
+from devstack.prompt_tokens import count_prompt_tokens
+from tests.conftest import MODEL, ApiFactory
 from tests.support import EmulatorControl
 
 USAGE = "llm-endpoint-dev-usage"
@@ -176,13 +178,30 @@ def test_concurrent_requests_never_overrun_the_daily_budget(dynamodb: Any, clock
         assert outcomes.count("ok") == budget // reserve  # exactly as many as fit
 
 
-def test_reservation_size_is_a_generous_worst_case() -> None:
-    request = ChatRequest(messages=(Message("user", "x" * 300),), model="m", max_tokens=100,
+def test_reservation_size_is_the_prompt_as_bedrock_counts_it_plus_max_tokens() -> None:
+    request = ChatRequest(messages=(Message("user", "x" * 300),), model=MODEL, max_tokens=100,
                           temperature=0.5, top_p=0.9)
-    prompt_len = len("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n") + 300 + len(
-        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
-    assert reservation_size(request) == -(-prompt_len // 3) + 100
-    assert reservation_size(request) > prompt_len / 4 + 100  # above the ~4 chars/token average
+    prompt = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n" + "x" * 300
+              + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert reservation_size(request) == count_prompt_tokens(prompt) + 100
+    # Token-dense text (1 to 2 bytes a token) reserves what it costs, where
+    # the old estimate of three bytes a token fell short.
+    digits = "".join(str(i % 10) + " " * (i % 7 == 0) for i in range(3000))
+    dense = ChatRequest(messages=(Message("user", digits),), model=MODEL, max_tokens=100,
+                        temperature=0.5, top_p=0.9)
+    real = count_prompt_tokens(render(dense).text)
+    assert real > len(digits) / 3 and reservation_size(dense) == real + 100
+
+
+def test_a_limited_key_counts_the_prompt_and_an_unlimited_one_never_does(limiter: Limiter) -> None:
+    counted: list[str] = []
+
+    def size() -> int:
+        counted.append("counted")
+        return 50
+
+    assert limiter.admit(caller(), size).tokens == 0 and counted == []
+    assert limiter.admit(caller(tokens_per_day=1000), size).tokens == 50 and counted == ["counted"]
 
 
 # --- through the app
