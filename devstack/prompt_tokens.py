@@ -1,7 +1,7 @@
 """The emulator's prompt counts: Meta's own Llama 3 tokenizer, as Bedrock counts.
 
 ``llama_models.llama3.tokenizer.Tokenizer`` (Meta's ``llama-models``,
-requirements-nodeps.txt) encodes the raw prompt with every special token's
+requirements-run-nodeps.txt) encodes the raw prompt with every special token's
 text read as that token (``allowed_special="all"``), as Bedrock does with an
 InvokeModel prompt string, so the ``prompt_token_count`` and
 ``inputTokenCount`` every test sees are real. It is Meta's code, not

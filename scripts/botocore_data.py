@@ -18,10 +18,10 @@ and botocore's credential providers create clients for:
 Two botocores are involved, and each file comes from the one that reads it:
 
 - service models and paginators from this interpreter's botocore (the dev
-  pin, requirements-dev.txt, which every test runs): a deployed function
+  pin, requirements-run.in, which every test runs): a deployed function
   then speaks the API the tests spoke, whatever botocore the Lambda runtime
   has. That is also a fix: the runtime's own model (1.34.145,
-  requirements-lambda-runtime.txt) lacks Bedrock's in-stream
+  requirements-lambda-runtime.in) lacks Bedrock's in-stream
   ``serviceUnavailableException``, which it reported with no error code;
 - endpoint rule sets, ``endpoints.json``, ``partitions.json``, retry and
   defaults configuration from the runtime's botocore (``--rules-from``,

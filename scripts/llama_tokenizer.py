@@ -2,7 +2,7 @@
 
 ``chalicelib.models.tokens`` counts Llama prompts exactly with
 ``llama_models/llama3/tokenizer.model`` (2.2 MB, tiktoken BPE ranks). The
-file comes from Meta's ``llama-models`` package (requirements-nodeps.txt,
+file comes from Meta's ``llama-models`` package (requirements-run-nodeps.txt,
 a development dependency: the Lambda needs only the file and ``tiktoken``),
 copied here at build time rather than committed: it is Meta's Llama
 Material under the Llama 3 Community License, whose redistribution terms a
@@ -33,7 +33,7 @@ from chalicelib.models.tokens import SHIPPED, TOKENIZER_SHA256  # noqa: E402
 def installed() -> Path:
     spec = util.find_spec("llama_models")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("llama-models is not installed (requirements-nodeps.txt)")
+        raise SystemExit("llama-models is not installed (requirements-run-nodeps.txt)")
     return Path(list(spec.submodule_search_locations)[0]) / "llama3" / "tokenizer.model"
 
 

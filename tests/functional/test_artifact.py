@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from chalicelib.tenancy.keys import KeyStore
+from scripts.lock import normalise, read_lock
 from tests.e2e.stack import PROJECT_DIR
 from tests.support import EmulatorControl
 
@@ -133,6 +134,49 @@ def test_the_zip_holds_no_dev_code(artifact: dict[str, Any]) -> None:
     # and the encoder that reads it: limited keys' prompts are counted exactly.
     assert (root / "chalicelib" / "models" / "llama3_tokenizer.model").stat().st_size > 2_000_000
     assert (root / "tiktoken").is_dir()
+
+
+def test_the_zip_holds_exactly_the_locked_packages(artifact: dict[str, Any]) -> None:
+    # chalice package installs requirements.txt, the hash lock (make lock): pip
+    # checks each file against its hashes, and the zip holds those packages at
+    # those versions, no more, no fewer.
+    locked = {pin.name: pin.version for pin in read_lock((PROJECT_DIR / "requirements.txt").read_text())}
+    shipped = {}
+    for info in artifact["root"].glob("*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
+        shipped[normalise(name)] = version
+    assert shipped == locked
+    assert {"aws-lambda-powertools", "jsonschema", "regex"} <= set(shipped)
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["as locked", "forged"])
+def test_chalice_package_checks_the_locks_hashes(tmp_path: Path, forged: bool) -> None:
+    # Chalice's packager runs pip download -r requirements.txt: with hashes in
+    # the file pip checks them, and a mismatch stops the package. A one-function
+    # project keeps this quick: jmespath as locked, or with one digit of its hash changed.
+    (pin,) = [p for p in read_lock((PROJECT_DIR / "requirements.txt").read_text())
+              if p.name == "jmespath"]
+    digest = pin.hashes[0]
+    if forged:
+        digest = digest[:-1] + ("1" if digest.endswith("0") else "0")
+    (tmp_path / "requirements.txt").write_text(f"jmespath=={pin.version} --hash={digest}\n")
+    (tmp_path / "app.py").write_text("from chalice import Chalice\napp = Chalice(app_name='locked')\n"
+                                     "\n\n@app.lambda_function()\ndef handler(event, context):\n"
+                                     "    return {}\n")
+    (tmp_path / ".chalice").mkdir()
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(
+        {"version": "2.0", "app_name": "locked", "stages": {"dev": {}}}))
+    done = subprocess.run([str(VENV_BIN / "chalice"), "package", str(tmp_path / "out")],
+                          cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"})
+    if forged:
+        assert done.returncode != 0
+        assert "DO NOT MATCH THE HASHES" in done.stdout + done.stderr, done.stdout + done.stderr
+        assert not (tmp_path / "out" / "deployment.zip").exists()
+    else:
+        assert done.returncode == 0, done.stdout + done.stderr
+        with zipfile.ZipFile(tmp_path / "out" / "deployment.zip") as package:
+            assert f"jmespath-{pin.version}.dist-info/RECORD" in package.namelist()
 
 
 def test_the_zip_ships_hash_checked_bytecode_for_every_module(artifact: dict[str, Any]) -> None:
