@@ -1,0 +1,450 @@
+"""Anthropic's Messages API (``POST /v1/messages``) <-> ChatRequest / Completion (pure).
+
+The body becomes the one ChatRequest every route runs; the Completion comes
+back as an Anthropic ``message``. Choices Anthropic's API leaves to us:
+
+- ``system`` (a string or text blocks, joined with a newline) is the
+  conversation's first system message.
+- A user turn's ``tool_result`` blocks become tool results (``is_error``
+  marks the result's text ``Error: …``, which every model reads alike), its text
+  blocks one user message; an assistant turn's text is its content and its
+  ``tool_use`` blocks its calls (the ``input`` object as JSON text).
+- ``thinking`` / ``redacted_thinking`` blocks of earlier assistant turns are
+  accepted and not shown to the model, as Anthropic itself drops them when
+  thinking is not enabled; ``thinking: {"type": "enabled"}`` is a 400 naming
+  the model (extended thinking is not served yet).
+- ``image`` and ``document`` blocks are a 400: no served model gets them
+  through this endpoint yet.
+- ``tool_choice`` ``auto``/``any``/``tool``/``none`` are OpenAI's
+  ``auto``/``required``/the named function/``none``;
+  ``disable_parallel_tool_use`` keeps only the first call.
+- ``temperature`` is 0..1 on both sides (Anthropic's default 1.0);
+  ``top_k`` is a 400 (Bedrock's Llama body has none, and it is not passed to
+  Converse models yet); ``metadata.user_id`` and ``service_tier`` are
+  checked and ignored.
+- Server tools (``web_search_…``, ``bash_…``, ``code_execution_…``…), which
+  only Anthropic's own service runs, are a 400 naming them; so are
+  ``mcp_servers``, ``container`` and ``context_management``.
+- ``cache_control`` is accepted on every block that takes it and is not yet
+  sent to Bedrock (usage reports no cache writes or reads).
+- Unknown fields are a 400, as Anthropic answers them.
+
+Errors use Anthropic's envelope, ``{"type": "error", "error": {"type",
+"message"}, "request_id"}``: ``error_type`` maps each domain error to
+Anthropic's error type (app.py maps it to the status).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import errors
+from chalicelib.chat import ChatRequest, Completion, Message, ToolCall, ToolChoice
+from chalicelib.config import Settings
+from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
+from chalicelib.models.registry import check_capabilities, get_model
+from chalicelib.wire.native import usd
+from chalicelib.wire.tool_fields import NAME, tools_field
+from chalicelib.wire.validation import (DEFAULT_TOP_P, check_conversation, chat_model_field,
+                                        int_field, number_field, reject_unknown, stop_field,
+                                        text_field)
+
+FIELDS = ("model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences",
+          "temperature", "top_p", "top_k", "metadata", "stream", "thinking", "service_tier",
+          "mcp_servers", "container", "context_management")
+# Anthropic's service runs these; nothing here can.
+UNSUPPORTED_FIELDS = ("mcp_servers", "container", "context_management")
+DEFAULT_TEMPERATURE = 1.0  # Anthropic's
+CACHE_CONTROL = "cache_control"
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "content_filter": "refusal"}
+# Domain error -> Anthropic's error type; the first class of an error's MRO
+# found here wins, so subclasses follow their family.
+ERROR_TYPES: dict[type[errors.ApiError], str] = {
+    errors.InvalidRequestError: "invalid_request_error",
+    errors.RequestTooLargeError: "request_too_large",
+    errors.UnsupportedMediaTypeError: "invalid_request_error",
+    errors.MethodNotAllowedError: "invalid_request_error",
+    errors.ModelNotFoundError: "not_found_error",
+    errors.NotFoundError: "not_found_error",
+    errors.AuthenticationError: "authentication_error",
+    errors.UpstreamThrottledError: "rate_limit_error",
+    errors.RateLimitExceededError: "rate_limit_error",
+    errors.UpstreamTimeoutError: "timeout_error",
+    errors.UpstreamUnavailableError: "overloaded_error",
+    errors.LimiterUnavailableError: "overloaded_error",
+    errors.QueueUnavailableError: "overloaded_error",
+    errors.AuthUnavailableError: "overloaded_error",
+    errors.ApiError: "api_error",
+}
+
+
+@dataclass(frozen=True)
+class MessagesOptions:
+    stream: bool
+
+
+def error_type(error: errors.ApiError) -> str:
+    for cls in type(error).__mro__:
+        if cls in ERROR_TYPES:
+            return ERROR_TYPES[cls]
+    return "api_error"
+
+
+def error_envelope(error: errors.ApiError, request_id: str) -> dict[str, Any]:
+    """Anthropic's error body (the SDKs read ``error.type`` and ``error.message``)."""
+    return {"type": "error", "error": {"type": error_type(error), "message": error.message},
+            "request_id": request_id or None}
+
+
+def _invalid(message: str, where: str) -> InvalidRequestError:
+    return InvalidRequestError(message, param=where)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid(f"'{where}' must be an object.", where)
+    return value
+
+
+def _cache_control(block: Mapping[str, Any], where: str) -> None:
+    value = block.get(CACHE_CONTROL)
+    if value is None:
+        return
+    at = f"{where}.{CACHE_CONTROL}"
+    reject_unknown(_object(value, at), ("type", "ttl"), at)
+    if value.get("type") != "ephemeral":
+        raise _invalid(f"'{at}.type' must be \"ephemeral\".", f"{at}.type")
+    if value.get("ttl") not in (None, "5m", "1h"):
+        raise _invalid(f"'{at}.ttl' must be \"5m\" or \"1h\".", f"{at}.ttl")
+
+
+def _block(value: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    block = _object(value, where)
+    kind = block.get("type")
+    if not isinstance(kind, str):
+        raise _invalid(f"'{where}.type' is required.", f"{where}.type")
+    if kind in ("image", "document", "search_result"):
+        raise UnsupportedParameterError(
+            f"'{where}' is a {kind} block: this endpoint serves text, tool and thinking "
+            "blocks only.", param=f"{where}.type")
+    if kind not in allowed:
+        raise _invalid(f"'{where}.type' '{kind[:60]}' is not allowed here: expected one of "
+                       f"{', '.join(allowed)}.", f"{where}.type")
+    _cache_control(block, where)
+    return block
+
+
+def _text_block(block: Mapping[str, Any], where: str) -> str:
+    reject_unknown(block, ("type", "text", CACHE_CONTROL, "citations"), where)
+    return text_field(block.get("text"), f"{where}.text")
+
+
+def _system(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if not isinstance(value, list):
+        raise _invalid("'system' must be a string or a list of text blocks.", "system")
+    texts = [_text_block(_block(item, f"system[{i}]", ("text",)), f"system[{i}]")
+             for i, item in enumerate(value)]
+    return "\n".join(texts) or None
+
+
+def _result_content(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise _invalid(f"'{where}' must be a string or a list of text blocks.", where)
+    return "\n".join(_text_block(_block(item, f"{where}[{i}]", ("text",)), f"{where}[{i}]")
+                     for i, item in enumerate(value))
+
+
+def _tool_result(block: Mapping[str, Any], where: str) -> Message:
+    reject_unknown(block, ("type", "tool_use_id", "content", "is_error", CACHE_CONTROL), where)
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise _invalid(f"'{where}.tool_use_id' must be a non-empty string.", f"{where}.tool_use_id")
+    is_error = block.get("is_error", False)
+    if not isinstance(is_error, bool):
+        raise _invalid(f"'{where}.is_error' must be true or false.", f"{where}.is_error")
+    content = _result_content(block.get("content"), f"{where}.content")
+    # Marked in the text, which every model reads alike (Llama's ipython turn
+    # has no error flag).
+    return Message("tool", f"Error: {content}" if is_error else content, tool_call_id=call_id)
+
+
+def _tool_use(block: Mapping[str, Any], where: str) -> ToolCall:
+    reject_unknown(block, ("type", "id", "name", "input", CACHE_CONTROL, "caller"), where)
+    call_id = block.get("id")
+    if not isinstance(call_id, str) or not call_id:
+        raise _invalid(f"'{where}.id' must be a non-empty string.", f"{where}.id")
+    name = block.get("name")
+    if not isinstance(name, str) or not name:
+        raise _invalid(f"'{where}.name' must be a non-empty string.", f"{where}.name")
+    arguments = _object(block.get("input"), f"{where}.input")
+    return ToolCall(call_id, name, json.dumps(arguments, ensure_ascii=False))
+
+
+def _thinking(block: Mapping[str, Any], where: str) -> None:
+    if block["type"] == "thinking":
+        reject_unknown(block, ("type", "thinking", "signature"), where)
+        fields = ("thinking", "signature")
+    else:
+        reject_unknown(block, ("type", "data"), where)
+        fields = ("data",)
+    for name in fields:
+        if not isinstance(block.get(name), str):
+            raise _invalid(f"'{where}.{name}' must be a string.", f"{where}.{name}")
+
+
+USER_BLOCKS = ("text", "tool_result")
+ASSISTANT_BLOCKS = ("text", "tool_use", "thinking", "redacted_thinking")
+
+
+def _user_turn(content: Any, where: str) -> list[Message]:
+    if isinstance(content, str):
+        return [Message("user", text_field(content, f"{where}.content"))]
+    if not isinstance(content, list) or not content:
+        raise _invalid(f"'{where}.content' must be a string or a non-empty list of blocks.",
+                       f"{where}.content")
+    messages: list[Message] = []
+    texts: list[str] = []
+    for index, item in enumerate(content):
+        at = f"{where}.content[{index}]"
+        block = _block(item, at, USER_BLOCKS)
+        if block["type"] == "tool_result":
+            messages.append(_tool_result(block, at))
+        else:
+            texts.append(_text_block(block, at))
+    if texts:
+        messages.append(Message("user", "\n".join(texts)))
+    return messages
+
+
+def _assistant_turn(content: Any, where: str) -> Message:
+    if isinstance(content, str):
+        return Message("assistant", content)
+    if not isinstance(content, list):
+        raise _invalid(f"'{where}.content' must be a string or a list of blocks.",
+                       f"{where}.content")
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for index, item in enumerate(content):
+        at = f"{where}.content[{index}]"
+        block = _block(item, at, ASSISTANT_BLOCKS)
+        if block["type"] == "text":
+            texts.append(_text_block(block, at))
+        elif block["type"] == "tool_use":
+            calls.append(_tool_use(block, at))
+        else:
+            _thinking(block, at)
+    return Message("assistant", "\n".join(texts), tool_calls=tuple(calls))
+
+
+def _messages(value: Any) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise _invalid("'messages' must be a non-empty list.", "messages")
+    messages: list[Message] = []
+    for index, item in enumerate(value):
+        where = f"messages[{index}]"
+        turn = _object(item, where)
+        reject_unknown(turn, ("role", "content"), where)
+        role = turn.get("role")
+        if role == "user":
+            messages += _user_turn(turn.get("content"), where)
+        elif role == "assistant":
+            messages.append(_assistant_turn(turn.get("content"), where))
+        else:
+            raise _invalid(f"'{where}.role' must be \"user\" or \"assistant\".", f"{where}.role")
+    if messages[-1].role == "assistant" and not messages[-1].tool_calls \
+            and not messages[-1].content.strip():
+        messages.pop()  # an empty final assistant turn asks nothing: the model answers
+    if not messages:
+        raise _invalid("'messages' must hold at least one user message.", "messages")
+    return messages
+
+
+def _tools(value: Any) -> tuple[Any, ...]:
+    """Custom tools (``input_schema``) through the native reader; server tools are a 400."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _invalid("'tools' must be a list of tools.", "tools")
+    native = []
+    for index, item in enumerate(value):
+        where = f"tools[{index}]"
+        tool = _object(item, where)
+        kind = tool.get("type", "custom")
+        if kind != "custom":
+            name = str(tool.get("name", ""))[:64]
+            raise UnsupportedParameterError(
+                f"'{where}' is the server tool '{str(kind)[:60]}'{f' ({name})' if name else ''}: "
+                "only Anthropic's own service runs server tools; send a custom tool with an "
+                "'input_schema' instead.", param=f"{where}.type")
+        reject_unknown(tool, ("type", "name", "description", "input_schema", CACHE_CONTROL,
+                              "strict"), where)
+        _cache_control(tool, where)
+        if "input_schema" not in tool:
+            raise _invalid(f"'{where}.input_schema' is required.", f"{where}.input_schema")
+        native.append({key: tool[key] for key in ("name", "description", "strict")
+                       if tool.get(key) is not None} | {"parameters": tool["input_schema"]})
+    return tools_field(native, openai=False)
+
+
+def _tool_choice(value: Any, tools: tuple[Any, ...]) -> tuple[ToolChoice, bool]:
+    """(choice, parallel calls allowed)."""
+    if value is None:
+        return ToolChoice("auto"), True
+    choice = _object(value, "tool_choice")
+    kind = choice.get("type")
+    allowed = {"auto": ("type", "disable_parallel_tool_use"),
+               "any": ("type", "disable_parallel_tool_use"),
+               "tool": ("type", "name", "disable_parallel_tool_use"), "none": ("type",)}
+    if kind not in allowed:
+        raise _invalid("'tool_choice.type' must be one of auto, any, tool, none.",
+                       "tool_choice.type")
+    reject_unknown(choice, allowed[kind], "tool_choice")
+    single = choice.get("disable_parallel_tool_use", False)
+    if not isinstance(single, bool):
+        raise _invalid("'tool_choice.disable_parallel_tool_use' must be true or false.",
+                       "tool_choice.disable_parallel_tool_use")
+    if kind != "none" and not tools:
+        raise _invalid(f"'tool_choice' '{kind}' needs 'tools'.", "tool_choice")
+    if kind == "tool":
+        name = choice.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise _invalid("'tool_choice.name' must name one of the tools.", "tool_choice.name")
+        if all(tool.name != name for tool in tools):
+            raise _invalid(f"'tool_choice.name' '{name}' is not one of the tools.",
+                           "tool_choice.name")
+        return ToolChoice("function", name), not single
+    return ToolChoice({"auto": "auto", "any": "required", "none": "none"}[kind]), not single
+
+
+def _check_ignored(payload: Mapping[str, Any]) -> None:
+    for name in UNSUPPORTED_FIELDS:
+        if payload.get(name) is not None:
+            raise UnsupportedParameterError(
+                f"'{name}' is not supported by this endpoint: only Anthropic's own service "
+                "runs it.", param=name)
+    metadata = payload.get("metadata")
+    if metadata is not None:
+        reject_unknown(_object(metadata, "metadata"), ("user_id",), "metadata")
+        user = metadata.get("user_id")
+        if user is not None and (not isinstance(user, str) or len(user) > 256):
+            raise _invalid("'metadata.user_id' must be a string of at most 256 characters.",
+                           "metadata.user_id")
+    tier = payload.get("service_tier")
+    if tier is not None and tier not in ("auto", "standard_only"):
+        raise _invalid("'service_tier' must be \"auto\" or \"standard_only\".", "service_tier")
+    if payload.get("top_k") is not None:
+        raise UnsupportedParameterError("'top_k' is not supported by this endpoint: Bedrock's "
+                                        "Llama body has none; leave it out.", param="top_k")
+
+
+def _check_thinking(value: Any, model: str) -> None:
+    if value is None:
+        return
+    thinking = _object(value, "thinking")
+    kind = thinking.get("type")
+    if kind == "disabled":
+        reject_unknown(thinking, ("type",), "thinking")
+        return
+    if kind not in ("enabled", "adaptive"):
+        raise _invalid("'thinking.type' must be \"enabled\" or \"disabled\".", "thinking.type")
+    raise UnsupportedParameterError(f"The model '{model}' does not support extended thinking "
+                                    "on this endpoint.", param="thinking")
+
+
+def _stream(payload: Mapping[str, Any]) -> bool:
+    stream = payload.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise _invalid("'stream' must be true or false.", "stream")
+    return stream
+
+
+def parse_messages_request(payload: Mapping[str, Any], settings: Settings, *,
+                           counting: bool = False) -> tuple[ChatRequest, MessagesOptions]:
+    """A Messages body as the one ChatRequest. ``counting``: count_tokens'
+    body, where ``max_tokens`` is optional (clients send the body they will
+    send to ``/v1/messages``, and what it asks for is checked the same)."""
+    unknown = sorted(set(payload) - set(FIELDS))
+    if unknown:
+        raise _invalid(f"{unknown[0][:100]}: Extra inputs are not permitted", unknown[0][:100])
+    _check_ignored(payload)
+    if payload.get("model") is None:
+        raise _invalid("model: Field required", "model")
+    model = chat_model_field(payload["model"], settings)
+    limit = get_model(model).max_output_tokens
+    if counting and payload.get("max_tokens") is None:
+        max_tokens = 1
+    elif payload.get("max_tokens") is None:
+        raise _invalid("max_tokens: Field required", "max_tokens")
+    else:
+        max_tokens = int_field(payload, "max_tokens", 1, limit, 1)
+    _check_thinking(payload.get("thinking"), model)
+    system = _system(payload.get("system"))
+    messages = _messages(payload.get("messages"))
+    if system is not None:
+        messages.insert(0, Message("system", system))
+    tools = _tools(payload.get("tools"))
+    choice, parallel = _tool_choice(payload.get("tool_choice"), tools)
+    stop = payload.get("stop_sequences")
+    if stop is not None and not isinstance(stop, list):
+        raise _invalid("'stop_sequences' must be a list of strings.", "stop_sequences")
+    request = ChatRequest(
+        messages=check_conversation(messages, settings), model=model, max_tokens=max_tokens,
+        temperature=number_field(payload, "temperature", 0, 1, DEFAULT_TEMPERATURE),
+        top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
+        stop=stop_field(stop, "stop_sequences"), tools=tools, tool_choice=choice,
+        parallel_tool_calls=parallel)
+    return check_capabilities(request), MessagesOptions(_stream(payload))
+
+
+# --- answers
+
+
+def stop_reason(completion: Completion) -> str:
+    if completion.tool_calls:
+        return "tool_use"
+    return STOP_REASONS.get(completion.stop_reason, "end_turn")
+
+
+def usage_field(completion: Completion) -> dict[str, Any]:
+    used = completion.usage
+    return {"input_tokens": used.input_tokens, "output_tokens": used.output_tokens,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+            "cost_usd": usd(completion.cost_usd)}
+
+
+def tool_input(arguments: str) -> dict[str, Any]:
+    """A call's arguments as the object Anthropic's ``input`` is."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return {"arguments": arguments}
+    return value if isinstance(value, dict) else {"arguments": value}
+
+
+def content_blocks(completion: Completion) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if completion.text or not completion.tool_calls:
+        blocks.append({"type": "text", "text": completion.text})
+    blocks += [{"type": "tool_use", "id": call.id, "name": call.name,
+                "input": tool_input(call.arguments)} for call in completion.tool_calls]
+    return blocks
+
+
+def render_message(completion: Completion, message_id: str) -> dict[str, Any]:
+    return {"id": message_id, "type": "message", "role": "assistant",
+            "model": completion.model, "content": content_blocks(completion),
+            "stop_reason": stop_reason(completion), "stop_sequence": None,
+            "usage": usage_field(completion)}
