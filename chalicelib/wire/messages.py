@@ -18,15 +18,21 @@ back as an Anthropic ``message``. Choices Anthropic's API leaves to us:
 - ``tool_choice`` ``auto``/``any``/``tool``/``none`` are OpenAI's
   ``auto``/``required``/the named function/``none``;
   ``disable_parallel_tool_use`` keeps only the first call.
-- ``temperature`` is 0..1 on both sides (Anthropic's default 1.0);
-  ``top_k`` is a 400 (Bedrock's Llama body has none, and it is not passed to
-  Converse models yet); ``metadata.user_id`` and ``service_tier`` are
-  checked and ignored.
+- ``temperature`` is 0..1 on both sides (Anthropic's default 1.0; today's
+  anthropic SDK no longer sends it, older clients do); ``top_k`` is a 400
+  (Bedrock's Llama body has none, and it is not passed to Converse models
+  yet); ``metadata.user_id``, ``service_tier``, ``diagnostics``,
+  ``user_profile_id`` and ``workspace_id`` are checked and ignored;
+  ``speed`` only as ``standard`` and ``inference_geo`` not at all (the
+  stage's region and profile decide where a model runs).
+- ``output_config.format`` (``json_schema``) is the response format every
+  model is held to (checked, one repair), as OpenAI's ``json_schema`` is;
+  ``output_config.effort`` only as ``high``, Anthropic's default.
 - Server tools (``web_search_…``, ``bash_…``, ``code_execution_…``…), which
   only Anthropic's own service runs, are a 400 naming them; so are
   ``mcp_servers``, ``container`` and ``context_management``.
-- ``cache_control`` is accepted on every block that takes it and is not yet
-  sent to Bedrock (usage reports no cache writes or reads).
+- ``cache_control`` is accepted on every block that takes it and at the top
+  level, and is not yet sent to Bedrock (usage reports no cache writes or reads).
 - Unknown fields are a 400, as Anthropic answers them.
 
 Errors use Anthropic's envelope, ``{"type": "error", "error": {"type",
@@ -41,19 +47,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.chat import ChatRequest, Completion, Message, ToolCall, ToolChoice
+from chalicelib.chat import ChatRequest, Completion, Message, ResponseFormat, ToolCall, ToolChoice
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequestError, UnsupportedParameterError
 from chalicelib.models.registry import check_capabilities, get_model
 from chalicelib.wire.native import usd
-from chalicelib.wire.tool_fields import NAME, tools_field
+from chalicelib.wire.tool_fields import NAME, response_format_field, tools_field
 from chalicelib.wire.validation import (DEFAULT_TOP_P, check_conversation, chat_model_field,
                                         int_field, number_field, reject_unknown, stop_field,
                                         text_field)
 
 FIELDS = ("model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences",
           "temperature", "top_p", "top_k", "metadata", "stream", "thinking", "service_tier",
-          "mcp_servers", "container", "context_management")
+          "mcp_servers", "container", "context_management", "cache_control", "output_config",
+          "inference_geo", "speed", "diagnostics", "user_profile_id", "workspace_id")
+# Accepted and ignored, in the type Anthropic takes.
+IGNORED_STRINGS = ("user_profile_id", "workspace_id")
 # Anthropic's service runs these; nothing here can.
 UNSUPPORTED_FIELDS = ("mcp_servers", "container", "context_management")
 DEFAULT_TEMPERATURE = 1.0  # Anthropic's
@@ -113,7 +122,7 @@ def _cache_control(block: Mapping[str, Any], where: str) -> None:
     value = block.get(CACHE_CONTROL)
     if value is None:
         return
-    at = f"{where}.{CACHE_CONTROL}"
+    at = f"{where}.{CACHE_CONTROL}" if where else CACHE_CONTROL
     reject_unknown(_object(value, at), ("type", "ttl"), at)
     if value.get("type") != "ephemeral":
         raise _invalid(f"'{at}.type' must be \"ephemeral\".", f"{at}.type")
@@ -340,6 +349,19 @@ def _check_ignored(payload: Mapping[str, Any]) -> None:
         if user is not None and (not isinstance(user, str) or len(user) > 256):
             raise _invalid("'metadata.user_id' must be a string of at most 256 characters.",
                            "metadata.user_id")
+    for name in IGNORED_STRINGS:
+        if payload.get(name) is not None and not isinstance(payload[name], str):
+            raise _invalid(f"'{name}' must be a string.", name)
+    if payload.get("diagnostics") is not None:
+        _object(payload["diagnostics"], "diagnostics")
+    _cache_control(payload, "")
+    if payload.get("speed") not in (None, "standard"):
+        raise UnsupportedParameterError("'speed' \"fast\" is not offered by this endpoint: "
+                                        "leave it out or send \"standard\".", param="speed")
+    if payload.get("inference_geo") is not None:
+        raise UnsupportedParameterError("'inference_geo' is not supported by this endpoint: the "
+                                        "stage's Bedrock region and inference profile decide "
+                                        "where the model runs.", param="inference_geo")
     tier = payload.get("service_tier")
     if tier is not None and tier not in ("auto", "standard_only"):
         raise _invalid("'service_tier' must be \"auto\" or \"standard_only\".", "service_tier")
@@ -360,6 +382,30 @@ def _check_thinking(value: Any, model: str) -> None:
         raise _invalid("'thinking.type' must be \"enabled\" or \"disabled\".", "thinking.type")
     raise UnsupportedParameterError(f"The model '{model}' does not support extended thinking "
                                     "on this endpoint.", param="thinking")
+
+
+def _output_config(value: Any) -> ResponseFormat:
+    """``output_config.format`` (a JSON schema the answer must fit) as the
+    response format every model is held to; ``effort`` only at Anthropic's
+    default, ``high`` (these models take no effort level)."""
+    if value is None:
+        return ResponseFormat()
+    config = _object(value, "output_config")
+    reject_unknown(config, ("effort", "format"), "output_config")
+    if config.get("effort") not in (None, "high"):
+        raise UnsupportedParameterError("'output_config.effort' is not supported by this "
+                                        "endpoint: leave it out or send \"high\".",
+                                        param="output_config.effort")
+    fmt = config.get("format")
+    if fmt is None:
+        return ResponseFormat()
+    reject_unknown(_object(fmt, "output_config.format"), ("type", "schema"),
+                   "output_config.format")
+    if fmt.get("type") != "json_schema":
+        raise _invalid("'output_config.format.type' must be \"json_schema\".",
+                       "output_config.format.type")
+    return response_format_field({"type": "json_schema", "schema": fmt.get("schema"),
+                                  "strict": True}, openai=False, where="output_config.format")
 
 
 def _stream(payload: Mapping[str, Any]) -> bool:
@@ -405,7 +451,7 @@ def parse_messages_request(payload: Mapping[str, Any], settings: Settings, *,
         temperature=number_field(payload, "temperature", 0, 1, DEFAULT_TEMPERATURE),
         top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
         stop=stop_field(stop, "stop_sequences"), tools=tools, tool_choice=choice,
-        parallel_tool_calls=parallel)
+        parallel_tool_calls=parallel, response_format=_output_config(payload.get("output_config")))
     return check_capabilities(request), MessagesOptions(_stream(payload))
 
 
