@@ -154,10 +154,13 @@ def limit_headers(status: tuple[LimitStatus, ...]) -> dict[str, str]:
     return headers
 
 
-def error_response(error: errors.ApiError, anthropic: bool = False) -> Response:
-    """The error in OpenAI's envelope, or (``anthropic``) in Anthropic's."""
+def error_response(error: errors.ApiError, anthropic: bool = False,
+                   request_id: str | None = None) -> Response:
+    """The error in OpenAI's envelope, or (``anthropic``) in Anthropic's,
+    which names the request (``request_id``, by default Chalice's current one)."""
     if anthropic:
-        body = messages_wire.error_envelope(error, current_request_id())
+        body = messages_wire.error_envelope(
+            error, current_request_id() if request_id is None else request_id)
         status = status_for(error, ANTHROPIC_STATUS)
     else:
         body, status = error.envelope(), status_for(error)
@@ -621,9 +624,8 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
         else:
             log.exception("unhandled error, request id %s", request_id)
             error = _internal_error(request_id)
-        response = error_response(error, anthropic)
+        response = error_response(error, anthropic, request_id)
         if anthropic:
-            response.body["request_id"] = request_id
             response.headers["request-id"] = request_id
         finish(response.status_code, error.code)
         return single(response.status_code, {**response.headers, "x-request-id": request_id},

@@ -4,15 +4,24 @@ The body becomes the one ChatRequest every route runs; the Completion comes
 back as an Anthropic ``message``. Choices Anthropic's API leaves to us:
 
 - ``system`` (a string or text blocks, joined with a newline) is the
-  conversation's first system message.
+  conversation's first system message; a ``system`` message among the
+  others (today's API has them; Claude Code sends them) stays where it is.
 - A user turn's ``tool_result`` blocks become tool results (``is_error``
   marks the result's text ``Error: …``, which every model reads alike), its text
   blocks one user message; an assistant turn's text is its content and its
   ``tool_use`` blocks its calls (the ``input`` object as JSON text).
 - ``thinking`` / ``redacted_thinking`` blocks of earlier assistant turns are
   accepted and not shown to the model, as Anthropic itself drops them when
-  thinking is not enabled; ``thinking: {"type": "enabled"}`` is a 400 naming
-  the model (extended thinking is not served yet).
+  thinking is not enabled. ``thinking: {"type": "enabled", "budget_tokens"}``
+  (or ``adaptive``) is a budget the model may spend, not one it must: it is
+  checked, and the model answers without thinking (extended thinking is not
+  passed to Bedrock yet), so ``context_management`` edits that clear
+  thinking are already done and accepted; other edits are a 400.
+- ``max_tokens`` above the model's maximum output is served at that maximum
+  (Claude Code asks 32,000 of every model; Llama writes at most 2,048), and an
+  answer cut there says ``max_tokens``.
+- Tools with ``defer_loading: true`` are not shown to the model: the client's
+  own tool search loads them (Claude Code's ``ToolSearch``).
 - ``image`` and ``document`` blocks are a 400: no served model gets them
   through this endpoint yet.
 - ``tool_choice`` ``auto``/``any``/``tool``/``none`` are OpenAI's
@@ -30,7 +39,7 @@ back as an Anthropic ``message``. Choices Anthropic's API leaves to us:
   ``output_config.effort`` only as ``high``, Anthropic's default.
 - Server tools (``web_search_…``, ``bash_…``, ``code_execution_…``…), which
   only Anthropic's own service runs, are a 400 naming them; so are
-  ``mcp_servers``, ``container`` and ``context_management``.
+  ``mcp_servers`` and ``container``.
 - ``cache_control`` is accepted on every block that takes it and at the top
   level, and is not yet sent to Bedrock (usage reports no cache writes or reads).
 - Unknown fields are a 400, as Anthropic answers them.
@@ -41,6 +50,7 @@ Anthropic's error type (app.py maps it to the status).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,9 +74,10 @@ FIELDS = ("model", "max_tokens", "messages", "system", "tools", "tool_choice", "
 # Accepted and ignored, in the type Anthropic takes.
 IGNORED_STRINGS = ("user_profile_id", "workspace_id")
 # Anthropic's service runs these; nothing here can.
-UNSUPPORTED_FIELDS = ("mcp_servers", "container", "context_management")
+UNSUPPORTED_FIELDS = ("mcp_servers", "container")
 DEFAULT_TEMPERATURE = 1.0  # Anthropic's
 CACHE_CONTROL = "cache_control"
+MAX_TOOL_DESCRIPTION_CHARS = 100_000
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "content_filter": "refusal"}
 # Domain error -> Anthropic's error type; the first class of an error's MRO
@@ -151,14 +162,14 @@ def _text_block(block: Mapping[str, Any], where: str) -> str:
     return text_field(block.get("text"), f"{where}.text")
 
 
-def _system(value: Any) -> str | None:
+def _system_text(value: Any, where: str = "system") -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
         return value if value.strip() else None
     if not isinstance(value, list):
-        raise _invalid("'system' must be a string or a list of text blocks.", "system")
-    texts = [_text_block(_block(item, f"system[{i}]", ("text",)), f"system[{i}]")
+        raise _invalid(f"'{where}' must be a string or a list of text blocks.", where)
+    texts = [_text_block(_block(item, f"{where}[{i}]", ("text",)), f"{where}[{i}]")
              for i, item in enumerate(value)]
     return "\n".join(texts) or None
 
@@ -269,12 +280,17 @@ def _messages(value: Any) -> list[Message]:
             messages += _user_turn(turn.get("content"), where)
         elif role == "assistant":
             messages.append(_assistant_turn(turn.get("content"), where))
+        elif role == "system":  # a system message where it stands (Claude Code sends them)
+            text = _system_text(turn.get("content"), f"{where}.content")
+            if text is not None:
+                messages.append(Message("system", text))
         else:
-            raise _invalid(f"'{where}.role' must be \"user\" or \"assistant\".", f"{where}.role")
-    if messages[-1].role == "assistant" and not messages[-1].tool_calls \
+            raise _invalid(f"'{where}.role' must be \"user\", \"assistant\" or \"system\".",
+                           f"{where}.role")
+    if messages and messages[-1].role == "assistant" and not messages[-1].tool_calls \
             and not messages[-1].content.strip():
         messages.pop()  # an empty final assistant turn asks nothing: the model answers
-    if not messages:
+    if all(message.role == "system" for message in messages):
         raise _invalid("'messages' must hold at least one user message.", "messages")
     return messages
 
@@ -285,7 +301,8 @@ def _tools(value: Any) -> tuple[Any, ...]:
         return ()
     if not isinstance(value, list):
         raise _invalid("'tools' must be a list of tools.", "tools")
-    native = []
+    native: list[dict[str, Any]] = []
+    descriptions: list[str] = []
     for index, item in enumerate(value):
         where = f"tools[{index}]"
         tool = _object(item, where)
@@ -297,13 +314,28 @@ def _tools(value: Any) -> tuple[Any, ...]:
                 "only Anthropic's own service runs server tools; send a custom tool with an "
                 "'input_schema' instead.", param=f"{where}.type")
         reject_unknown(tool, ("type", "name", "description", "input_schema", CACHE_CONTROL,
-                              "strict"), where)
+                              "strict", "defer_loading"), where)
         _cache_control(tool, where)
+        deferred = tool.get("defer_loading", False)
+        if not isinstance(deferred, bool):
+            raise _invalid(f"'{where}.defer_loading' must be true or false.",
+                           f"{where}.defer_loading")
+        if deferred:
+            continue  # not shown to the model until a tool search loads it (the client's)
         if "input_schema" not in tool:
             raise _invalid(f"'{where}.input_schema' is required.", f"{where}.input_schema")
-        native.append({key: tool[key] for key in ("name", "description", "strict")
+        description = tool.get("description") or ""
+        if not isinstance(description, str) or len(description) > MAX_TOOL_DESCRIPTION_CHARS:
+            raise _invalid(f"'{where}.description' must be a string of at most "
+                           f"{MAX_TOOL_DESCRIPTION_CHARS} characters.", f"{where}.description")
+        descriptions.append(text_field(description, f"{where}.description")
+                            if description else "")
+        native.append({key: tool[key] for key in ("name", "strict")
                        if tool.get(key) is not None} | {"parameters": tool["input_schema"]})
-    return tools_field(native, openai=False)
+    # The native reader holds descriptions to OpenAI's 10,000 characters;
+    # Anthropic's clients send longer ones (Claude Code's Bash tool).
+    return tuple(dataclasses.replace(tool, description=description)
+                 for tool, description in zip(tools_field(native, openai=False), descriptions))
 
 
 def _tool_choice(value: Any, tools: tuple[Any, ...]) -> tuple[ToolChoice, bool]:
@@ -342,6 +374,7 @@ def _check_ignored(payload: Mapping[str, Any]) -> None:
             raise UnsupportedParameterError(
                 f"'{name}' is not supported by this endpoint: only Anthropic's own service "
                 "runs it.", param=name)
+    _context_management(payload.get("context_management"))
     metadata = payload.get("metadata")
     if metadata is not None:
         reject_unknown(_object(metadata, "metadata"), ("user_id",), "metadata")
@@ -370,7 +403,30 @@ def _check_ignored(payload: Mapping[str, Any]) -> None:
                                         "Llama body has none; leave it out.", param="top_k")
 
 
-def _check_thinking(value: Any, model: str) -> None:
+def _context_management(value: Any) -> None:
+    """Only edits that clear thinking: this endpoint never shows the model
+    earlier thinking, so they are already done. Clearing tool uses would
+    change the conversation, which only Anthropic's service does."""
+    if value is None:
+        return
+    config = _object(value, "context_management")
+    reject_unknown(config, ("edits",), "context_management")
+    edits = config.get("edits") or []
+    if not isinstance(edits, list):
+        raise _invalid("'context_management.edits' must be a list.", "context_management.edits")
+    for index, edit in enumerate(edits):
+        where = f"context_management.edits[{index}]"
+        kind = str(_object(edit, where).get("type"))
+        if not kind.startswith("clear_thinking_"):
+            raise UnsupportedParameterError(
+                f"'{where}.type' '{kind[:60]}' is not supported by this endpoint: only "
+                "clear_thinking edits are (earlier thinking is never shown to the model).",
+                param=f"{where}.type")
+
+
+def _check_thinking(value: Any) -> None:
+    """Extended thinking is a budget the model may use, not one it must: the
+    served models answer without thinking blocks (docs/messages.md)."""
     if value is None:
         return
     thinking = _object(value, "thinking")
@@ -379,9 +435,17 @@ def _check_thinking(value: Any, model: str) -> None:
         reject_unknown(thinking, ("type",), "thinking")
         return
     if kind not in ("enabled", "adaptive"):
-        raise _invalid("'thinking.type' must be \"enabled\" or \"disabled\".", "thinking.type")
-    raise UnsupportedParameterError(f"The model '{model}' does not support extended thinking "
-                                    "on this endpoint.", param="thinking")
+        raise _invalid("'thinking.type' must be \"enabled\", \"adaptive\" or \"disabled\".",
+                       "thinking.type")
+    reject_unknown(thinking, ("type", "budget_tokens", "display"), "thinking")
+    budget = thinking.get("budget_tokens")
+    if kind == "enabled" and (isinstance(budget, bool) or not isinstance(budget, int)
+                              or budget < 1024):
+        raise _invalid("'thinking.budget_tokens' must be an integer of at least 1024.",
+                       "thinking.budget_tokens")
+    if thinking.get("display") not in (None, "summarized", "omitted"):
+        raise _invalid("'thinking.display' must be \"summarized\" or \"omitted\".",
+                       "thinking.display")
 
 
 def _output_config(value: Any) -> ResponseFormat:
@@ -435,9 +499,11 @@ def parse_messages_request(payload: Mapping[str, Any], settings: Settings, *,
     elif payload.get("max_tokens") is None:
         raise _invalid("max_tokens: Field required", "max_tokens")
     else:
-        max_tokens = int_field(payload, "max_tokens", 1, limit, 1)
-    _check_thinking(payload.get("thinking"), model)
-    system = _system(payload.get("system"))
+        # Above the model's maximum output, the maximum: Claude Code asks
+        # 32,000 of every model (Llama on Bedrock writes at most 2,048).
+        max_tokens = min(int_field(payload, "max_tokens", 1, 2 ** 31 - 1, 1), limit)
+    _check_thinking(payload.get("thinking"))
+    system = _system_text(payload.get("system"))
     messages = _messages(payload.get("messages"))
     if system is not None:
         messages.insert(0, Message("system", system))

@@ -153,13 +153,18 @@ def test_both_key_styles_work_and_a_missing_or_wrong_key_is_authentication_error
      400, "invalid_request_error", "web_search_20250305"),
     ({"max_tokens": 16, "messages": HELLO, "top_k": 5}, 400, "invalid_request_error", "top_k"),
     ({"max_tokens": 16, "messages": HELLO, "thinking": {"type": "enabled",
-                                                        "budget_tokens": 2048}},
-     400, "invalid_request_error", "thinking"),
-    ({"max_tokens": 16, "messages": [{"role": "system", "content": "x"}]}, 400,
+                                                        "budget_tokens": 100}},
+     400, "invalid_request_error", "budget_tokens"),
+    ({"max_tokens": 16, "messages": HELLO, "context_management": {"edits": [
+        {"type": "clear_tool_uses_20250919"}]}}, 400, "invalid_request_error",
+     "clear_tool_uses_20250919"),
+    ({"max_tokens": 16, "messages": [{"role": "tool", "content": "x"}]}, 400,
      "invalid_request_error", "role"),
+    ({"max_tokens": 16, "messages": [{"role": "system", "content": "x"}]}, 400,
+     "invalid_request_error", "user message"),
     ({"max_tokens": 16, "messages": HELLO, "model": "claude-3-opus"}, 404, "not_found_error",
      "claude-3-opus"),
-    ({"max_tokens": 10 ** 6, "messages": HELLO}, 400, "invalid_request_error", "max_tokens"),
+    ({"max_tokens": 0, "messages": HELLO}, 400, "invalid_request_error", "max_tokens"),
 ])
 def test_bad_bodies_are_named_in_anthropics_envelope(api: Api, emulator: EmulatorControl,
                                                      body: dict[str, Any], status: int,
@@ -168,6 +173,23 @@ def test_bad_bodies_are_named_in_anthropics_envelope(api: Api, emulator: Emulato
     assert (got_status, got_kind) == (status, kind)
     assert names in text
     assert emulator.requests() == []
+
+
+def test_what_claude_code_sends_is_served(api: Api, emulator: EmulatorControl) -> None:
+    """Thinking on a model served without it, a clear_thinking edit, a
+    deferred tool and 32,000 max_tokens (Llama writes at most 2,048)."""
+    response, body = message(api, max_tokens=32_000,
+                             thinking={"type": "enabled", "budget_tokens": 31_999,
+                                       "display": "omitted"},
+                             context_management={"edits": [{"type": "clear_thinking_20251015",
+                                                            "keep": "all"}]},
+                             tools=[WEATHER, {**WEATHER, "name": "Later",
+                                              "defer_loading": True}])
+    assert response.status_code == 200, body
+    assert [b["type"] for b in body["content"]] in (["text"], ["tool_use"])
+    (sent,) = emulator.requests()
+    assert sent["body"]["max_gen_len"] == 2048
+    assert "get_weather" in sent["body"]["prompt"] and "Later" not in sent["body"]["prompt"]
 
 
 def test_chalices_own_errors_are_in_anthropics_envelope(api: Api) -> None:
@@ -264,6 +286,14 @@ def test_the_real_stream_checks_the_key_and_bills_it(make_api: ApiFactory, key_s
     usage = events[-2][1]["usage"]
     assert day_usage(dynamodb, record.key_id) == {
         "requests": 1, "tokens": usage["input_tokens"] + usage["output_tokens"]}
-    refused = app_module.serve(proxy_event("/v1/messages", body, {}), FakeContext(20))
+    refused = app_module.serve(proxy_event("/v1/messages", body, {}, "req-2"), FakeContext(20))
     assert refused.status == 401
-    assert json.loads(b"".join(refused.chunks()))["error"]["type"] == "authentication_error"
+    assert json.loads(b"".join(refused.chunks())) == {
+        "type": "error", "request_id": "req-2", "error": {
+            "type": "authentication_error", "message": "No API key: send it as x-api-key: <key> "
+            "or as Authorization: Bearer <key>."}}
+    event = proxy_event("/v1/messages", {**body, "top_k": 3}, {}, "req-3")
+    event["headers"]["x-api-key"] = secret
+    refused = app_module.serve(event, FakeContext(20))
+    assert refused.status == 400
+    assert json.loads(b"".join(refused.chunks()))["request_id"] == "req-3"
