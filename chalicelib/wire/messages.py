@@ -22,6 +22,8 @@ back as an Anthropic ``message``. Choices Anthropic's API leaves to us:
   answer cut there says ``max_tokens``.
 - Tools with ``defer_loading: true`` are not shown to the model: the client's
   own tool search loads them (Claude Code's ``ToolSearch``).
+  ``eager_input_streaming`` is accepted: a call's input streams as
+  ``input_json_delta`` pieces as it comes either way.
 - ``image`` and ``document`` blocks are a 400: no served model gets them
   through this endpoint yet.
 - ``tool_choice`` ``auto``/``any``/``tool``/``none`` are OpenAI's
@@ -314,12 +316,12 @@ def _tools(value: Any) -> tuple[Any, ...]:
                 "only Anthropic's own service runs server tools; send a custom tool with an "
                 "'input_schema' instead.", param=f"{where}.type")
         reject_unknown(tool, ("type", "name", "description", "input_schema", CACHE_CONTROL,
-                              "strict", "defer_loading"), where)
+                              "strict", "defer_loading", "eager_input_streaming"), where)
         _cache_control(tool, where)
+        for flag in ("defer_loading", "eager_input_streaming"):
+            if not isinstance(tool.get(flag, False), bool):
+                raise _invalid(f"'{where}.{flag}' must be true or false.", f"{where}.{flag}")
         deferred = tool.get("defer_loading", False)
-        if not isinstance(deferred, bool):
-            raise _invalid(f"'{where}.defer_loading' must be true or false.",
-                           f"{where}.defer_loading")
         if deferred:
             continue  # not shown to the model until a tool search loads it (the client's)
         if "input_schema" not in tool:
