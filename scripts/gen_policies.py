@@ -20,7 +20,8 @@ resource exactly. One policy per function:
   ConverseStream), plus InvokeModel only when the stage allows a model that
   needs it (Converse, embeddings),
   usage/jobs/cache tables (the API function also BatchGetItem on the usage
-  table, for GET /usage), send to the queue;
+  table, for GET /usage), send to the queue, and GetItem on the keys table
+  (the Messages routes check the key themselves: tenancy/header_auth.py);
 - auth (api_key_auth): GetItem on the keys table, nothing else;
 - worker (process_job): Bedrock InvokeModelWithResponseStream, usage/jobs/
   cache tables, and the queue actions of Lambda's SQS event source plus
@@ -122,6 +123,8 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
             statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                       [table(env["JOBS_TABLE"])]),
             statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
+            # The Messages routes check the key themselves (x-api-key or Bearer).
+            statement("ReadKeys", ["dynamodb:GetItem"], [table(env["KEYS_TABLE"])]),
             logs(stage, function),
         ]
     auth = [
