@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from chalice import AuthResponse, Chalice, Response
 from chalice.app import AuthRequest, Request, SQSEvent
 
-from chalicelib import deadline, errors
+from chalicelib import counting, deadline, errors
 from chalicelib.observe import callstats
 from chalicelib.observe.callstats import Outcome
 from chalicelib.tenancy.auth import Caller, authenticate, caller_from_context, caller_to_context
@@ -34,7 +34,7 @@ from chalicelib.jobs.store import Job
 from chalicelib.jobs.api import (answer_or_defer, base_url, find, render_job, status_url,
                                  submit)
 from chalicelib.tenancy.header_auth import KeyCache
-from chalicelib.tenancy.limits import prompt_estimate, reservation_size
+from chalicelib.tenancy.limits import reservation_size
 from chalicelib.cache import cacheable
 from chalicelib.completion import billable
 from chalicelib.web.playground import asset, slash_redirect
@@ -493,9 +493,11 @@ def create_message() -> Response:
 def count_message_tokens() -> Response:
     """Free and never reserved: no model runs."""
     messages_caller()
-    request, _ = messages_wire.parse_messages_request(json_body(), get_runtime().settings,
+    runtime = get_runtime()
+    request, _ = messages_wire.parse_messages_request(json_body(), runtime.settings,
                                                       counting=True)
-    return json_response({"input_tokens": prompt_estimate(request)})
+    return json_response({"input_tokens": counting.input_tokens(request,
+                                                                runtime.service.gateway)})
 
 
 @app.route("/v1/embeddings", methods=["POST"], authorizer=api_key_auth)

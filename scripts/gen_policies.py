@@ -113,9 +113,16 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
                   [table(env["CACHE_TABLE"])]),
     ]
 
+    counted = [m for m in models if REGISTRY[m].count_tokens]
+
     def api_role(function: str | None) -> list[dict[str, Any]]:
         return [
             statement("InvokeModels", invoke, bedrock_resources(models)),
+            # POST /v1/messages/count_tokens, on the API function, for the
+            # models CountTokens counts (their foundation models, by base id).
+            *([statement("CountTokens", ["bedrock:CountTokens"], sorted({
+                f"arn:aws:bedrock:*::foundation-model/{REGISTRY[m].base_id or m}"
+                for m in counted}))] if function is None and counted else []),
             *shared_tables,
             # GET /usage is served by the API function only.
             *([statement("ReadUsage", ["dynamodb:BatchGetItem"], [table(env["USAGE_TABLE"])])]

@@ -62,6 +62,11 @@ class ChatModelRow:
     stream_tools: bool = True  # tools accepted by ConverseStream
     prefill: bool = False  # a final assistant message is continued
     top_p_with_temperature: bool = True  # False: the model takes one of the two
+    # Bedrock's CountTokens on bedrock-runtime (AWS user guide, "count-tokens":
+    # Claude 3.5 Haiku, 3.5/3.7 Sonnet, Sonnet 4, Opus 4; not every model that
+    # is served only through a profile): False where uncertain, and then
+    # count_tokens answers the limiter's bound instead.
+    count_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,13 +92,13 @@ CHAT_MODELS: tuple[ChatModelRow, ...] = (
     ChatModelRow("anthropic.claude-3-haiku-20240307-v1:0", "claude", 200_000, 4_096, _2024_03,
                  "0.25", "1.25", LITELLM, profiles=("us", "eu", "apac"), prefill=True),
     ChatModelRow("anthropic.claude-3-5-haiku-20241022-v1:0", "claude", 200_000, 8_192, _2024_11,
-                 "0.80", "4.00", LITELLM, profiles=("us",), prefill=True),
+                 "0.80", "4.00", LITELLM, profiles=("us",), prefill=True, count_tokens=True),
     ChatModelRow("anthropic.claude-3-7-sonnet-20250219-v1:0", "claude", 200_000, 8_192, _2025_02,
                  "3.00", "15.00", LITELLM, profiles=("us", "eu", "apac"), on_demand_base=False,
-                 prefill=True),
+                 prefill=True, count_tokens=True),
     ChatModelRow("anthropic.claude-sonnet-4-20250514-v1:0", "claude", 200_000, 64_000, _2025_05,
                  "3.00", "15.00", UNVERIFIED, profiles=("us", "eu", "apac", "global"),
-                 on_demand_base=False, prefill=True),
+                 on_demand_base=False, prefill=True, count_tokens=True),
     # Claude 4.5 models refuse temperature and top_p together.
     ChatModelRow("anthropic.claude-sonnet-4-5-20250929-v1:0", "claude", 200_000, 64_000,
                  _2025_09, "3.00", "15.00", UNVERIFIED, profiles=("us", "eu", "global"),

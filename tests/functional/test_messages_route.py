@@ -297,3 +297,26 @@ def test_the_real_stream_checks_the_key_and_bills_it(make_api: ApiFactory, key_s
     refused = app_module.serve(event, FakeContext(20))
     assert refused.status == 400
     assert json.loads(b"".join(refused.chunks()))["request_id"] == "req-3"
+
+
+SONNET_4 = "us.anthropic.claude-sonnet-4-20250514-v1:0"  # Bedrock's CountTokens counts it
+
+
+def test_count_tokens_asks_bedrock_for_the_models_it_counts(
+        make_api: ApiFactory, emulator: EmulatorControl) -> None:
+    api = make_api(allowed_models=(MODEL, CLAUDE, SONNET_4))
+    body = {"model": SONNET_4, "system": "Be brief.", "tools": [WEATHER],
+            "messages": [{"role": "user", "content": "Weather in Lima?"}]}
+    counted = json.loads(post(api, body, "/v1/messages/count_tokens").body)["input_tokens"]
+    (sent,) = emulator.requests()
+    assert (sent["operation"], sent["modelId"]) == ("CountTokens",
+                                                    "anthropic.claude-sonnet-4-20250514-v1:0")
+    converse = sent["body"]["input"]["converse"]
+    assert set(converse) == {"messages", "system", "toolConfig"}
+    assert converse["system"] == [{"text": "Be brief."}]
+    _, answer = message(api, **body, max_tokens=32)
+    assert answer["usage"]["input_tokens"] == counted  # what Converse then counts
+    emulator.clear_requests()
+    estimate = json.loads(post(api, {**body, "model": CLAUDE},
+                               "/v1/messages/count_tokens").body)["input_tokens"]
+    assert emulator.requests() == [] and estimate >= counted  # no CountTokens: the bound
