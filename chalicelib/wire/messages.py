@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,6 +229,14 @@ USER_BLOCKS = ("text", "tool_result")
 ASSISTANT_BLOCKS = ("text", "tool_use", "thinking", "redacted_thinking")
 
 
+def _blocks(content: list[Any], where: str,
+            allowed: tuple[str, ...]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each block of a turn's content, checked, with its path."""
+    for index, item in enumerate(content):
+        at = f"{where}.content[{index}]"
+        yield at, _block(item, at, allowed)
+
+
 def _user_turn(content: Any, where: str) -> list[Message]:
     if isinstance(content, str):
         return [Message("user", text_field(content, f"{where}.content"))]
@@ -237,9 +245,7 @@ def _user_turn(content: Any, where: str) -> list[Message]:
                        f"{where}.content")
     messages: list[Message] = []
     texts: list[str] = []
-    for index, item in enumerate(content):
-        at = f"{where}.content[{index}]"
-        block = _block(item, at, USER_BLOCKS)
+    for at, block in _blocks(content, where, USER_BLOCKS):
         if block["type"] == "tool_result":
             messages.append(_tool_result(block, at))
         else:
@@ -257,9 +263,7 @@ def _assistant_turn(content: Any, where: str) -> Message:
                        f"{where}.content")
     texts: list[str] = []
     calls: list[ToolCall] = []
-    for index, item in enumerate(content):
-        at = f"{where}.content[{index}]"
-        block = _block(item, at, ASSISTANT_BLOCKS)
+    for at, block in _blocks(content, where, ASSISTANT_BLOCKS):
         if block["type"] == "text":
             texts.append(_text_block(block, at))
         elif block["type"] == "tool_use":
