@@ -226,7 +226,9 @@ class Handler(BaseHTTPRequestHandler):
             stop_reason = gen.stop_reason
             if converse:
                 pieces, stop_reason = apply_stop(pieces, stop_reason, body["stop"])
-            answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg, tool_use)
+            cache = (state.cache_prefixes(body["cache_points"], spec.cache_min_tokens)
+                     if converse and body.get("cache_points") else None)
+            answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg, tool_use, cache)
             if streaming:
                 self._start_stream()
                 answer.stream(_FaultySink(self, cfg), injected if in_stream else None)

@@ -80,6 +80,7 @@ UNSUPPORTED_FIELDS = ("mcp_servers", "container")
 DEFAULT_TEMPERATURE = 1.0  # Anthropic's
 CACHE_CONTROL = "cache_control"
 MAX_TOOL_DESCRIPTION_CHARS = 100_000
+MAX_CACHE_POINTS = 4  # Anthropic's and Bedrock's limit a request
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "content_filter": "refusal"}
 # Domain error -> Anthropic's error type; the first class of an error's MRO
@@ -164,16 +165,32 @@ def _text_block(block: Mapping[str, Any], where: str) -> str:
     return text_field(block.get("text"), f"{where}.text")
 
 
-def _system_text(value: Any, where: str = "system") -> str | None:
+def _marked(block: Mapping[str, Any]) -> bool:
+    return block.get(CACHE_CONTROL) is not None
+
+
+def _system_messages(value: Any, where: str = "system") -> list[Message]:
+    """System text as messages: one for each run of blocks that ends at a
+    cache mark (a cache point after it), one for the rest; joined with a
+    newline within each. ``_cache_points`` joins them again for a model
+    that does not cache."""
     if value is None:
-        return None
+        return []
     if isinstance(value, str):
-        return value if value.strip() else None
+        return [Message("system", value)] if value.strip() else []
     if not isinstance(value, list):
         raise _invalid(f"'{where}' must be a string or a list of text blocks.", where)
-    texts = [_text_block(_block(item, f"{where}[{i}]", ("text",)), f"{where}[{i}]")
-             for i, item in enumerate(value)]
-    return "\n".join(texts) or None
+    messages: list[Message] = []
+    texts: list[str] = []
+    for i, item in enumerate(value):
+        block = _block(item, f"{where}[{i}]", ("text",))
+        texts.append(_text_block(block, f"{where}[{i}]"))
+        if _marked(block):
+            messages.append(Message("system", "\n".join(texts), cache_point=True))
+            texts = []
+    if texts:
+        messages.append(Message("system", "\n".join(texts)))
+    return messages
 
 
 def _result_content(value: Any, where: str) -> str:
@@ -245,13 +262,16 @@ def _user_turn(content: Any, where: str) -> list[Message]:
                        f"{where}.content")
     messages: list[Message] = []
     texts: list[str] = []
+    marked = False
     for at, block in _blocks(content, where, USER_BLOCKS):
         if block["type"] == "tool_result":
-            messages.append(_tool_result(block, at))
+            result = _tool_result(block, at)
+            messages.append(dataclasses.replace(result, cache_point=_marked(block)))
         else:
             texts.append(_text_block(block, at))
+            marked = marked or _marked(block)
     if texts:
-        messages.append(Message("user", "\n".join(texts)))
+        messages.append(Message("user", "\n".join(texts), cache_point=marked))
     return messages
 
 
@@ -263,14 +283,16 @@ def _assistant_turn(content: Any, where: str) -> Message:
                        f"{where}.content")
     texts: list[str] = []
     calls: list[ToolCall] = []
+    marked = False
     for at, block in _blocks(content, where, ASSISTANT_BLOCKS):
+        marked = marked or _marked(block)
         if block["type"] == "text":
             texts.append(_text_block(block, at))
         elif block["type"] == "tool_use":
             calls.append(_tool_use(block, at))
         else:
             _thinking(block, at)
-    return Message("assistant", "\n".join(texts), tool_calls=tuple(calls))
+    return Message("assistant", "\n".join(texts), tool_calls=tuple(calls), cache_point=marked)
 
 
 def _messages(value: Any) -> list[Message]:
@@ -287,9 +309,7 @@ def _messages(value: Any) -> list[Message]:
         elif role == "assistant":
             messages.append(_assistant_turn(turn.get("content"), where))
         elif role == "system":  # a system message where it stands (Claude Code sends them)
-            text = _system_text(turn.get("content"), f"{where}.content")
-            if text is not None:
-                messages.append(Message("system", text))
+            messages += _system_messages(turn.get("content"), f"{where}.content")
         else:
             raise _invalid(f"'{where}.role' must be \"user\", \"assistant\" or \"system\".",
                            f"{where}.role")
@@ -509,11 +529,8 @@ def parse_messages_request(payload: Mapping[str, Any], settings: Settings, *,
         # 32,000 of every model (Llama on Bedrock writes at most 2,048).
         max_tokens = min(int_field(payload, "max_tokens", 1, 2 ** 31 - 1, 1), limit)
     _check_thinking(payload.get("thinking"))
-    system = _system_text(payload.get("system"))
-    messages = _messages(payload.get("messages"))
-    if system is not None:
-        messages.insert(0, Message("system", system))
-    tools = _tools(payload.get("tools"))
+    messages = _system_messages(payload.get("system")) + _messages(payload.get("messages"))
+    tools, tools_marked = _tools(payload.get("tools")), _tools_marked(payload.get("tools"))
     choice, parallel = _tool_choice(payload.get("tool_choice"), tools)
     stop = payload.get("stop_sequences")
     if stop is not None and not isinstance(stop, list):
@@ -524,7 +541,36 @@ def parse_messages_request(payload: Mapping[str, Any], settings: Settings, *,
         top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
         stop=stop_field(stop, "stop_sequences"), tools=tools, tool_choice=choice,
         parallel_tool_calls=parallel, response_format=_output_config(payload.get("output_config")))
+    request = _cache_points(request, tools_marked, payload.get(CACHE_CONTROL) is not None)
     return check_capabilities(request), MessagesOptions(_stream(payload))
+
+
+def _tools_marked(value: Any) -> bool:
+    return isinstance(value, list) and any(isinstance(t, dict) and _marked(t) for t in value)
+
+
+def _cache_points(request: ChatRequest, tools_marked: bool, last_marked: bool) -> ChatRequest:
+    """The request's cache marks as cache points, on a model that caches
+    prompts (a mark on a tool caches all the tools; a top-level mark, the
+    whole conversation); on any other, none, and the system text as one
+    message, so that its prompt is what it would be without the marks."""
+    messages = list(request.messages)
+    if not get_model(request.model).cache_min_tokens:
+        joined: list[Message] = []
+        for message in messages:
+            plain = dataclasses.replace(message, cache_point=False)
+            if joined and plain.role == "system" and joined[-1].role == "system":
+                joined[-1] = Message("system", f"{joined[-1].content}\n{plain.content}")
+            else:
+                joined.append(plain)
+        return dataclasses.replace(request, messages=tuple(joined))
+    if last_marked:
+        messages[-1] = dataclasses.replace(messages[-1], cache_point=True)
+    points = sum(m.cache_point for m in messages) + tools_marked
+    if points > MAX_CACHE_POINTS:
+        raise _invalid(f"A maximum of {MAX_CACHE_POINTS} blocks with cache_control may be "
+                       f"provided. Found {points}.", CACHE_CONTROL)
+    return dataclasses.replace(request, messages=tuple(messages), tools_cache_point=tools_marked)
 
 
 # --- answers
@@ -539,7 +585,8 @@ def stop_reason(completion: Completion) -> str:
 def usage_field(completion: Completion) -> dict[str, Any]:
     used = completion.usage
     return {"input_tokens": used.input_tokens, "output_tokens": used.output_tokens,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": used.cache_write_tokens,
+            "cache_read_input_tokens": used.cache_read_tokens,
             "cost_usd": usd(completion.cost_usd)}
 
 

@@ -320,3 +320,61 @@ def test_count_tokens_asks_bedrock_for_the_models_it_counts(
     estimate = json.loads(post(api, {**body, "model": CLAUDE},
                                "/v1/messages/count_tokens").body)["input_tokens"]
     assert emulator.requests() == [] and estimate >= counted  # no CountTokens: the bound
+
+
+LONG_SYSTEM = "You follow the house rules. " * 400  # well over Sonnet 4's 1,024-token minimum
+
+
+def test_a_cached_system_prompt_is_written_then_read_and_billed_at_cache_prices(
+        make_api: ApiFactory, key_store: KeyStore, emulator: EmulatorControl,
+        dynamodb: Any) -> None:
+    from decimal import Decimal
+
+    from chalicelib.models.pricing import DEFAULT_CACHE_PRICES, DEFAULT_PRICES
+    secret, record = key_store.create("acme", now=int(time.time()),
+                                      limits={"tokens_per_day": 1_000_000})
+    api = make_api(key=None, allowed_models=(MODEL, SONNET_4))
+    body = {"model": SONNET_4, "max_tokens": 32, "tools": [WEATHER],
+            "system": [{"type": "text", "text": LONG_SYSTEM,
+                        "cache_control": {"type": "ephemeral"}},
+                       {"type": "text", "text": "Today is Tuesday."}],
+            "messages": [{"role": "user", "content": "Hello"}]}
+    first = json.loads(post(api, body, headers={"x-api-key": secret}).body)["usage"]
+    second = json.loads(post(api, {**body, "messages": [{"role": "user", "content": "Hi again"}]},
+                             headers={"x-api-key": secret}).body)["usage"]
+    assert first["cache_creation_input_tokens"] > 1024 and first["cache_read_input_tokens"] == 0
+    assert second["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
+    assert second["cache_creation_input_tokens"] == 0 and second["cost_usd"] < first["cost_usd"]
+    base = "anthropic.claude-sonnet-4-20250514-v1:0"
+    (price_in, price_out), (write, read) = DEFAULT_PRICES[base], DEFAULT_CACHE_PRICES[base]
+    assert (write, read) == (price_in * Decimal("1.25"), price_in * Decimal("0.1"))
+    expected = (second["input_tokens"] * price_in + second["output_tokens"] * price_out
+                + second["cache_read_input_tokens"] * read) / 1_000_000
+    assert second["cost_usd"] == pytest.approx(float(expected), abs=1e-8)
+    sent = emulator.requests()[0]["body"]
+    assert sent["system"] == [{"text": LONG_SYSTEM}, {"cachePoint": {"type": "default"}},
+                              {"text": "Today is Tuesday."}]
+    # The key's tokens count the cached prefix too, written or read.
+    assert day_usage(dynamodb, record.key_id)["tokens"] == sum(
+        u["input_tokens"] + u["output_tokens"] + u["cache_creation_input_tokens"]
+        + u["cache_read_input_tokens"] for u in (first, second))
+    streamed = post(api, {**body, "stream": True}, headers={"x-api-key": secret})
+    usage = messages_events(streamed.body)[-2][1]["usage"]
+    assert usage["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
+
+
+def test_cache_marks_change_nothing_for_a_model_that_does_not_cache(
+        api: Api, emulator: EmulatorControl) -> None:
+    marked = [{"type": "text", "text": "Rules.", "cache_control": {"type": "ephemeral"}},
+              {"type": "text", "text": "More."}]
+    message(api, system=marked, cache_control={"type": "ephemeral", "ttl": "1h"})
+    message(api, system="Rules.\nMore.")
+    first, second = emulator.requests()
+    assert first["body"]["prompt"] == second["body"]["prompt"]
+    _, body = message(api, model=CLAUDE, system=marked)  # Haiku 4.5: 4,096 minimum, not met
+    assert body["usage"]["cache_creation_input_tokens"] == 0
+    five = [{"type": "text", "text": f"t{i}", "cache_control": {"type": "ephemeral"}}
+            for i in range(5)]
+    error = error_of(post(api, {"model": CLAUDE, "max_tokens": 5, "messages": HELLO,
+                                "system": five}))
+    assert error[:2] == (400, "invalid_request_error") and "maximum of 4" in error[2]
