@@ -44,7 +44,9 @@ def test_claude_codes_requests_are_served_streamed(stack: LocalStack, emulator: 
     events = messages_events(raw)
     assert events[-1][0] == "message_stop"
     usage = events[-2][1]["usage"]
-    assert usage["input_tokens"] > 4_000  # the whole system prompt went
+    prompt = (usage["input_tokens"] + usage["cache_creation_input_tokens"]
+              + usage["cache_read_input_tokens"])
+    assert prompt > 4_000  # the whole system prompt went (cached or not)
     (sent,) = emulator.requests()
     body = sent["body"]
     if model == LLAMA:
@@ -76,3 +78,20 @@ def test_counting_claude_codes_prompt_reserves_nothing(
     assert status == 200, raw[:300]
     assert json.loads(raw)["input_tokens"] > 10_000
     assert emulator.requests() == []
+
+
+def test_claude_codes_cache_marks_are_written_then_read_on_claude(
+        stack: LocalStack, emulator: EmulatorControl) -> None:
+    """Its system prompt and turn carry cache_control: the second time the
+    same turn comes, Bedrock (the emulator) reads the prefix from the cache."""
+    usages = []
+    for _ in range(2):
+        status, raw = replay(stack, "tool_result_turn", CLAUDE, {"x-api-key": stack.key},
+                             stream=False)
+        assert status == 200, raw[:300]
+        usages.append(json.loads(raw)["usage"])
+    (sent, _) = emulator.requests()
+    assert {"cachePoint": {"type": "default"}} in sent["body"]["system"]
+    assert usages[0]["cache_creation_input_tokens"] > 4_096, usages  # Haiku 4.5's minimum
+    assert usages[1]["cache_read_input_tokens"] == usages[0]["cache_creation_input_tokens"]
+    assert usages[1]["cost_usd"] < usages[0]["cost_usd"]
