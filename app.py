@@ -18,14 +18,14 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from chalice import AuthResponse, Chalice, Response
 from chalice.app import AuthRequest, Request, SQSEvent
 
-from chalicelib import deadline, errors
+from chalicelib import counting, deadline, errors
 from chalicelib.observe import callstats
 from chalicelib.observe.callstats import Outcome
 from chalicelib.tenancy.auth import Caller, authenticate, caller_from_context, caller_to_context
@@ -33,6 +33,7 @@ from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.jobs.store import Job
 from chalicelib.jobs.api import (answer_or_defer, base_url, find, render_job, status_url,
                                  submit)
+from chalicelib.tenancy.header_auth import KeyCache
 from chalicelib.tenancy.limits import reservation_size
 from chalicelib.cache import cacheable
 from chalicelib.completion import billable
@@ -43,11 +44,13 @@ from chalicelib.wire.completions import parse_completions_request, render_text_c
 from chalicelib.wire.openai import (parse_openai_request, render_completion, render_model,
                                     render_models)
 from chalicelib.runtime import Runtime
-from chalicelib.streaming import native as native_stream, openai as openai_stream
+from chalicelib.streaming import (messages as messages_stream, native as native_stream,
+                                  openai as openai_stream)
 from chalicelib.streaming.live import LiveStream
 from chalicelib.streaming.response import StreamedResponse, from_proxy, single
 from chalicelib.streaming.sse import HEADERS as SSE_HEADERS
 from chalicelib.jobs.worker import handle_message
+from chalicelib.wire import messages as messages_wire
 from chalicelib.wire.native import parse_chat_request, render_chat
 from chalicelib.wire.validation import decode_json_object, model_field
 
@@ -57,6 +60,7 @@ log.setLevel(logging.INFO)
 
 STATUS: dict[type[errors.ApiError], int] = {
     errors.InvalidRequestError: 400,
+    errors.AuthenticationError: 401,
     errors.RequestTooLargeError: 413,
     errors.UnsupportedMediaTypeError: 415,
     errors.ModelNotFoundError: 404,
@@ -75,6 +79,20 @@ STATUS: dict[type[errors.ApiError], int] = {
     errors.LimiterUnavailableError: 503,
     errors.QueueUnavailableError: 503,
     errors.ApiError: 500,
+}
+# Anthropic's statuses for the Messages routes (its types: wire/messages.py):
+# 529 overloaded_error for whatever says "retry shortly", 500 api_error for a
+# failure of ours or Bedrock's, and no 415 (Anthropic answers a body that is
+# not JSON with a 400).
+ANTHROPIC_STATUS: dict[type[errors.ApiError], int] = {
+    **STATUS,
+    errors.UnsupportedMediaTypeError: 400,
+    errors.UpstreamUnavailableError: 529,
+    errors.LimiterUnavailableError: 529,
+    errors.QueueUnavailableError: 529,
+    errors.AuthUnavailableError: 529,
+    errors.UpstreamError: 500,
+    errors.UpstreamMisconfiguredError: 500,
 }
 # API Gateway caches an authorizer's answer per key for this long, so a
 # revoked key stops working within it (chalice local never caches).
@@ -96,6 +114,7 @@ CHALICE_ERRORS: dict[int, type[errors.ApiError]] = {
 }
 
 _runtime: Runtime | None = None
+_key_cache: KeyCache | None = None
 
 
 def get_runtime() -> Runtime:
@@ -107,15 +126,22 @@ def get_runtime() -> Runtime:
 
 def set_runtime(runtime: Runtime | None) -> None:
     """Replace (or, with None, forget) the lazily built dependencies."""
-    global _runtime
+    global _runtime, _key_cache
     _runtime = runtime
+    _key_cache = None
 
 
-def status_for(error: errors.ApiError) -> int:
+def status_for(error: errors.ApiError,
+               table: dict[type[errors.ApiError], int] = STATUS) -> int:
     for cls in type(error).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
+        if cls in table:
+            return table[cls]
     return 500
+
+
+def is_messages_route(path: str) -> bool:
+    """The routes that speak Anthropic's Messages API (and its error envelope)."""
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
 
 
 def limit_headers(status: tuple[LimitStatus, ...]) -> dict[str, str]:
@@ -128,14 +154,22 @@ def limit_headers(status: tuple[LimitStatus, ...]) -> dict[str, str]:
     return headers
 
 
-def error_response(error: errors.ApiError) -> Response:
-    body = error.envelope()
+def error_response(error: errors.ApiError, anthropic: bool = False,
+                   request_id: str | None = None) -> Response:
+    """The error in OpenAI's envelope, or (``anthropic``) in Anthropic's,
+    which names the request (``request_id``, by default Chalice's current one)."""
+    if anthropic:
+        body = messages_wire.error_envelope(
+            error, current_request_id() if request_id is None else request_id)
+        status = status_for(error, ANTHROPIC_STATUS)
+    else:
+        body, status = error.envelope(), status_for(error)
     headers = {"Content-Type": "application/json"}
     if isinstance(error, (errors.UpstreamThrottledError, errors.RateLimitExceededError)):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, errors.RateLimitExceededError):
         headers.update(limit_headers(error.status))
-    return Response(body=body, status_code=status_for(error), headers=headers)
+    return Response(body=body, status_code=status, headers=headers)
 
 
 def _internal_error(request_id: str) -> errors.ApiError:
@@ -147,18 +181,18 @@ def current_request_id() -> str:
     return str(request.context.get("requestId", "")) if request is not None else ""
 
 
-def api_view(view: Callable[..., Any]) -> Callable[..., Any]:
+def api_view(view: Callable[..., Any], anthropic: bool = False) -> Callable[..., Any]:
     """Turn domain errors into the envelope, and anything else into a bare 500."""
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return view(*args, **kwargs)
         except errors.ApiError as error:
-            return error_response(error)
+            return error_response(error, anthropic)
         except Exception:
             request_id = current_request_id()
             log.exception("unhandled error, request id %s", request_id)
-            return error_response(_internal_error(request_id))
+            return error_response(_internal_error(request_id), anthropic)
     return wrapper
 
 
@@ -167,6 +201,8 @@ def record(event: Request, response: Response, stats: callstats.CallStats, start
     try:
         body = response.body
         error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict) and "code" not in error:  # Anthropic's envelope
+            error = {"code": error.get("type")}
         outcome = Outcome(
             kind="request", request_id=str(event.context["requestId"]),
             route=f"{event.method} {event.context.get('resourcePath', event.path)}",
@@ -193,10 +229,12 @@ def request_id_and_envelope(event: Request, get_response: Callable[[Request], Re
         kind = CHALICE_ERRORS.get(response.status_code)
         error = kind(str(body["Message"])) if kind else _internal_error(request_id)
         allow = response.headers.get("Allow")
-        response = error_response(error)
+        response = error_response(error, is_messages_route(event.path))
         if allow:
             response.headers["Allow"] = allow
     response.headers["x-request-id"] = request_id
+    if is_messages_route(event.path):
+        response.headers["request-id"] = request_id  # where Anthropic's SDKs read it
     record(event, response, stats, started)
     return response
 
@@ -324,14 +362,14 @@ def open_stream(request: ChatRequest, caller: Caller) -> LiveStream:
                            lambda: runtime.service.stream(request))
 
 
-def buffered(live: LiveStream, body: Iterator[str]) -> Response:
+def buffered(live: LiveStream, body: Iterator[str], anthropic: bool = False) -> Response:
     """A stream served by Chalice itself (the test client, plain ``chalice
     local``; once deployed, only while the deploy wires the streaming
     function): Chalice cannot stream (aws/chalice#2078), so the events are
     sent at once, and a failure inside the stream is still its HTTP error."""
     text = "".join(body)
     if live.error is not None:
-        return error_response(live.error)
+        return error_response(live.error, anthropic)
     return Response(body=text, status_code=200,
                     headers={**SSE_HEADERS, **limit_headers(live.reservation.status)})
 
@@ -404,6 +442,64 @@ def text_completions() -> Response:
     return openai_answer("/v1/completions")
 
 
+# --- Anthropic's Messages API: the same path (limits, cache, deadline, billing,
+# telemetry) in Anthropic's shapes. These routes take the key as x-api-key or
+# as Authorization: Bearer, so API Gateway runs no authorizer on them and the
+# function checks the key itself (tenancy/header_auth.py says why).
+
+
+def key_caller(headers: Mapping[str, str]) -> Caller:
+    """The caller of the key in ``headers`` (x-api-key or Bearer), or AuthenticationError."""
+    global _key_cache
+    runtime = get_runtime()
+    if _key_cache is None:
+        _key_cache = KeyCache(AUTH_CACHE_TTL_S)
+    return _key_cache.caller(headers, runtime.keys, runtime.clock(),
+                             runtime.settings.default_limits)
+
+
+def messages_caller() -> Caller:
+    """The key's caller, recorded where the authorizer's would be (telemetry)."""
+    request = app.current_request
+    caller = key_caller(request.headers)
+    request.context["authorizer"] = caller_to_context(caller)
+    return caller
+
+
+def message_id(request_id: str) -> str:
+    return "msg_" + request_id.replace("-", "")
+
+
+@app.route("/v1/messages", methods=["POST"])
+@functools.partial(api_view, anthropic=True)
+def create_message() -> Response:
+    caller = messages_caller()
+    runtime = get_runtime()
+    request, options = messages_wire.parse_messages_request(json_body(), runtime.settings)
+    msg_id = message_id(current_request_id())
+    if options.stream:
+        live = open_stream(request, caller)
+        return buffered(live, messages_stream.render_events(
+            live.events(), msg_id, request.model, current_request_id()), anthropic=True)
+    completion, reservation = runtime.limiter.run(
+        caller, reservation_size(request),
+        lambda: runtime.service.complete(request, caller.tenant), billable)
+    return json_response(messages_wire.render_message(completion, msg_id),
+                         {**limit_headers(reservation.status), **cache_header(request, completion)})
+
+
+@app.route("/v1/messages/count_tokens", methods=["POST"])
+@functools.partial(api_view, anthropic=True)
+def count_message_tokens() -> Response:
+    """Free and never reserved: no model runs."""
+    messages_caller()
+    runtime = get_runtime()
+    request, _ = messages_wire.parse_messages_request(json_body(), runtime.settings,
+                                                      counting=True)
+    return json_response({"input_tokens": counting.input_tokens(request,
+                                                                runtime.service.gateway)})
+
+
 @app.route("/v1/embeddings", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def create_embeddings() -> Response:
@@ -437,7 +533,7 @@ def retrieve_model(model_id: str) -> dict[str, Any]:
 # function behind API Gateway's response streaming (its Runtime API loop is
 # chalicelib/streaming/lambda_runtime.py). It streams POSTs to these routes
 # that ask for a stream, and hands every other request to Chalice.
-STREAM_ROUTES = ("/chat", *OPENAI_ROUTES)
+STREAM_ROUTES = ("/chat", *OPENAI_ROUTES, "/v1/messages")
 
 
 def stream_payload(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -476,6 +572,14 @@ def record_outcome(outcome: Outcome, stats: callstats.CallStats) -> None:
         log.exception("telemetry failed")
 
 
+def stream_caller(event: dict[str, Any], authorizer: dict[str, Any]) -> Caller:
+    """The Messages route's caller: its key, checked here as the route checks it
+    (API Gateway runs no authorizer there); the tenant goes to telemetry."""
+    caller = key_caller({str(k): str(v) for k, v in (event.get("headers") or {}).items()})
+    authorizer.update(caller_to_context(caller))
+    return caller
+
+
 def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -> StreamedResponse:
     """The same path as the routes above (authorizer context, validation,
     limits, the one ChatService, telemetry), answered as it comes."""
@@ -493,19 +597,26 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
                                error_code=error_code,
                                latency_ms=(time.monotonic() - started) * 1000), stats)
 
+    anthropic = is_messages_route(route)
     try:
         runtime = get_runtime()
-        caller = caller_from_context(authorizer)
-        if route == "/chat":
+        if anthropic:
+            caller = stream_caller(event, authorizer)
+            request, _ = messages_wire.parse_messages_request(payload, runtime.settings)
+            live = open_stream(request, caller)
+            events = live.events()
+            chunks = messages_stream.render_events(events, message_id(request_id), request.model,
+                                                   request_id)
+        elif route == "/chat":
             request = parse_chat_request(native_stream.split_stream_flag(payload)[0],
                                          runtime.settings)
-            live = open_stream(request, caller)
+            live = open_stream(request, caller_from_context(authorizer))
             events = live.events()
             chunks = native_stream.render_events(events, request_id, request.model)
         else:
             parse, id_prefix, _, render_chunks = OPENAI_ROUTES[route]
             request, options = parse(payload, runtime.settings)
-            live = open_stream(request, caller)
+            live = open_stream(request, caller_from_context(authorizer))
             events = live.events()
             chunks = render_chunks(events, f"{id_prefix}-{request_id}", int(runtime.clock()),
                                    request.model, options.include_usage)
@@ -515,7 +626,9 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
         else:
             log.exception("unhandled error, request id %s", request_id)
             error = _internal_error(request_id)
-        response = error_response(error)
+        response = error_response(error, anthropic, request_id)
+        if anthropic:
+            response.headers["request-id"] = request_id
         finish(response.status_code, error.code)
         return single(response.status_code, {**response.headers, "x-request-id": request_id},
                       json.dumps(response.body).encode("utf-8"))
@@ -529,20 +642,21 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
             events.close()  # a client that hung up: drains Bedrock, settles
             error = live.error
             if error is not None:
-                finish(status_for(error), error.code)
+                finish(status_for(error, ANTHROPIC_STATUS if anthropic else STATUS), error.code)
             else:
                 finish(200, "client_disconnected" if live.abandoned else None)
 
     return StreamedResponse(200, {**SSE_HEADERS, **limit_headers(live.reservation.status),
-                                  "x-request-id": request_id}, body())
+                                  "x-request-id": request_id,
+                                  **({"request-id": request_id} if anthropic else {})}, body())
 
 
 @app.lambda_function(name="stream_handler")
 def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway's streaming integration of POST /chat,
-    /v1/chat/completions and /v1/completions. Deployed, the function's exec wrapper runs
-    chalicelib/streaming/lambda_runtime.py instead of Python's managed
-    runtime, and that loop calls ``serve`` and streams its answer. Called as
+    /v1/chat/completions, /v1/completions and /v1/messages. Deployed, the
+    function's exec wrapper runs chalicelib/streaming/lambda_runtime.py
+    instead of Python's managed runtime, and that loop calls ``serve`` and streams its answer. Called as
     a plain handler (no wrapper), it answers in the buffered proxy shape."""
     response = serve(event, context)
     return {"statusCode": response.status, "headers": response.headers,

@@ -38,6 +38,9 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    # A prompt cache point after this message (Converse cachePoint), on the
+    # models that cache prompts.
+    cache_point: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,16 +82,24 @@ class ChatRequest:
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     parallel_tool_calls: bool = True
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    tools_cache_point: bool = False  # a prompt cache point after the tool definitions
 
 
 @dataclass(frozen=True)
 class Usage:
+    """Bedrock's counts. With prompt caching, ``input_tokens`` are the
+    uncached ones; the cached prefix is read or written besides them, and all
+    of them count against a key's token limits."""
+
     input_tokens: int
     output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return (self.input_tokens + self.output_tokens + self.cache_read_tokens
+                + self.cache_write_tokens)
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,13 @@ class LimiterUnavailableError(ApiError):
     type = "server_error"
 
 
+class AuthenticationError(ApiError):
+    """No API key, or one that is not accepted (routes that check keys themselves)."""
+
+    code = "invalid_api_key"
+    type = "invalid_request_error"
+
+
 class AuthUnavailableError(ApiError):
     """The keys table cannot be read: the key is neither accepted nor refused.
 

@@ -50,6 +50,7 @@ OPERATIONS = {
     "invoke-with-response-stream": "InvokeModelWithResponseStream",
     "converse": "Converse",
     "converse-stream": "ConverseStream",
+    "count-tokens": "CountTokens",
 }
 
 
@@ -166,6 +167,9 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, RecursionError):
             recorded = raw.decode("utf-8", "replace")
         state.record(operation, model_id, recorded)
+        if operation == "CountTokens":
+            self._count_tokens(model_id, recorded)
+            return
         try:
             context = check_model(model_id)
             converse = operation.startswith("Converse")
@@ -224,7 +228,9 @@ class Handler(BaseHTTPRequestHandler):
             stop_reason = gen.stop_reason
             if converse:
                 pieces, stop_reason = apply_stop(pieces, stop_reason, body["stop"])
-            answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg, tool_use)
+            cache = (state.cache_prefixes(body["cache_points"], spec.cache_min_tokens)
+                     if converse and body.get("cache_points") else None)
+            answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg, tool_use, cache)
             if streaming:
                 self._start_stream()
                 answer.stream(_FaultySink(self, cfg), injected if in_stream else None)
@@ -237,6 +243,33 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, *payload)
         finally:
             release()
+
+    def _count_tokens(self, model_id: str, body: Any) -> None:
+        """CountTokens of a Converse input: the input tokens Converse would
+        report for it, for the models Bedrock counts; no inference, no faults."""
+        try:
+            # A foundation model id (FoundationModelVersionIdentifier), never a
+            # profile's, even for a model served only through profiles.
+            served = [spec for spec in REGISTRY.values()
+                      if (spec.base_id or spec.id) == model_id and spec.count_tokens]
+            if not served or model_id != served[0].base_id:
+                raise BedrockError("ValidationException",
+                                   "The provided model doesn't support counting tokens.")
+            given = body.get("input") if isinstance(body, dict) else None
+            if not isinstance(given, dict) or list(given) != ["converse"]:
+                raise BedrockError("ValidationException",
+                                   "input must hold exactly one of converse or invokeModel.")
+            converse_input = given["converse"]
+            if not isinstance(converse_input, dict) or "inferenceConfig" in converse_input:
+                raise BedrockError("ValidationException", "input.converse takes messages, "
+                                   "system, toolConfig and additionalModelRequestFields.")
+            prompt = parse_converse(json.dumps(converse_input).encode(), served[0].id,
+                                    False)["prompt"]
+        except BedrockError as err:
+            self.state.count_error(err.name)
+            self._error(err)
+            return
+        self._json(200, {"inputTokens": count_prompt_tokens(prompt)})
 
     def _embedding(self, model_id: str, raw: bytes) -> None:
         """An embedding answer, with Bedrock's token-count headers. Faults,

@@ -189,7 +189,8 @@ class Answer:
 
     def __init__(self, operation: str, pieces: list[str], stop_reason: str,
                  prompt_tokens: int, cfg: Config,
-                 tool_use: tuple[str, str, dict[str, Any]] | None = None) -> None:
+                 tool_use: tuple[str, str, dict[str, Any]] | None = None,
+                 cache: tuple[int, int] | None = None) -> None:
         self.operation = operation
         self.pieces = pieces
         self.text = "".join(pieces)
@@ -203,6 +204,18 @@ class Answer:
         self.output_tokens = count_tokens(self.text + self.tool_input)
         self.cfg = cfg
         self.started = time.monotonic()
+        # (read, written) prompt-cache tokens, for a Converse request with cache points.
+        self.cache = cache
+
+    def _usage(self) -> dict[str, int]:
+        """Converse's usage: with cache points, the cached prefix apart from inputTokens."""
+        read, written = self.cache or (0, 0)
+        uncached = max(0, self.prompt_tokens - read - written)
+        usage = {"inputTokens": uncached, "outputTokens": self.output_tokens,
+                 "totalTokens": uncached + read + written + self.output_tokens}
+        if self.cache is not None:
+            usage.update(cacheReadInputTokens=read, cacheWriteInputTokens=written)
+        return usage
 
     def _latency_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000) + self.cfg.latency_ms
@@ -224,8 +237,7 @@ class Answer:
             payload: dict[str, Any] = {
                 "output": {"message": {"role": "assistant", "content": content}},
                 "stopReason": self._converse_reason(),
-                "usage": {"inputTokens": self.prompt_tokens, "outputTokens": self.output_tokens,
-                          "totalTokens": self.prompt_tokens + self.output_tokens},
+                "usage": self._usage(),
                 "metrics": {"latencyMs": self._latency_ms()}}
         else:
             payload = {"generation": self.text, "prompt_token_count": self.prompt_tokens,
@@ -251,9 +263,7 @@ class Answer:
         for name_, body in (
                 ("contentBlockStop", {"contentBlockIndex": 0}),
                 ("messageStop", {"stopReason": "tool_use"}),
-                ("metadata", {"usage": {"inputTokens": self.prompt_tokens,
-                                        "outputTokens": self.output_tokens,
-                                        "totalTokens": self.prompt_tokens + self.output_tokens},
+                ("metadata", {"usage": self._usage(),
                               "metrics": {"latencyMs": self._latency_ms()}})):
             sink.stream_message(eventstream.event(name_, body))
 
@@ -280,9 +290,7 @@ class Answer:
             for name, body in (
                     ("contentBlockStop", {"contentBlockIndex": 0}),
                     ("messageStop", {"stopReason": self._converse_reason()}),
-                    ("metadata", {"usage": {"inputTokens": self.prompt_tokens,
-                                            "outputTokens": self.output_tokens,
-                                            "totalTokens": self.prompt_tokens + self.output_tokens},
+                    ("metadata", {"usage": self._usage(),
                                   "metrics": {"latencyMs": self._latency_ms()}})):
                 sink.stream_message(eventstream.event(name, body))
 

@@ -104,7 +104,11 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
             or not body["messages"]:
         raise _invalid("A conversation must start with a user message.")
     turns: list[_Msg] = []
+    points: list[tuple[str, int]] = []
     for item in body.get("system") or []:
+        if isinstance(item, dict) and "cachePoint" in item:
+            points.append(_cache_point(item, model_id, turns))
+            continue
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise _invalid("The system content must be text.")
         turns.append(_Msg("system", item["text"]))
@@ -120,6 +124,10 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
         texts: list[str] = []
         for block in blocks:
             kind = next(iter(block), "") if isinstance(block, dict) and len(block) == 1 else ""
+            if kind == "cachePoint":
+                done = [*turns, _Msg(expected, "\n".join(texts))] if texts else turns
+                points.append(_cache_point(block, model_id, done))
+                continue
             last_blocks.append(kind)
             if kind == "text" and isinstance(block["text"], str) and block["text"].strip():
                 texts.append(block["text"])
@@ -152,7 +160,12 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
     tools: list[Tool] = []
     choice = None
     if body.get("toolConfig") is not None:
-        tools, choice = _tools(body["toolConfig"], model_id, streaming)
+        config = body["toolConfig"]
+        if isinstance(config, dict) and isinstance(config.get("tools"), list):
+            marks = [t for t in config["tools"] if isinstance(t, dict) and "cachePoint" in t]
+            points += [_cache_point(mark, model_id, []) for mark in marks]
+            config = {**config, "tools": [t for t in config["tools"] if t not in marks]}
+        tools, choice = _tools(config, model_id, streaming)
     elif uses_tools:
         raise _invalid("The toolConfig field must be defined when using toolUse and toolResult "
                        "content blocks.")
@@ -177,9 +190,27 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
     checked["stop"] = stops
     after_results = bool(last_blocks) and all(k == "toolResult" for k in last_blocks)
     checked["tool_use"] = None
+    checked["cache_points"] = points
     if tools and not after_results:
         checked["tool_use"] = _tool_use(tools, choice, user_text, checked["prompt"])
     return checked
+
+
+def _cache_point(block: dict[str, Any], model_id: str, before: list[_Msg]) -> tuple[str, int]:
+    """A cachePoint, as Bedrock checks it: (the key of the prefix before it,
+    that prefix's tokens). The emulator counts a prefix as the prompt text of
+    the turns before the point; tool definitions are not in its token counts,
+    so a point after the tools alone caches nothing."""
+    spec = REGISTRY[model_id]
+    if not spec.cache_min_tokens:
+        raise _invalid("This model doesn't support prompt caching.")
+    point = block.get("cachePoint")
+    if not isinstance(point, dict) or point.get("type") != "default" or \
+            point.get("ttl") not in (None, "5m") or set(point) - {"type", "ttl"}:
+        raise _invalid("cachePoint must be {\"type\": \"default\"} (ttl 5m on this model).")
+    text = format_prompt(before) if before else ""
+    key = hashlib.sha256(f"{spec.base_id}\n{text}".encode()).hexdigest()
+    return key, count_tokens(text) if before else 0
 
 
 def _tool_use(tools: list[Tool], choice: Any, user_text: str,

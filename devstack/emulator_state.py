@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,6 +133,25 @@ class State:
             self.max_in_flight = 0
             self.throttled = 0
             self.errors: Counter[str] = Counter()
+            # Bedrock's prompt cache: a prefix's key -> when it expires (monotonic).
+            self.prompt_cache: dict[str, float] = {}
+
+    def cache_prefixes(self, points: list[tuple[str, int]], minimum: int,
+                       ttl_s: float = 300.0) -> tuple[int, int]:
+        """(tokens read, tokens written) for a request's cache points, as
+        Bedrock caches: a prefix of at least ``minimum`` tokens is written on
+        first use and read within its TTL (each read renews it); the longest
+        cached prefix is read and the rest up to the last point written."""
+        now = time.monotonic()
+        usable = sorted((tokens, key) for key, tokens in points if tokens >= minimum)
+        if not usable:
+            return 0, 0
+        with self.lock:
+            read = max((tokens for tokens, key in usable
+                        if self.prompt_cache.get(key, 0.0) > now), default=0)
+            for _, key in usable:
+                self.prompt_cache[key] = now + ttl_s
+        return read, usable[-1][0] - read
 
     def configure(self, changes: Any) -> dict[str, Any]:
         with self.lock:

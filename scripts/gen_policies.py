@@ -25,7 +25,8 @@ policy per function:
   ConverseStream), plus InvokeModel only when the stage allows a model that
   needs it (Converse, embeddings),
   usage/jobs/cache tables (the API function also BatchGetItem on the usage
-  table, for GET /usage), send to the queue;
+  table, for GET /usage), send to the queue, and GetItem on the keys table
+  (the Messages routes check the key themselves: tenancy/header_auth.py);
 - auth (api_key_auth): GetItem on the keys table, nothing else;
 - worker (process_job): Bedrock InvokeModelWithResponseStream, usage/jobs/
   cache tables, and the queue actions of Lambda's SQS event source plus
@@ -130,9 +131,16 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
                   [table(env["CACHE_TABLE"])]),
     ]
 
+    counted = [m for m in models if REGISTRY[m].count_tokens]
+
     def api_role(function: str | None) -> list[dict[str, Any]]:
         return [
             statement("InvokeModels", invoke, bedrock_resources(models)),
+            # POST /v1/messages/count_tokens, on the API function, for the
+            # models CountTokens counts (their foundation models, by base id).
+            *([statement("CountTokens", ["bedrock:CountTokens"], sorted({
+                f"arn:aws:bedrock:*::foundation-model/{REGISTRY[m].base_id or m}"
+                for m in counted}))] if function is None and counted else []),
             *shared_tables,
             # GET /usage is served by the API function only.
             *([statement("ReadUsage", ["dynamodb:BatchGetItem"], [table(env["USAGE_TABLE"])])]
@@ -140,6 +148,8 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
             statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                       [table(env["JOBS_TABLE"])]),
             statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
+            # The Messages routes check the key themselves (x-api-key or Bearer).
+            statement("ReadKeys", ["dynamodb:GetItem"], [table(env["KEYS_TABLE"])]),
             logs(stage, function),
         ]
     auth = [

@@ -42,6 +42,10 @@ ERROR = OAS31Validator({"$ref": "urn:openapi#/components/schemas/Error"}, regist
 NATIVE_EVENT = OAS31Validator({"$ref": "urn:openapi#/components/schemas/NativeStreamEvent"},
                               registry=_REGISTRY)
 NATIVE_EVENTS = {"start", "delta", "tool_call", "end", "error"}
+MESSAGES_EVENT = OAS31Validator({"$ref": "urn:openapi#/components/schemas/MessagesStreamEvent"},
+                                registry=_REGISTRY)
+MESSAGES_ERROR = OAS31Validator({"$ref": "urn:openapi#/components/schemas/MessagesErrorBody"},
+                                registry=_REGISTRY)
 
 
 def _content_type(headers: dict[str, str], default: str = "application/json") -> str:
@@ -71,6 +75,20 @@ def native_events(body: bytes) -> list[tuple[str, Any]]:
     return events
 
 
+def messages_events(body: bytes) -> list[tuple[str, Any]]:
+    """The (name, data) events of a Messages stream: each ``event:`` name is
+    its data's ``type``; message_start first, message_stop or error last."""
+    events = []
+    for block in [b for b in body.decode("utf-8").split("\n\n") if b]:
+        name, data = block.split("\n")
+        assert name.startswith("event: ") and data.startswith("data: "), block
+        event = (name[len("event: "):], json.loads(data[len("data: "):]))
+        assert event[0] == event[1]["type"], block
+        events.append(event)
+    assert events[0][0] == "message_start" and events[-1][0] in ("message_stop", "error"), events
+    return events
+
+
 def check_exchange(method: str, url: str, headers: dict[str, str], body: bytes | None,
                    status: int, response_headers: dict[str, str], response_body: bytes) -> None:
     parts = urlsplit(url)
@@ -78,7 +96,8 @@ def check_exchange(method: str, url: str, headers: dict[str, str], body: bytes |
         # A method the description does not list, on a path it does.
         assert parts.path in _DOCUMENT["paths"], parts.path
         assert method.lower() not in _DOCUMENT["paths"][parts.path]
-        ERROR.validate(json.loads(response_body))
+        (MESSAGES_ERROR if parts.path.startswith("/v1/messages") else ERROR).validate(
+            json.loads(response_body))
         return
     request = MockRequest(HOST, method.lower(), parts.path, args=parse_qs(parts.query),
                           headers=headers, data=body or None,
@@ -94,7 +113,10 @@ def check_exchange(method: str, url: str, headers: dict[str, str], body: bytes |
     else:
         SPEC.validate_response(request, MockResponse(response_body, status,
                                                      headers=response_headers, content_type=media))
-    if media == "text/event-stream" and parts.path == "/chat":
+    if media == "text/event-stream" and parts.path == "/v1/messages":
+        for _, event in messages_events(response_body):
+            MESSAGES_EVENT.validate(event)
+    elif media == "text/event-stream" and parts.path == "/chat":
         for name, event in native_events(response_body):
             assert name in NATIVE_EVENTS
             NATIVE_EVENT.validate(event)
@@ -115,7 +137,7 @@ class ValidatingHTTP:
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: bytes | str = b"") -> Any:
         headers = dict(headers or {})
-        if self._key and not any(h.lower() == "authorization" for h in headers):
+        if self._key and not any(h.lower() in ("authorization", "x-api-key") for h in headers):
             headers["Authorization"] = f"Bearer {self._key}"
         raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
         response = self._http.request(method, path, headers=headers, body=raw)

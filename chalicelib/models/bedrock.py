@@ -251,6 +251,19 @@ class BedrockGateway:
         finally:
             stats.bedrock_ms += (time.monotonic() - started) * 1000
 
+    def count_tokens(self, model_id: str, converse_input: dict[str, Any]) -> int:
+        """CountTokens of a Converse input (``messages``, ``system``,
+        ``toolConfig``) for the foundation model ``model_id``; free, no inference."""
+        try:
+            response = self._client.count_tokens(modelId=model_id,
+                                                 input={"converse": converse_input})
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, model_id) from exc
+        count = response.get("inputTokens")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise UpstreamError("The model returned a malformed answer.")
+        return count
+
     def converse_stream(self, model_id: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """ConverseStream's events (bedrock:InvokeModelWithResponseStream),
         under the call's deadline like ``invoke_stream``."""

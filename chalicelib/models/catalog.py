@@ -62,6 +62,16 @@ class ChatModelRow:
     stream_tools: bool = True  # tools accepted by ConverseStream
     prefill: bool = False  # a final assistant message is continued
     top_p_with_temperature: bool = True  # False: the model takes one of the two
+    # Bedrock's CountTokens on bedrock-runtime (AWS user guide, "count-tokens":
+    # Claude 3.5 Haiku, 3.5/3.7 Sonnet, Sonnet 4, Opus 4; not every model that
+    # is served only through a profile): False where uncertain, and then
+    # count_tokens answers the limiter's bound instead.
+    count_tokens: bool = False
+    # Prompt caching on Converse (cachePoint blocks): the fewest tokens a
+    # cached prefix may hold (0: no caching), from AWS's prompt caching user
+    # guide as SPEC.md summarises it; 5-minute TTL only (1 h is not offered
+    # through Converse for these rows: a 1 h mark caches for 5 minutes).
+    cache_min_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,20 +97,22 @@ CHAT_MODELS: tuple[ChatModelRow, ...] = (
     ChatModelRow("anthropic.claude-3-haiku-20240307-v1:0", "claude", 200_000, 4_096, _2024_03,
                  "0.25", "1.25", LITELLM, profiles=("us", "eu", "apac"), prefill=True),
     ChatModelRow("anthropic.claude-3-5-haiku-20241022-v1:0", "claude", 200_000, 8_192, _2024_11,
-                 "0.80", "4.00", LITELLM, profiles=("us",), prefill=True),
+                 "0.80", "4.00", LITELLM, profiles=("us",), prefill=True, count_tokens=True,
+                 cache_min_tokens=2_048),
     ChatModelRow("anthropic.claude-3-7-sonnet-20250219-v1:0", "claude", 200_000, 8_192, _2025_02,
                  "3.00", "15.00", LITELLM, profiles=("us", "eu", "apac"), on_demand_base=False,
-                 prefill=True),
+                 prefill=True, count_tokens=True, cache_min_tokens=1_024),
     ChatModelRow("anthropic.claude-sonnet-4-20250514-v1:0", "claude", 200_000, 64_000, _2025_05,
                  "3.00", "15.00", UNVERIFIED, profiles=("us", "eu", "apac", "global"),
-                 on_demand_base=False, prefill=True),
+                 on_demand_base=False, prefill=True, count_tokens=True, cache_min_tokens=1_024),
     # Claude 4.5 models refuse temperature and top_p together.
     ChatModelRow("anthropic.claude-sonnet-4-5-20250929-v1:0", "claude", 200_000, 64_000,
                  _2025_09, "3.00", "15.00", UNVERIFIED, profiles=("us", "eu", "global"),
-                 on_demand_base=False, prefill=True, top_p_with_temperature=False),
+                 on_demand_base=False, prefill=True, top_p_with_temperature=False,
+                 cache_min_tokens=1_024),
     ChatModelRow("anthropic.claude-haiku-4-5-20251001-v1:0", "claude", 200_000, 64_000, _2025_10,
                  "1.00", "5.00", LITELLM, profiles=("us", "eu", "global"), on_demand_base=False,
-                 prefill=True, top_p_with_temperature=False),
+                 prefill=True, top_p_with_temperature=False, cache_min_tokens=4_096),
     # Amazon Nova.
     ChatModelRow("amazon.nova-micro-v1:0", "nova", 128_000, 10_000, _2024_12, "0.035", "0.14",
                  LITELLM, profiles=("us", "eu", "apac"), prefill=True),
@@ -140,6 +152,19 @@ EMBEDDING_MODELS: tuple[EmbeddingModelRow, ...] = (
     EmbeddingModelRow("cohere.embed-multilingual-v3", "cohere-embed", 512, (1024,), 96, _2024_10,
                       "0.10", UNVERIFIED),
 )
+
+
+# Claude's cache prices relative to its input price (SPEC.md, from AWS's
+# Bedrock pricing page: a cache write about 1.25x, a read about 0.1x).
+CACHE_WRITE_FACTOR, CACHE_READ_FACTOR = Decimal("1.25"), Decimal("0.1")
+CACHE_PRICE_SOURCE = "SPEC.md (aws.amazon.com/bedrock/pricing: write 1.25x, read 0.1x input)"
+
+
+def catalog_cache_prices() -> dict[str, tuple[Decimal, Decimal]]:
+    """USD per million cached tokens (written, read), by base id, for the models that cache."""
+    return {row.base_id: (Decimal(row.price_in) * CACHE_WRITE_FACTOR,
+                          Decimal(row.price_in) * CACHE_READ_FACTOR)
+            for row in CHAT_MODELS if row.cache_min_tokens}
 
 
 def catalog_prices() -> dict[str, tuple[Decimal, Decimal]]:

@@ -90,7 +90,15 @@ def tool_use_id(call_id: str | None) -> str:
     return "id_" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
 
+CACHE_POINT = {"cachePoint": {"type": "default"}}
+
+
 def _blocks(message: Message) -> list[dict[str, Any]]:
+    blocks = _content_blocks(message)
+    return blocks + [dict(CACHE_POINT)] if blocks and message.cache_point else blocks
+
+
+def _content_blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
         return [{"toolResult": {"toolUseId": tool_use_id(message.tool_call_id),
                                 "content": [{"text": message.content if message.content.strip()
@@ -115,8 +123,11 @@ def _turns(messages: list[Message]) -> list[dict[str, Any]]:
             turns[-1]["content"] += blocks
         else:
             turns.append({"role": role, "content": blocks})
-    for turn in turns:  # tool results first in their user turn; order kept otherwise
-        turn["content"].sort(key=lambda b: 0 if "toolResult" in b else 1)
+    for turn in turns:  # tool results (and a cache point right after one) first; order kept
+        content = turn["content"]
+        first = [b for i, b in enumerate(content) if "toolResult" in b or (
+            "cachePoint" in b and i and "toolResult" in content[i - 1])]
+        turn["content"] = first + [b for b in content if not any(b is f for f in first)]
     if not turns or turns[0]["role"] != "user":
         turns.insert(0, {"role": "user", "content": [{"text": LEADING_USER}]})
     last = turns[-1]
@@ -135,6 +146,8 @@ def _tool_config(request: ChatRequest, takes_choice: bool) -> dict[str, Any]:
         if tool.description:
             spec["description"] = tool.description
         tools.append({"toolSpec": spec})
+    if request.tools_cache_point:
+        tools.append(dict(CACHE_POINT))
     config: dict[str, Any] = {"tools": tools}
     choice = request.tool_choice
     if takes_choice:
@@ -148,7 +161,11 @@ def build_request(request: ChatRequest) -> dict[str, Any]:
     """The Converse arguments (all but ``modelId``) for ``request``."""
     spec = get_model(request.model)
     offered = offers_tools(request)
-    system = [{"text": m.content} for m in request.messages if m.role == "system"]
+    system: list[dict[str, Any]] = []
+    for message in request.messages:
+        if message.role == "system":
+            system += [{"text": message.content}, *([dict(CACHE_POINT)] if message.cache_point
+                                                    else [])]
     instruction = format_instruction(request)
     if instruction:
         system.append({"text": instruction})
@@ -182,10 +199,11 @@ class Answer:
 def _usage(value: Any) -> Usage:
     if not isinstance(value, dict):
         raise UpstreamError("The model returned a malformed answer.")
-    counts = [value.get("inputTokens"), value.get("outputTokens")]
+    counts = [value.get("inputTokens"), value.get("outputTokens"),
+              value.get("cacheReadInputTokens", 0), value.get("cacheWriteInputTokens", 0)]
     if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
         raise UpstreamError("The model returned a malformed answer.")
-    return Usage(counts[0], counts[1])
+    return Usage(*counts)
 
 
 def parse_response(payload: Any) -> Answer:
@@ -253,7 +271,9 @@ def generate(gateway: ConverseGateway, request: ChatRequest) -> tuple[Shaped, Us
         retry = repair_request(request, _repair_text(answer), shaped.problem)
         answer = parse_response(gateway.converse(retry.model, build_request(retry)))
         usage = Usage(usage.input_tokens + answer.usage.input_tokens,
-                      usage.output_tokens + answer.usage.output_tokens)
+                      usage.output_tokens + answer.usage.output_tokens,
+                      usage.cache_read_tokens + answer.usage.cache_read_tokens,
+                      usage.cache_write_tokens + answer.usage.cache_write_tokens)
         shaped = _shape_billed(retry, answer, usage)
     return shaped, usage
 

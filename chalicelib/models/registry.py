@@ -43,6 +43,8 @@ class ModelSpec:
     top_p_with_temperature: bool = True
     dimensions: tuple[int, ...] = ()  # embedding sizes; the last is the default
     batch: int = 1  # embedding texts per call
+    count_tokens: bool = False  # Bedrock's CountTokens counts its prompts
+    cache_min_tokens: int = 0  # prompt caching (Converse cachePoint): a prefix's minimum; 0: none
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def _build_registry() -> dict[str, ModelSpec]:
                 max_output_tokens=row.max_output_tokens, owned_by=_OWNERS[row.family],
                 released=row.released, api="converse", base_id=row.base_id, profile=profile,
                 tools=row.tools, tool_choice=row.tool_choice, stream_tools=row.stream_tools,
-                prefill=row.prefill, top_p_with_temperature=row.top_p_with_temperature)
+                prefill=row.prefill, top_p_with_temperature=row.top_p_with_temperature,
+                count_tokens=row.count_tokens, cache_min_tokens=row.cache_min_tokens)
     for embed in EMBEDDING_MODELS:
         for profile in (None, *embed.profiles):
             model_id = f"{profile}.{embed.base_id}" if profile else embed.base_id

@@ -1,5 +1,6 @@
 """JS clients, unchanged, against `make run`: the Vercel AI SDK (through
-@ai-sdk/openai-compatible and @ai-sdk/openai's chat model) and the official
+@ai-sdk/openai-compatible, @ai-sdk/openai's chat model and, on /v1/messages,
+@ai-sdk/anthropic for Llama and for Claude) and the official
 openai npm package. The scripts in tests/e2e/js print what the SDK made of
 the answers as JSON; `make test` installs their pinned packages
 (`npm ci --prefix tests/e2e/js`)."""
@@ -26,13 +27,13 @@ PROVIDERS = ["compatible", "openai"]
 ROLES = ("admin", "user")
 
 
-def node(stack: LocalStack, script: str, *argv: str) -> dict[str, Any]:
+def node(stack: LocalStack, script: str, *argv: str, model: str = MODEL) -> dict[str, Any]:
     executable = shutil.which("node")
     assert executable, "node is needed for the JS client tests"
     assert (JS_DIR / "node_modules").is_dir(), "run `npm ci --prefix tests/e2e/js` (make test does)"
     done = subprocess.run([executable, script, *argv], cwd=JS_DIR, capture_output=True, text=True,
                           timeout=90, env={**os.environ, "LLM_BASE_URL": f"{stack.url}/v1",
-                                           "LLM_API_KEY": stack.key, "LLM_MODEL": MODEL})
+                                           "LLM_API_KEY": stack.key, "LLM_MODEL": model})
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -122,3 +123,20 @@ def test_openai_npm_run_tools(stack: LocalStack, emulator: EmulatorControl) -> N
     (city,) = out["asked"]
     assert f"21 degrees in {city}" in out["final"]
     assert len(emulator.requests()) == 2
+
+
+@pytest.mark.parametrize("model", [MODEL, "us.anthropic.claude-haiku-4-5-20251001-v1:0"])
+def test_ai_sdk_anthropic_provider(stack: LocalStack, emulator: EmulatorControl,
+                                   model: str) -> None:
+    """@ai-sdk/anthropic on /v1/messages: the tool loop plain and streamed, a
+    forced tool, and objects from a zod schema."""
+    for scenario in ("generate-tools", "stream-tools"):
+        out = node(stack, "ai_sdk.mjs", "anthropic", scenario, model=model)
+        assert out["steps"] == 2 and out["finishes"] == ["tool-calls", "stop"], out
+        ((name, args),) = out["calls"]
+        assert out["asked"] == [[name, args["city"]]] and args["city"] in out["text"]
+        assert out["usage"]["inputTokens"] > 0 and out["usage"]["outputTokens"] > 0
+    out = node(stack, "ai_sdk.mjs", "anthropic", "tool-choice", model=model)
+    assert [name for name, _ in out["calls"]] == ["time"] and out["finishes"] == ["tool-calls"]
+    for scenario in ("object", "stream-object", "output-object"):
+        assert_person(node(stack, "ai_sdk.mjs", "anthropic", scenario, model=model)["object"])

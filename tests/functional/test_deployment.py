@@ -25,6 +25,9 @@ CONFIG = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
 STAGES = sorted(CONFIG["stages"])
 # The playground page and its files carry no data; the page asks for a key.
 PUBLIC_ROUTES = {"/health", "/", "/static/{name}"}
+# Anthropic's clients send the key as x-api-key or as Bearer: these routes
+# check it in the function (chalicelib/tenancy/header_auth.py says why).
+KEY_CHECKED_IN_APP = {"/v1/messages", "/v1/messages/count_tokens"}
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +184,8 @@ def test_every_route_but_health_carries_the_authorizer(packaged: dict[str, Path]
             if method == "options":
                 continue
             secured = spec.get("security") == [{"api_key_auth": []}]
-            assert secured == (path not in PUBLIC_ROUTES), f"{method.upper()} {path}"
+            assert secured == (path not in PUBLIC_ROUTES | KEY_CHECKED_IN_APP), \
+                f"{method.upper()} {path}"
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -361,10 +365,11 @@ def test_stream_routes_puts_streaming_integrations() -> None:
     with Stubber(apigateway) as api_stub, Stubber(lambda_client) as lambda_stub:
         api_stub.add_response("get_resources", {"items": [
             {"id": "r1", "path": "/chat"}, {"id": "r2", "path": "/v1/chat/completions"},
-            {"id": "r3", "path": "/health"}, {"id": "r4", "path": "/v1/completions"}]},
+            {"id": "r3", "path": "/health"}, {"id": "r4", "path": "/v1/completions"},
+            {"id": "r5", "path": "/v1/messages"}]},
             {"restApiId": "abc123"})
         for resource, path in (("r1", "/chat"), ("r2", "/v1/chat/completions"),
-                               ("r4", "/v1/completions")):
+                               ("r4", "/v1/completions"), ("r5", "/v1/messages")):
             api_stub.add_response("put_integration", {}, {
                 "restApiId": "abc123", "resourceId": resource, "httpMethod": "POST",
                 "type": "AWS_PROXY", "integrationHttpMethod": "POST", "uri": uri,
@@ -380,6 +385,7 @@ def test_stream_routes_puts_streaming_integrations() -> None:
             "restApiId": "abc123", "stageName": "prod",
             "description": "stream routes from stream_handler"})
         assert wire(apigateway, lambda_client, "abc123", "prod", arn, STREAM_ROUTES) == [
-            "POST /chat", "POST /v1/chat/completions", "POST /v1/completions"]
+            "POST /chat", "POST /v1/chat/completions", "POST /v1/completions",
+            "POST /v1/messages"]
         api_stub.assert_no_pending_responses()
         lambda_stub.assert_no_pending_responses()

@@ -1,6 +1,7 @@
 // The Vercel AI SDK, unchanged, against the endpoint: `node ai_sdk.mjs <provider> <scenario>`
 // prints one JSON line with what the SDK made of the answers. LLM_BASE_URL (…/v1),
 // LLM_API_KEY and LLM_MODEL come from the environment.
+import { createAnthropic } from '@ai-sdk/anthropic';
 import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { generateObject, generateText, Output, stepCountIs, streamObject, streamText, tool } from 'ai';
@@ -16,6 +17,8 @@ const providers = {
   compatible: () => createOpenAICompatible({ name: 'llm-endpoint', baseURL, apiKey,
     supportsStructuredOutputs: true, includeUsage: true }).chatModel(modelId),
   openai: () => createOpenAI({ baseURL, apiKey }).chat(modelId),
+  // Anthropic's Messages API (/v1/messages), the key as x-api-key.
+  anthropic: () => createAnthropic({ baseURL, apiKey })(modelId),
 };
 const model = providers[providerName]();
 
