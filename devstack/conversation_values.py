@@ -54,7 +54,7 @@ describe summarise summarize translate compare call use run check look search an
 reply return hello hi hey thanks thank ok okay yes no new task observation weather today
 tomorrow now and or but if then also just let lets let's json note system user assistant
 add book buy call compute calculate convert create delete fetch lookup open order play plan
-read remove schedule send set sort start stop sum take turn update
+read remove schedule send set sort start stop sum take turn update fly go drive travel
 """.split())
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*[A-Za-z_])")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")

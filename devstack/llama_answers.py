@@ -32,6 +32,7 @@ import re
 
 from typing import Any
 
+from chalicelib.models.answers import REPAIR_HINT
 from devstack import prose
 from devstack.conversation_values import Conversation
 from devstack.prompt_conventions import (CodeAgentPrompt, DspyPrompt, arithmetic, asked_shape,
@@ -41,7 +42,9 @@ from devstack.prompt_reading import (JSON_OBJECT_MARKER, TOOLS_MARKER, PromptVie
                                      read_prompt, read_tools)
 from devstack.schema_instances import instance, name_words
 
-QUOTE_CHARS = 200  # how much of a tool result the text answer quotes
+QUOTE_CHARS = 200
+# The endpoint's own message asking for a repaired answer: not the user's request.
+_REPAIR_LEAD = REPAIR_HINT.split("{", 1)[0]  # how much of a tool result the text answer quotes
 _STOPWORDS = frozenset(
     "a an the is are was be to of in on at for and or by with what whats how me my i you "
     "your it its this that please can could would do does get".split())
@@ -96,7 +99,8 @@ def conversation_texts(view: PromptView) -> list[str]:
     """The user's messages, latest first, without tool definitions or reported results."""
     texts: list[str] = []
     for turn in reversed(view.turns):
-        if turn.role != "user" or observation(turn.content) is not None:
+        if (turn.role != "user" or observation(turn.content) is not None
+                or turn.content.startswith(_REPAIR_LEAD)):
             continue
         content = turn.content
         if TOOLS_MARKER in content:

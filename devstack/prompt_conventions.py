@@ -129,11 +129,10 @@ def read_dspy(system: str, user: str) -> DspyPrompt | None:
     outputs = tuple((name, kind.strip()) for name, kind in _DSPY_FIELD.findall(section))
     if not outputs:
         return None
-    parts = _DSPY_MARKER.split(user)
+    # The closing instruction names the output markers: it is not part of the inputs.
+    given = re.split(r"\n\s*\nRespond with ", user, maxsplit=1)[0]
+    parts = _DSPY_MARKER.split(given)
     inputs = {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
-    if inputs:  # the instruction after the last input is not part of it
-        last = list(inputs)[-1]
-        inputs[last] = re.split(r"\n\s*\nRespond with ", inputs[last], maxsplit=1)[0].strip()
     as_json = "Outputs will be a JSON object" in system or "[[ ## completed ## ]]" not in system
     return DspyPrompt(outputs, inputs, as_json)
 
