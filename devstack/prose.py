@@ -34,7 +34,7 @@ _SENTENCES = (
     "Asked for a tool call or a JSON document, the emulator answers in that shape, with "
     "values taken from the conversation.",
     "The subject here is {topic}.",
-    "Nothing in this answer was looked up; it only restates the request about {topic}.",
+    "Nothing in this answer was looked up; it is a stand-in answer about {topic}.",
     "A longer answer would go through {topic} step by step.",
     "Limits, budgets and the response cache treat this text like any other answer.",
     "The model named in the request decides the wire format here, not the content.",
@@ -47,10 +47,21 @@ def quote(text: str, limit: int = QUOTE_CHARS) -> str:
     return flat if len(flat) <= limit else flat[:limit - 3].rstrip() + "..."
 
 
+_PREPOSITIONS = frozenset("on in at for to with about of from by into over under up".split())
+_PRONOUNS = frozenset("i we you they he she it me us them".split())
+_GREETINGS = frozenset("hello hi hey thanks thank ok okay yes no".split())
+
+
 def topic(text: str) -> str:
-    """What a request is about, for a sentence ("the weather in Paris")."""
+    """What a request is about, for a sentence ("the weather in Paris"); "your question"
+    where the request's words make no noun phrase ("What does this endpoint run on?")."""
     phrase = request_phrase(text)
-    return quote(phrase, 80) if phrase else "your message"
+    words = re.findall(r"[\w']+", phrase.lower())
+    if not words or words[0] in _GREETINGS:
+        return "your message"
+    if words[-1] in _PREPOSITIONS or words[0] in _PRONOUNS:
+        return "your question" if text.rstrip().endswith("?") else "your request"
+    return quote(phrase, 80)
 
 
 def reply(user_text: str, rng: random.Random, target_tokens: int) -> str:
