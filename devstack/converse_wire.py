@@ -11,7 +11,9 @@ Llama 3.1 prompt in the endpoint's tool format (calls as ``{"name",
 as it answers InvokeModel: JSON formats from the system prompt, a sentence
 quoting a tool result. When tools are offered and the conversation does not
 end with tool results, ``tool_use`` says which tool to call and with what
-input (built from its ``inputSchema`` by ``schema_instances``).
+input, decided as for Llama (``llama_answers.tool_decision``: values from the
+conversation where they fit the ``inputSchema``; after tool results, the
+final-answer tool when one is offered).
 
 ``embed`` answers Titan Text Embeddings v2 and Cohere Embed v3 bodies with
 deterministic unit vectors of the right size, and the input token count.
@@ -29,9 +31,11 @@ from chalicelib.models.llama import format_prompt
 from chalicelib.models.registry import REGISTRY
 from devstack.bedrock_wire import LLAMA_DEFAULTS, BedrockError, _Msg, parse_llama_body
 from devstack.generator import count_tokens
-from devstack.llama_answers import choose_tool
-from devstack.prompt_reading import PromptView, Tool
-from devstack.schema_instances import instance
+from devstack.prompt_tokens import count_prompt_tokens
+from dataclasses import replace
+
+from devstack.llama_answers import tool_decision
+from devstack.prompt_reading import Tool, read_prompt
 
 COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")
 
@@ -112,15 +116,13 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise _invalid("The system content must be text.")
         turns.append(_Msg("system", item["text"]))
-    expected, uses_tools, user_text = "user", False, ""
-    last_blocks: list[str] = []
+    expected, uses_tools = "user", False
     for index, msg in enumerate(body["messages"]):
         if not isinstance(msg, dict) or msg.get("role") != expected:
             raise _invalid("A conversation must alternate between user and assistant roles.")
         blocks = msg.get("content")
         if not isinstance(blocks, list) or not blocks:
             raise _invalid("The content field in the Message object is empty.")
-        last_blocks = []
         texts: list[str] = []
         for block in blocks:
             kind = next(iter(block), "") if isinstance(block, dict) and len(block) == 1 else ""
@@ -128,7 +130,6 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
                 done = [*turns, _Msg(expected, "\n".join(texts))] if texts else turns
                 points.append(_cache_point(block, model_id, done))
                 continue
-            last_blocks.append(kind)
             if kind == "text" and isinstance(block["text"], str) and block["text"].strip():
                 texts.append(block["text"])
             elif kind == "toolUse" and expected == "assistant":
@@ -149,8 +150,6 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
                                "in this position.")
         if texts:
             turns.append(_Msg(expected, "\n".join(texts)))
-            if expected == "user":
-                user_text = "\n".join(texts)
         expected = "assistant" if expected == "user" else "user"
     final = body["messages"][-1]
     if final["role"] == "assistant" and any(
@@ -188,11 +187,8 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
     if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
         raise _invalid("stopSequences must be non-empty strings.")
     checked["stop"] = stops
-    after_results = bool(last_blocks) and all(k == "toolResult" for k in last_blocks)
-    checked["tool_use"] = None
     checked["cache_points"] = points
-    if tools and not after_results:
-        checked["tool_use"] = _tool_use(tools, choice, user_text, checked["prompt"])
+    checked["tool_use"] = _tool_use(tools, choice, checked["prompt"]) if tools else None
     return checked
 
 
@@ -210,22 +206,22 @@ def _cache_point(block: dict[str, Any], model_id: str, before: list[_Msg]) -> tu
         raise _invalid("cachePoint must be {\"type\": \"default\"} (ttl 5m on this model).")
     text = format_prompt(before) if before else ""
     key = hashlib.sha256(f"{spec.base_id}\n{text}".encode()).hexdigest()
-    return key, count_tokens(text) if before else 0
+    return key, count_prompt_tokens(text) if before else 0
 
 
-def _tool_use(tools: list[Tool], choice: Any, user_text: str,
-              prompt: str) -> tuple[str, str, dict[str, Any]]:
-    """(toolUseId, name, input): the named tool, else the best-matching one."""
+def _tool_use(tools: list[Tool], choice: Any, prompt: str) -> tuple[str, str, dict[str, Any]] | None:
+    """(toolUseId, name, input), decided as for Llama (``llama_answers.tool_decision``): the
+    named tool, else the best-matching one, with arguments from the conversation; after tool
+    results, the final-answer tool when one is offered, else None (the answer is text)."""
     if isinstance(choice, dict) and "tool" in choice:
         tools = [t for t in tools if t.name == choice["tool"]["name"]]
-    tool = choose_tool(PromptView(tools=tuple(tools), user_text=user_text, prefill=""))
+    rng = random.Random(hashlib.sha256(prompt.encode()).digest())
+    decision = tool_decision(replace(read_prompt(prompt), tools=tuple(tools), prefill=""), rng)
+    if decision is None:
+        return None
+    tool, arguments = decision
     seed = hashlib.sha256(f"{tool.name}\n{prompt}".encode()).digest()
-    rng = random.Random(seed)
-    schema = tool.parameters if "type" in tool.parameters else {"type": "object",
-                                                                **tool.parameters}
-    arguments = instance(schema, rng)
-    tool_id = "tooluse_" + hashlib.sha256(seed).hexdigest()[:22]
-    return tool_id, tool.name, arguments if isinstance(arguments, dict) else {}
+    return "tooluse_" + hashlib.sha256(seed).hexdigest()[:22], tool.name, arguments
 
 
 # --- embeddings

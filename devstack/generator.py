@@ -5,9 +5,10 @@ counts are a realistic estimate of about four characters a token (not a word
 count), computed on the text itself, so a streamed answer's pieces join to the
 non-streamed text and carry consistent running counts.
 
-A prompt that offers tools or asks for JSON gets what ``devstack.llama_answers``
-writes (a call, a document); any other prompt gets plain sentences. A scripted
-text (``respond_next``) is split and cut like generated text.
+A prompt that offers tools, asks for JSON or follows a library's convention gets
+what ``devstack.llama_answers`` writes (a call, a document, dspy's fields, a
+CodeAgent step); any other prompt gets sentences about it (``devstack.prose``). A
+scripted text (``respond_next``) is split and cut like generated text.
 """
 from __future__ import annotations
 
@@ -18,16 +19,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from devstack import llama_answers
-
-_WORDS = (
-    "the a model answer local endpoint request token stream lambda gateway "
-    "bedrock llama prompt cache queue budget tenant deploy region latency "
-    "simple careful quick quiet steady clear useful small large exact "
-    "runs returns counts keeps sends reads writes builds checks holds "
-    "with from into over under about through before after while because "
-    "today here there every each some many few more less often rarely"
-).split()
+from devstack import llama_answers, prose
+from devstack.prompt_reading import read_prompt
 
 
 def count_tokens(text: str) -> int:
@@ -48,26 +41,6 @@ class Generation:
 def _rng(*parts: object) -> random.Random:
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def _natural_pieces(rng: random.Random, target_tokens: int) -> list[str]:
-    pieces: list[str] = []
-    chars = 0
-    sentence_left = 0
-    while count_tokens("x" * chars) < target_tokens:
-        word = rng.choice(_WORDS)
-        if sentence_left == 0:
-            sentence_left = rng.randint(5, 14)
-            word = word.capitalize()
-        sentence_left -= 1
-        if sentence_left == 0:
-            word += "."
-        piece = word if not pieces else " " + word
-        pieces.append(piece)
-        chars += len(piece)
-    if not pieces[-1].endswith("."):
-        pieces[-1] += "."
-    return pieces
 
 
 def split_words(text: str) -> list[str]:
@@ -91,7 +64,8 @@ def generate(model_id: str, prompt: str, *, temperature: float, top_p: float,
     if written is not None:
         return _cut(split_words(written), max_tokens)
     rng = _rng(model_id, prompt, temperature, top_p, seed)
-    return _cut(_natural_pieces(rng, rng.randint(16, 120)), max_tokens)
+    target = rng.randint(16, 120)
+    return _cut(split_words(prose.reply(read_prompt(prompt).user_text, rng, target)), max_tokens)
 
 
 def _cut(pieces: list[str], max_tokens: int) -> Generation:

@@ -9,7 +9,9 @@ still ends each child. Before the app starts, the tables and queues are
 created from infra/resources.yaml and a local API key with no limits is stored
 (the value of ``LOCAL_API_KEY`` when set, else a random one) and printed.
 ``JOBS_MAX_CONCURRENCY`` caps the worker's concurrency.
-Ports come from ``PORT``, ``BEDROCK_EMULATOR_PORT`` and ``AWS_EMULATOR_PORT``.
+Ports come from ``PORT``, ``BEDROCK_EMULATOR_PORT`` and ``AWS_EMULATOR_PORT``;
+once all answer they are written to .devstack/stack.json (devstack/stack_state.py)
+for ``scripts/keys.py --local``, and the file is removed on the way out.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from devstack import stack_state
 
 HOST = "127.0.0.1"
 STAGE = "dev"
@@ -212,6 +216,8 @@ def main() -> int:
                 key = bootstrap(os.environ, aws_port)
             procs.append(start(service, env))
             wait_ready(service, procs[-1])
+        stack_state.write(stack_state.StackPorts(os.getpid(), STAGE, app_port, emulator_port,
+                                                 aws_port))
         print(banner(app_port, emulator_port, aws_port, key), flush=True)
         while True:
             for service, proc in zip(stack, procs):
@@ -227,6 +233,7 @@ def main() -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack_state.clear(os.getpid())
         stop_all(procs)
 
 

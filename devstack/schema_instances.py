@@ -14,7 +14,10 @@ boolean ``exclusiveMinimum``), ``multipleOf``, ``min/maxLength`` and the
 formats date, date-time, time, email, uri, uuid, ipv4, ipv6, hostname.
 
 Strings read naturally from the property's name (a ``city`` gets a city, an
-``email`` an address, a ``query`` a phrase). Everything else is best effort
+``email`` an address, a ``query`` a phrase). Given a ``source`` (the
+conversation, ``devstack.conversation_values``), a string, number or enum value
+it proposes for a property is taken first wherever it fits the property's
+schema (type, bounds, length, pattern, enum). Everything else is best effort
 and never an exception: unknown keywords are ignored, ``pattern``, ``not`` and
 ``if``/``then``/``else`` are not honoured, an unsatisfiable schema gets a value
 close to it, and recursion is bounded (past ``SOFT_DEPTH`` only what is
@@ -30,9 +33,19 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
+# What a proposed string must look like to pass for a format (a proposal that does not is
+# dropped for a built value; formats not listed here are taken as proposed).
+_FORMAT_SHAPES = {
+    "date": r"\d{4}-\d{2}-\d{2}",
+    "date-time": r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})",
+    "time": r"\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", "email": r"[^@\s]+@[^@\s]+\.[^@\s]+",
+    "uri": r"[a-zA-Z][a-zA-Z0-9+.-]*:\S+", "url": r"[a-zA-Z][a-zA-Z0-9+.-]*:\S+",
+    "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    "ipv4": r"(\d{1,3}\.){3}\d{1,3}", "hostname": r"[A-Za-z0-9.-]+",
+}
 SOFT_DEPTH = 4  # past it: no optional properties, arrays at minItems
 HARD_DEPTH = 24  # past it: null (a required recursion with no way out)
 MAX_ITEMS = 1000  # a minItems/minProperties/minLength above this is honoured up to it
@@ -70,14 +83,24 @@ _NUMBER_HINTS: tuple[tuple[frozenset[str], tuple[int, int]], ...] = (
 )
 
 
-def instance(schema: Any, rng: random.Random, hint: str = "") -> Any:
+class Source(Protocol):
+    """Values proposed from outside the schema (the conversation); None: no proposal."""
+
+    def string(self, hint: str) -> str | None: ...
+
+    def number(self, hint: str) -> float | None: ...
+
+    def choice(self, options: list[Any]) -> Any | None: ...
+
+
+def instance(schema: Any, rng: random.Random, hint: str = "", source: Source | None = None) -> Any:
     """One JSON value valid against ``schema`` (best effort, never raises).
 
     ``hint`` is the name the value goes under (a property name), used to make
     strings and numbers read naturally. ``const`` and ``enum`` values are
     returned as found in the schema (not copied): serialise, don't mutate.
     """
-    return _Builder(schema, rng).value(schema, hint, 0)
+    return _Builder(schema, rng, source).value(schema, hint, 0)
 
 
 def name_words(name: str) -> list[str]:
@@ -146,9 +169,10 @@ def _type_intersection(a: Any, b: Any) -> Any:
 
 
 class _Builder:
-    def __init__(self, root: Any, rng: random.Random) -> None:
+    def __init__(self, root: Any, rng: random.Random, source: Source | None = None) -> None:
         self.root = root
         self.rng = rng
+        self.source = source
         self.budget = BUDGET
 
     # --- schema plumbing
@@ -221,7 +245,9 @@ class _Builder:
             return node["const"]
         enum = node.get("enum")
         if isinstance(enum, list) and enum:
-            return self.rng.choice(self._enum_choices(node, enum))
+            choices = self._enum_choices(node, enum)
+            named = self.source.choice(choices) if self.source else None
+            return named if named is not None else self.rng.choice(choices)
         for key in ("anyOf", "oneOf"):
             branches = node.get(key)
             if isinstance(branches, list) and branches:
@@ -373,7 +399,23 @@ class _Builder:
             return low, low + 100
         return high - 100, high  # type: ignore[operator]  # high is set here
 
+    def _proposed_number(self, node: dict[str, Any], hint: str, whole: bool) -> float | None:
+        """The source's number for ``hint`` when it fits the bounds and multipleOf."""
+        value = self.source.number(hint) if self.source else None
+        if value is None or not math.isfinite(value) or (whole and value != int(value)):
+            return None
+        low, low_strict, high, high_strict = self._bounds(node)
+        step = _number(node.get("multipleOf"))
+        if ((low is not None and (value <= low if low_strict else value < low))
+                or (high is not None and (value >= high if high_strict else value > high))
+                or (step and not (value / step).is_integer())):
+            return None
+        return value
+
     def _integer(self, node: dict[str, Any], hint: str) -> int:
+        proposed = self._proposed_number(node, hint, True)
+        if proposed is not None:
+            return int(proposed)
         low, low_strict, high, high_strict = self._bounds(node)
         lo = None if low is None else (math.floor(low) + 1 if low_strict else math.ceil(low))
         hi = None if high is None else (math.ceil(high) - 1 if high_strict else math.floor(high))
@@ -399,6 +441,9 @@ class _Builder:
         return self.rng.randint(a, b) if a <= b else a
 
     def _float(self, node: dict[str, Any], hint: str) -> float | int:
+        proposed = self._proposed_number(node, hint, False)
+        if proposed is not None:
+            return int(proposed) if proposed == int(proposed) else proposed
         low, low_strict, high, high_strict = self._bounds(node)
 
         def fits(v: float | int) -> bool:
@@ -438,7 +483,29 @@ class _Builder:
                     return value
         return None
 
+    def _proposed_string(self, node: dict[str, Any], hint: str) -> str | None:
+        """The source's text for ``hint`` when it fits the length, pattern and format."""
+        text = self.source.string(hint) if self.source else None
+        if text is None:
+            return None
+        least, most = _count(node, "minLength") or 0, _count(node, "maxLength")
+        if len(text) < least or (most is not None and len(text) > most):
+            return None
+        pattern = node.get("pattern")
+        try:
+            if isinstance(pattern, str) and not re.search(pattern, text):
+                return None
+        except re.error:
+            return None
+        fmt = node.get("format")
+        if isinstance(fmt, str) and fmt in _FORMAT_SHAPES and not re.fullmatch(_FORMAT_SHAPES[fmt], text):
+            return None
+        return text
+
     def _string(self, node: dict[str, Any], hint: str) -> str:
+        proposed = self._proposed_string(node, hint)
+        if proposed is not None:
+            return proposed
         fmt = node.get("format")
         text = self._formatted(fmt) if isinstance(fmt, str) else None
         if text is None:

@@ -1,25 +1,33 @@
-"""Operator command for API keys: create, list, revoke, change limits.
+"""Operator command for API keys: create, list, revoke, change limits, show usage.
 
-    python scripts/keys.py [--stage dev] [--local] create --tenant acme --rpm 60 --tpd 100000
-    python scripts/keys.py list
-    python scripts/keys.py revoke key_0123abcd
-    python scripts/keys.py set-limits key_0123abcd --rpm 120 --tpm none --tpd default
-    python scripts/keys.py usage [--day 2026-11-25]      # per tenant: requests, tokens, cost
+    python scripts/keys.py --local create --tenant acme --rpm 60 --tpd 100000
+    python scripts/keys.py --local list
+    python scripts/keys.py --stage prod revoke key_0123abcd
+    python scripts/keys.py --stage dev set-limits key_0123abcd --rpm 120 --tpm none --tpd default
+    python scripts/keys.py --local usage [--day 2026-11-25]   # per tenant: requests, tokens, cost
 
 Limits take a whole number, ``none`` (unlimited) or ``default`` (the stage's
 default, the initial state). The secret is printed once, at creation, and is
 stored only as a hash; ``list`` never prints secrets or hashes.
 
-The table is the stage's ``KEYS_TABLE`` from .chalice/config.json (or the
-``KEYS_TABLE`` environment variable). AWS endpoint, region and credentials come
-from the environment as for any AWS tool; ``--local`` points at the local
-stack's AWS emulator (127.0.0.1:$AWS_EMULATOR_PORT, default 8002).
+It acts on an AWS account only when ``--stage`` names the stage: there is no
+default stage, so a shell that happens to hold credentials cannot touch a
+table by mistake. The table is the stage's ``KEYS_TABLE`` from
+.chalice/config.json (or the ``KEYS_TABLE`` environment variable); endpoint,
+region and credentials come from the environment as for any AWS tool.
+``--local`` talks to the stack ``make run`` started instead: its AWS emulator's
+port is read from the file ``make run`` writes (devstack/stack_state.py), or
+from ``AWS_EMULATOR_PORT`` when that is set.
+
+Every mistake is answered in one line on stderr with a non-zero status.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import socket
 import sys
 import time
 from datetime import datetime, timezone
@@ -30,10 +38,42 @@ from typing import Any
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
+from chalicelib.aws import session  # noqa: E402
 from chalicelib.dynamo import make_dynamodb_client  # noqa: E402
 from chalicelib.tenancy.keys import KeyAdminError, KeyRecord, KeyStore  # noqa: E402
+from devstack import stack_state  # noqa: E402
 
 FLAGS = {"rpm": "requests_per_minute", "tpm": "tokens_per_minute", "tpd": "tokens_per_day"}
+
+EXAMPLES = """\
+examples:
+  the local stack (make run):
+    keys.py --local create --tenant acme --rpm 60 --tpm 20000 --tpd 200000 --expires-in-days 90
+    keys.py --local list
+    keys.py --local set-limits key_0123abcd --rpm 120 --tpd none --tpm default
+    keys.py --local revoke key_0123abcd
+    keys.py --local usage --day 2026-11-25
+  a deployed stage (AWS credentials and region from the environment):
+    keys.py --stage prod create --tenant acme
+    keys.py --stage dev list
+
+limits (create and set-limits):
+  --rpm requests per minute, --tpm tokens per minute, --tpd tokens per day; each takes
+    N        a whole number >= 1
+    none     unlimited
+    default  the stage's default (what a new key has)
+"""
+
+
+class CliError(Exception):
+    """A one-line reason the command cannot run."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that answers a mistake in one line (its default adds the whole usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def _stage_setting(stage: str, name: str) -> str:
@@ -43,7 +83,7 @@ def _stage_setting(stage: str, name: str) -> str:
     try:
         return str(config["stages"][stage]["environment_variables"][name])
     except KeyError:
-        raise SystemExit(f"keys: stage {stage!r} has no {name} in .chalice/config.json") from None
+        raise CliError(f"stage {stage!r} has no {name} in .chalice/config.json") from None
 
 
 def stage_table(stage: str) -> str:
@@ -60,6 +100,25 @@ def limit_value(text: str) -> int | str:
     if text.isdigit() and int(text) >= 1:
         return int(text)
     raise argparse.ArgumentTypeError("a limit is a whole number >= 1, 'none' or 'default'")
+
+
+def days_ahead(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not (days > 0 and math.isfinite(days)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a key must expire in the future (more than 0 days)")
+    return days
+
+
+def utc_day(text: str) -> str:
+    try:
+        datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day as YYYY-MM-DD") from None
+    return text
 
 
 def limit_changes(args: argparse.Namespace) -> tuple[dict[str, int | None], tuple[str, ...]]:
@@ -96,23 +155,30 @@ def describe(record: KeyRecord) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="keys", description="Manage API keys.")
-    root.add_argument("--stage", default="dev")
-    root.add_argument("--local", action="store_true", help="use the local stack's AWS emulator")
-    commands = root.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", help="create a key and print it once")
+    root = Parser(prog="keys", description="Manage the API keys of a stage or of the local stack.",
+                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = root.add_mutually_exclusive_group()
+    where.add_argument("--stage", help="the deployed stage to act on (dev, prod): needed for AWS")
+    where.add_argument("--local", action="store_true",
+                       help="the stack `make run` started (found wherever its ports are)")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    create = commands.add_parser("create", help="create a key and print it once",
+                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     create.add_argument("--tenant", required=True)
-    create.add_argument("--expires-in-days", type=float)
-    change = commands.add_parser("set-limits", help="change a key's limits")
+    create.add_argument("--expires-in-days", type=days_ahead, metavar="DAYS",
+                        help="the key stops working after DAYS (> 0; default: never)")
+    change = commands.add_parser("set-limits", help="change a key's limits",
+                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     change.add_argument("key_id")
     for sub in (create, change):
         for flag, name in FLAGS.items():
-            sub.add_argument(f"--{flag}", type=limit_value, help=name.replace("_", " "))
+            sub.add_argument(f"--{flag}", type=limit_value, metavar="N|none|default",
+                             help=name.replace("_", " "))
     commands.add_parser("list", help="list keys (never their secrets)")
     revoke = commands.add_parser("revoke", help="disable a key for good")
     revoke.add_argument("key_id")
     usage = commands.add_parser("usage", help="requests, tokens and cost per tenant for a UTC day")
-    usage.add_argument("--day", help="YYYY-MM-DD (default: today, UTC)")
+    usage.add_argument("--day", type=utc_day, help="YYYY-MM-DD (default: today, UTC)")
     return root
 
 
@@ -158,21 +224,59 @@ def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> Non
                   f"  cost_usd={row['cost_usd']:.6f}", file=out)
     elif args.command == "set-limits":
         changes, reset = limit_changes(args)
+        if not changes and not reset:
+            raise CliError("set-limits needs at least one of --rpm, --tpm, --tpd")
         store.set_limits(args.key_id, changes, reset)
         print(f"limits of {args.key_id} changed", file=out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def local_aws_port(env: dict[str, str] | os._Environ[str]) -> int:
+    """The running local stack's AWS emulator port, or a CliError saying none runs."""
+    if env.get("AWS_EMULATOR_PORT"):
+        raw = env["AWS_EMULATOR_PORT"]
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise CliError(f"AWS_EMULATOR_PORT={raw!r} is not a port number")
+        port = int(raw)
+    else:
+        state = stack_state.read()
+        if state is None:
+            raise CliError("no local stack is running: start it with `make run` "
+                           "(or set AWS_EMULATOR_PORT)")
+        port = state.aws_emulator_port
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        raise CliError(f"no local stack answers on 127.0.0.1:{port}: start it with `make run`"
+                       ) from None
+    return port
+
+
+def target_stage(args: argparse.Namespace) -> str:
+    """The stage to act on; points the environment at the local stack for --local."""
     if args.local:
-        port = os.environ.get("AWS_EMULATOR_PORT", "8002")
+        port = local_aws_port(os.environ)
         os.environ.update({"AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{port}",
                            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
                            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")})
-    store = KeyStore(make_dynamodb_client(), stage_table(args.stage))
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        return "dev"  # the stage make run serves
+    if not args.stage:
+        raise CliError("say which keys: --stage dev|prod for a deployed stage, "
+                       "or --local for the stack `make run` started")
+    if not session().get_config_variable("region"):
+        raise CliError("no AWS region: set AWS_REGION or AWS_DEFAULT_REGION "
+                       "(or a region in your AWS profile)")
+    return str(args.stage)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
+        args.stage = target_stage(args)
+        store = KeyStore(make_dynamodb_client(), stage_table(args.stage))
         run(args, store)
-    except KeyAdminError as exc:
+    except (CliError, KeyAdminError) as exc:
         print(f"keys: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # botocore errors: one line, no traceback

@@ -284,7 +284,10 @@ def render_completion(completion: Completion, completion_id: str, created: int) 
 
 def render_model(model_id: str) -> dict[str, Any]:
     spec = REGISTRY[model_id]
-    return {"id": spec.id, "object": "model", "created": spec.released, "owned_by": spec.owned_by}
+    # "kind" (chat | embedding) is this endpoint's addition, as vLLM and LM Studio add
+    # theirs: OpenAI's clients ignore unknown fields, and the playground lists chat models only.
+    return {"id": spec.id, "object": "model", "created": spec.released, "owned_by": spec.owned_by,
+            "kind": spec.kind}
 
 
 def render_models(settings: Settings) -> dict[str, Any]:

@@ -4,8 +4,8 @@ OpenAILike, each configured as docs/clients.md says; and the clients that call
 the legacy /v1/completions (OpenAILike by default, LangChain's OpenAI class).
 
 The emulator answers as Llama would (a call to an offered tool with arguments
-made from its schema, text after a tool result, JSON valid for a requested
-schema); every test also checks what reached Bedrock, the prompt."""
+from the conversation where they fit its schema, text after a tool result, JSON
+valid for a requested schema); every test also checks what reached Bedrock, the prompt."""
 from __future__ import annotations
 
 import asyncio

@@ -7,6 +7,7 @@ gets a fresh browser context (its own sessionStorage) on one browser, and every
 request every page makes is recorded: all of them must go to the stack's own
 origin, no dialog may open and no script error may happen.
 
+Tests run at 1280x800 (a laptop) unless they ask for a phone (390 px wide) too.
 ``UPDATE_SCREENSHOTS=1`` rewrites docs/playground.png (the README's picture);
 otherwise the screenshot goes to a temporary file and is only checked.
 """
@@ -35,6 +36,9 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = PROJECT_DIR / "docs" / "playground.png"
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
+         "device_scale_factor": 2}
 XSS = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>",
        '<svg onload="alert(3)"></svg>']
 
@@ -84,8 +88,10 @@ class Session:
 
 
 @pytest.fixture
-def session(browser: Browser, stack: LocalStack, emulator: EmulatorControl) -> Iterator[Session]:
-    context: BrowserContext = browser.new_context(viewport={"width": 1280, "height": 900})
+def session(request: pytest.FixtureRequest, browser: Browser, stack: LocalStack,
+            emulator: EmulatorControl) -> Iterator[Session]:
+    screen = getattr(request, "param", DESKTOP)  # parametrize("session", [...], indirect=True)
+    context: BrowserContext = browser.new_context(**screen)
     context.set_default_timeout(20_000)
     page = context.new_page()
     session = Session(page, stack)
@@ -197,11 +203,11 @@ def test_the_readme_screenshot(session: Session, emulator: EmulatorControl, tmp_
         "() => document.querySelector('#usage-chart rect.today').getAttribute('height') > 0")
     target = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path / "playground.png"
     target.parent.mkdir(exist_ok=True)
-    session.page.screenshot(path=str(target), full_page=True)
+    session.page.screenshot(path=str(target))
     png = target.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
-    assert width == 1280 and height >= 900
+    assert (width, height) == (1280, 800)  # the whole page fits the screen
     assert SCREENSHOT.exists(), "docs/playground.png is missing: run UPDATE_SCREENSHOTS=1 make test"
 
 
@@ -491,3 +497,112 @@ def test_markup_in_answers_and_prompts_stays_text(session: Session,
     assert not any(urlsplit(r.url).path.endswith("/x") for r in session.requests)
     # What reached the model is the markup as text too, as the user typed it.
     assert XSS[0] in emulator.requests()[0]["body"]["prompt"]
+
+
+def in_view(page: Page, selector: str) -> bool:
+    """Whether the element is wholly inside the viewport (and not covered at its centre)."""
+    return page.evaluate("""(selector) => {
+        const element = document.querySelector(selector);
+        const box = element.getBoundingClientRect();
+        const inside = box.width > 0 && box.height > 0 && box.top >= 0 && box.left >= 0 &&
+            box.bottom <= window.innerHeight && box.right <= window.innerWidth;
+        const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+        return inside && (hit === element || element.contains(hit));
+    }""", selector)
+
+
+LONG = "\n".join(f"Line {i} of a long answer that fills the screen." for i in range(1, 41))
+
+
+@pytest.mark.parametrize("session", [DESKTOP, PHONE], indirect=True, ids=["1280x800", "390px"])
+def test_the_composer_is_always_in_view(session: Session, emulator: EmulatorControl) -> None:
+    page = session.page
+    session.open()
+    assert in_view(page, "#prompt") and in_view(page, "#send")
+    session.use_stack_key()
+    emulator.respond_next(LONG, LONG, LONG)
+    for n in range(3):
+        session.send(f"Answer {n} at length, please.")
+        answer = session.last_answer("done")
+        assert in_view(page, "#prompt") and in_view(page, "#send"), n
+    # The newest answer is scrolled into sight above the composer, not hidden under it.
+    assert page.evaluate("""() => {
+        const answers = document.querySelectorAll("#transcript li.assistant");
+        const last = answers[answers.length - 1].getBoundingClientRect();
+        const composer = document.querySelector("#chat-form").getBoundingClientRect();
+        return last.bottom <= composer.top + 1 && last.bottom > 0;
+    }""")
+    assert answer.locator(".text").text_content() == LONG
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width  # no sideways scroll
+    shot = Path(os.environ.get("PLAYGROUND_SHOTS", "/tmp")) / f"playground-{width}.png"
+    page.screenshot(path=str(shot))
+
+
+def test_only_chat_models_are_offered(session: Session) -> None:
+    session.open().use_stack_key()
+    _, _, raw = http("GET", session.stack.url + "/v1/models", headers=session.stack.auth)
+    listed = json.loads(raw)["data"]
+    chat = [m["id"] for m in listed if m["kind"] == "chat"]
+    embedding = [m["id"] for m in listed if m["kind"] == "embedding"]
+    assert chat and embedding  # the dev stage allows both
+    offered = session.page.locator("#model option").evaluate_all("(os) => os.map(o => o.value)")
+    assert offered == chat
+
+
+def test_a_key_in_the_field_is_used_at_send(session: Session, emulator: EmulatorControl) -> None:
+    session.open()
+    page = session.page
+    page.fill("#api-key", session.stack.key)  # pasted, "Use key" never pressed
+    page.fill("#prompt", "Hello with a pasted key.")
+    page.click("#send")
+    answer = session.last_answer("done|error")
+    assert answer.get_attribute("data-state") == "done", answer.inner_text()
+    assert answer.locator(".text").text_content()
+    assert "Hello with a pasted key." in emulator.requests()[-1]["body"]["prompt"]
+    chats = [r for r in session.requests if urlsplit(r.url).path == "/v1/chat/completions"]
+    assert [r.headers.get("authorization") for r in chats] == [f"Bearer {session.stack.key}"]
+    assert page.input_value("#api-key") == ""  # taken into the tab, out of the page
+    page.locator("#key-status").filter(has_text="in use").wait_for()
+    assert page.locator("#model option").count() >= 1
+
+
+def test_usage_is_cleared_when_a_key_is_refused(session: Session) -> None:
+    session.open().use_stack_key()
+    page = session.page
+    assert "Tenant" in page.locator("#usage-facts").inner_text()
+    session.use_key("llm_this-key-does-not-exist-0123456789")
+    page.locator("#key-status").filter(has_text="refused").wait_for()
+    assert page.locator("#usage-facts").inner_text() == ""
+    assert page.locator("#usage-chart > *").count() == 0
+    assert page.locator("#model option").count() == 0
+    # Sending with the refused key: the refusal, and still no usage of the old key.
+    session.send("Hello?")
+    assert "refused" in session.last_answer("error").locator(".error").text_content()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#usage-facts").inner_text() == ""
+
+
+CONTROLS = "input, select, textarea, button, [tabindex]:not([tabindex='-1'])"
+
+
+@pytest.mark.parametrize("session", [DESKTOP, PHONE], indirect=True, ids=["1280x800", "390px"])
+def test_every_control_is_labelled_and_reached_by_tab(session: Session) -> None:
+    session.open().use_stack_key()
+    session.send("Something to stop.")
+    session.last_answer("done")
+    page = session.page
+    controls = page.evaluate("""(selector) => [...document.querySelectorAll(selector)]
+        .filter((c) => !c.disabled && c.getClientRects().length).map((c) => {
+            const named = (c.labels && c.labels.length) || c.getAttribute("aria-label") ||
+                c.getAttribute("aria-labelledby") || c.textContent.trim();
+            return [c.id, Boolean(named)];
+        })""", CONTROLS)
+    assert len(controls) >= 12 and all(cid for cid, _ in controls), controls
+    assert [cid for cid, named in controls if not named] == []
+    reached = []
+    page.locator("body").focus()
+    for _ in range(len(controls) + 5):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("() => document.activeElement.id"))
+    assert {cid for cid, _ in controls} <= set(reached), reached

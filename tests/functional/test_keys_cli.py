@@ -1,23 +1,42 @@
-"""scripts/keys.py against the AWS emulator: create, list, revoke, set limits."""
+"""scripts/keys.py against the AWS emulator: create, list, revoke, set limits; its mistakes
+in one line; ``--local`` finding the ports of the stack ``make run`` started."""
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chalicelib.tenancy.keys import KeyStore, hash_secret
+from devstack import stack_state
 from scripts import keys as cli
-from tests.e2e.stack import PROJECT_DIR
+from tests.e2e.stack import PROJECT_DIR, LocalStack
+from tests.support import free_port
 
 
 def run(store: KeyStore, *argv: str) -> str:
     out = io.StringIO()
-    cli.run(cli.parser().parse_args(list(argv)), store, out)
+    cli.run(cli.parser().parse_args(["--stage", "dev", *argv]), store, out)
     return out.getvalue()
+
+
+def command(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The command as an operator runs it, in an environment holding only ``env``."""
+    return subprocess.run([sys.executable, "scripts/keys.py", *argv], cwd=PROJECT_DIR,
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode != 0 and result.stdout == ""
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_create_shows_the_key_once_and_stores_only_its_hash(key_store: KeyStore,
@@ -56,13 +75,101 @@ def test_revoke_and_set_limits(key_store: KeyStore) -> None:
 ])
 def test_operator_mistakes_are_one_line(aws_url: str, dynamodb: Any, argv: list[str],
                                         message: str) -> None:
-    env = {"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL_DYNAMODB": aws_url,
-           "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
-    result = subprocess.run([sys.executable, "scripts/keys.py", *argv], cwd=PROJECT_DIR, env=env,
-                            capture_output=True, text=True)
+    result = command("--stage", "dev", *argv, AWS_ENDPOINT_URL_DYNAMODB=aws_url,
+                     AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
+                     AWS_DEFAULT_REGION="us-east-1")
     assert result.returncode == 1
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert_one_line(result, message)
+
+
+MOTO = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.mark.parametrize("argv,env,message", [
+    # Credentials and a region in the shell are not enough to touch a deployed table.
+    (["list"], MOTO, "--stage dev|prod for a deployed stage, or --local"),
+    (["--stage", "dev", "list"], {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"},
+     "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION"),
+    (["--stage", "nope", "list"], MOTO, "stage 'nope' has no KEYS_TABLE"),
+    (["--local", "--stage", "prod", "list"], {}, "not allowed with argument"),
+    (["--local", "create", "--tenant", "a", "--expires-in-days", "-1"], {},
+     "a key must expire in the future"),
+    (["--local", "create", "--tenant", "a", "--expires-in-days", "0"], {},
+     "a key must expire in the future"),
+    (["--local", "create", "--tenant", "a", "--expires-in-days", "soon"], {},
+     "'soon' is not a number of days"),
+    (["--local", "usage", "--day", "2026-13-01"], {}, "'2026-13-01' is not a day as YYYY-MM-DD"),
+    (["--local", "usage", "--day", "yesterday"], {}, "is not a day as YYYY-MM-DD"),
+    (["--local", "create", "--tenant", "a", "--rpm", "0"], {}, "a limit is a whole number >= 1"),
+    (["--local", "set-limits"], {}, "the following arguments are required: key_id"),
+    (["--local", "frobnicate"], {}, "invalid choice: 'frobnicate'"),
+])
+def test_mistakes_before_any_call_are_one_line(argv: list[str], env: dict[str, str],
+                                               message: str) -> None:
+    assert_one_line(command(*argv, **env), message)
+
+
+def test_set_limits_with_nothing_to_set_is_refused(aws_url: str, key_store: KeyStore) -> None:
+    _, record = key_store.create("acme", now=0)
+    result = command("--stage", "dev", "set-limits", record.key_id,
+                     AWS_ENDPOINT_URL_DYNAMODB=aws_url, **MOTO)
+    assert_one_line(result, "set-limits needs at least one of --rpm, --tpm, --tpd")
+    assert next(r for r in key_store.list() if r.key_id == record.key_id).limits == {}
+
+
+def test_help_shows_examples_and_the_limit_syntax() -> None:
+    for argv in (["--help"], ["create", "--help"], ["set-limits", "--help"]):
+        result = command(*argv)
+        assert result.returncode == 0, result.stderr
+        assert "keys.py --local create --tenant acme" in result.stdout
+        assert "keys.py --stage prod create --tenant acme" in result.stdout
+        assert "none     unlimited" in result.stdout and "default  the stage's default" in result.stdout
+        assert "N        a whole number >= 1" in result.stdout
+
+
+def test_local_without_a_running_stack_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("AWS_EMULATOR_PORT", raising=False)
+    monkeypatch.setattr(stack_state, "STATE_FILE", tmp_path / "stack.json")
+    assert cli.main(["--local", "list"]) == 1
+    assert capsys.readouterr().err == ("keys: no local stack is running: start it with `make run` "
+                                       "(or set AWS_EMULATOR_PORT)\n")
+    # A file left by a supervisor that was killed outright counts as no stack.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stack_state.write(stack_state.StackPorts(int(dead.stdout), "dev", 1, 2, free_port()))
+    assert cli.main(["--local", "list"]) == 1
+    assert "no local stack is running" in capsys.readouterr().err
+
+
+def test_local_with_nothing_on_the_port_says_so() -> None:
+    port = free_port()
+    assert_one_line(command("--local", "list", AWS_EMULATOR_PORT=str(port)),
+                    f"no local stack answers on 127.0.0.1:{port}: start it with `make run`")
+
+
+def test_local_finds_the_ports_make_run_chose() -> None:
+    """make run on ports of its own; keys.py --local, with no port in its environment, finds them
+    in the file make run wrote, which is gone once the stack stops."""
+    stack = LocalStack().start()
+    try:
+        state = json.loads(stack_state.STATE_FILE.read_text())
+        assert (state["app_port"], state["bedrock_emulator_port"], state["aws_emulator_port"]) == (
+            stack.app_port, stack.emulator_port, stack.aws_port)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("AWS_") and k not in ("PORT", "BEDROCK_EMULATOR_PORT")}
+        created = subprocess.run(
+            [sys.executable, "scripts/keys.py", "--local", "create", "--tenant", "found",
+             "--expires-in-days", "0.5"], cwd=PROJECT_DIR, env=env, capture_output=True,
+            text=True, timeout=60)
+        assert created.returncode == 0, created.stderr
+        key_id = re.search(r"key id: (\S+)", created.stdout).group(1)  # type: ignore[union-attr]
+        listing = stack.keys_command("list")  # the same table, reached through the port itself
+        assert f"{key_id}  tenant=found  enabled" in listing and "tenant=local" in listing
+    finally:
+        stack.stop()
+    after = stack_state.read()
+    assert after is None or after.aws_emulator_port != stack.aws_port  # removed (or a later stack's)
 
 
 def test_bad_limit_values_are_refused() -> None:

@@ -9,6 +9,7 @@ from chalicelib.chat import Completion, Message, Usage
 from chalicelib.config import Settings
 from chalicelib.errors import (ApiError, InvalidRequestError, ModelNotFoundError,
                                UnsupportedParameterError)
+from chalicelib.models.registry import REGISTRY
 from chalicelib.wire.openai import (StreamOptions, parse_openai_request, render_completion,
                                     render_models)
 
@@ -148,7 +149,13 @@ def test_render_models() -> None:
     listed = render_models(Settings(allowed_models=(MODEL, "us.meta.llama3-3-70b-instruct-v1:0")))
     assert [m["id"] for m in listed["data"]] == [MODEL, "us.meta.llama3-3-70b-instruct-v1:0"]
     assert all(m["object"] == "model" and m["owned_by"] == "meta" and m["created"] > 0
-               for m in listed["data"])
+               and m["kind"] == "chat" for m in listed["data"])
+
+
+def test_render_models_says_which_are_embedding_models() -> None:
+    embedder = next(spec.id for spec in REGISTRY.values() if spec.kind == "embedding")
+    listed = render_models(Settings(allowed_models=(MODEL, embedder)))
+    assert {m["id"]: m["kind"] for m in listed["data"]} == {MODEL: "chat", embedder: "embedding"}
 
 
 # Python's True == 1 and False == 0: a boolean must never pass for a neutral

@@ -8,7 +8,7 @@
   const KEY_STORE = "llm-endpoint.key";
   const byId = (id) => document.getElementById(id);
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const state = { history: [], controller: null };
+  const state = { history: [], controller: null, starting: false };
 
   // --- small helpers ------------------------------------------------------
 
@@ -142,12 +142,18 @@
 
   // --- the conversation ---------------------------------------------------
 
+  // Keep the newest turn in sight (the transcript scrolls on a wide screen, the page on a phone).
+  function follow(item) {
+    item.scrollIntoView({ block: "end", inline: "nearest" });
+  }
+
   function addTurn(role, text) {
     const item = node("li", "turn " + role);
     item.append(node("p", "who", role === "user" ? "You" : "Model"));
     const body = node("p", "text", text);
     item.append(body);
     byId("transcript").append(item);
+    follow(item);
     return { item: item, text: body };
   }
 
@@ -280,6 +286,7 @@
             if (typeof delta.content === "string" && delta.content) {
               result.text += delta.content;
               answer.text.textContent = result.text;
+              follow(answer.item);
             }
             if (Array.isArray(delta.tool_calls)) {
               mergeToolCalls(result.calls, delta.tool_calls);
@@ -320,6 +327,7 @@
       meta.append(usage);
     }
     if (response && response.ok) meta.append(node("p", "limits", limitsLine(response.headers)));
+    follow(answer.item);
     if (!result.error && result.text) {
       state.history.push({ role: "user", content: prompt }, { role: "assistant", content: result.text });
     }
@@ -334,9 +342,21 @@
     status.className = isError ? "error" : "";
   }
 
+  // What the page shows of a key: gone when the key is forgotten, refused or replaced, so
+  // that one key's usage is never shown beside another.
+  function clearKeyView() {
+    byId("model").replaceChildren();
+    byId("usage-facts").replaceChildren();
+    byId("usage-chart").replaceChildren();
+    const status = byId("usage-status");
+    status.textContent = "";
+    status.className = "";
+  }
+
   async function loadModels() {
     const response = await api("v1/models");
     if (!response.ok) {
+      clearKeyView();
       showKeyStatus(await httpError(response), true);
       return false;
     }
@@ -344,7 +364,8 @@
     const select = byId("model");
     const previous = select.value;
     select.replaceChildren();
-    for (const model of body.data || []) {
+    // Chat models only: the embedding models the endpoint also lists cannot answer here.
+    for (const model of (body.data || []).filter((m) => (m.kind || "chat") === "chat")) {
       const option = node("option", "", model.id);
       option.value = model.id;
       select.append(option);
@@ -393,7 +414,9 @@
     try {
       const response = await api("usage");
       if (!response.ok) {
-        status.textContent = await httpError(response);
+        const why = await httpError(response);
+        if (response.status === 401 || response.status === 403) clearKeyView();
+        status.textContent = why;
         status.className = "error";
         return;
       }
@@ -438,27 +461,34 @@
 
   // --- wiring -------------------------------------------------------------
 
+  // The key in the field becomes the tab's key (the field is emptied: the key is not kept
+  // in the page). Returns whether there was one.
+  function adoptTypedKey() {
+    const input = byId("api-key");
+    const typed = input.value.trim();
+    if (!typed) return false;
+    sessionStorage.setItem(KEY_STORE, typed);
+    input.value = "";
+    clearKeyView();
+    return true;
+  }
+
   function start() {
     byId("key-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      const input = byId("api-key");
-      sessionStorage.setItem(KEY_STORE, input.value.trim());
-      input.value = "";
-      useKey();
+      if (adoptTypedKey()) useKey();
     });
     byId("forget-key").addEventListener("click", () => {
       sessionStorage.removeItem(KEY_STORE);
-      byId("model").replaceChildren();
-      byId("usage-facts").replaceChildren();
-      byId("usage-chart").replaceChildren();
+      clearKeyView();
       showKeyStatus("Key forgotten.", false);
     });
-    byId("chat-form").addEventListener("submit", (event) => {
+    byId("chat-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       const input = byId("prompt");
       const prompt = input.value;
-      if (!prompt.trim() || state.controller) return;
-      if (!currentKey()) {
+      if (!prompt.trim() || state.controller || state.starting) return;
+      if (!currentKey() && !byId("api-key").value.trim()) {
         showKeyStatus("Paste an API key first.", true);
         byId("api-key").focus();
         return;
@@ -473,6 +503,18 @@
       }
       byId("tools-status").textContent = "";
       input.value = "";
+      if (adoptTypedKey()) {
+        // A key pasted but not confirmed with "Use key" is the one meant: check it (and load
+        // its models) first; a refused key still gets its answer, the refusal, in the transcript.
+        state.starting = true;
+        setBusy(true);
+        try {
+          await useKey();
+        } finally {
+          state.starting = false;
+          setBusy(false);
+        }
+      }
       send(prompt, toolList);
     });
     byId("prompt").addEventListener("keydown", (event) => {
