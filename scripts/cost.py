@@ -114,10 +114,12 @@ def read_template(path: Path = RESOURCES) -> Template:
 
 def custom_metrics(path: Path = TELEMETRY) -> tuple[list[str], list[str]]:
     """(the per-model metrics, the per-error-code metrics) the app emits."""
-    text = path.read_text()
-    per_model = re.findall(r'main\.add_metric\(name="(\w+)"', text)
-    per_error = re.findall(r'errors\.add_metric\(name="(\w+)"', text)
-    return per_model, per_error
+    # telemetry.emf() names each metric as a ("Name", "Unit", value) tuple: those
+    # before the error-code record carry the model dimension, those after it the code.
+    text = path.read_text().split("def emf(", 1)[1]
+    by_model, by_error = text.split("if outcome.error_code:", 1)
+    metric = r'\("(\w+)", "(?:Count|Milliseconds|None)",'
+    return re.findall(metric, by_model), re.findall(metric, by_error)
 
 
 class Prices:
