@@ -61,12 +61,18 @@ def day_pk(key_id: str, day: int) -> str:
     return f"{key_id}#d#{day}"
 
 
+def prompt_estimate(request: ChatRequest) -> int:
+    """The prompt's tokens, estimated generously (tool definitions and schemas
+    included): what a reservation holds for the prompt, and what a call whose
+    own count never came back is billed for it (completion.py)."""
+    return math.ceil(len(render(request).text.encode("utf-8")) / 3)
+
+
 def reservation_size(request: ChatRequest) -> int:
-    """The worst case: a generous prompt estimate (tool definitions and schemas
-    included) plus every token asked for, twice when the answer may need a
-    repair attempt (a second call with the first answer in its prompt)."""
-    prompt_bytes = len(render(request).text.encode("utf-8"))
-    once = math.ceil(prompt_bytes / 3) + request.max_tokens
+    """The worst case: ``prompt_estimate`` plus every token asked for, twice
+    when the answer may need a repair attempt (a second call with the first
+    answer in its prompt)."""
+    once = prompt_estimate(request) + request.max_tokens
     return once * 2 + request.max_tokens if may_repair(request) else once
 
 
