@@ -10,9 +10,16 @@ answer that does not honour the request gets one repair attempt (a second
 Bedrock call that is told what was wrong); the usage of both calls is billed,
 and a fatal problem that survives the repair is an UnusableAnswerError.
 
-Every call reads Bedrock's response stream (InvokeModelWithResponseStream),
-under the request's deadline (deadline.py), so that the tokens of a call cut
-short are always known and billed (``ApiError.spent``).
+Every call reads Bedrock's response stream (InvokeModelWithResponseStream
+for Llama, ConverseStream for the others, even for a plain call), under the
+request's deadline (deadline.py), so that the tokens of a call cut short are
+always known and billed (``ApiError.spent``). Where Bedrock's own count never
+arrives (the deadline, a reset, an in-stream error, a corrupted event), the
+call is billed at least its prompt (Bedrock's count from Llama's first chunk,
+else ``limits.prompt_estimate``) plus the output received (``_so_far``). Only
+a Converse request that ConverseStream refuses (tools, on models that cannot
+stream them) is a plain Converse call; cut after it was sent, it is billed its
+prompt and ``max_tokens``, since nothing of the answer arrived to count.
 """
 from __future__ import annotations
 
@@ -20,9 +27,10 @@ import dataclasses
 import functools
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from chalicelib import deadline
 from chalicelib.observe import callstats
@@ -38,8 +46,10 @@ from chalicelib.models.prompting import may_repair, offers_tools, render
 from chalicelib.models.tool_stream import completion_events, detect_calls
 from chalicelib.models.tool_parser import PYTHON_TAG, without_python_tag
 from chalicelib.models.pricing import DEFAULT_PRICES, Prices, cost_usd
+from chalicelib.tenancy.limits import prompt_estimate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def billable(answer: Completion | StreamedCompletion) -> tuple[int, Decimal | None]:
@@ -114,7 +124,7 @@ class ChatService:
 
     def _invoke(self, request: ChatRequest) -> Completion:
         if get_model(request.model).api == "converse":
-            answer, usage = converse.generate(self._gateway, request)
+            answer, usage = self._converse_answer(request)
         else:
             answer, usage = self._llama_answer(request)
         return self._completion(request, answer, usage)
@@ -142,8 +152,16 @@ class ChatService:
         """One more attempt at an answer (``text``, which cost ``usage``) that
         did not honour the request, told what was wrong; both calls billed."""
         retry = repair_request(request, render(request).prefix + text, problem)
+        text, reason, more = self._after(request, usage, lambda: self._generate(retry))
+        usage = _sum(usage, more)
+        return self._shape(retry, text, reason, usage), usage
+
+    def _after(self, request: ChatRequest, usage: Usage, call: Callable[[], T]) -> T:
+        """``call``, a repair attempt after an answer that cost ``usage``: should
+        it fail, its error carries that first answer's tokens too (in a
+        request, and in a job, which is charged them before it is retried)."""
         try:
-            text, reason, more = self._generate(retry)
+            return call()
         except ApiError as error:  # the first answer was generated too
             first = self._cost(request, usage)
             spent = error.spent or (0, None)
@@ -151,9 +169,59 @@ class ChatService:
                            None if first is None and spent[1] is None
                            else (first or 0) + (spent[1] or 0))
             raise
-        usage = Usage(usage.input_tokens + more.input_tokens,
-                      usage.output_tokens + more.output_tokens)
-        return self._shape(retry, text, reason, usage), usage
+
+    def _converse_answer(self, request: ChatRequest) -> tuple[Shaped, Usage]:
+        """A Converse model's answer, read by ``converse.shape_answer``, with
+        one repair attempt, as ``_llama_answer``."""
+        answer = self._converse_call(request)
+        shaped = self._shape_converse(request, answer, answer.usage)
+        if shaped.problem is None or not shaped.repairable:
+            return shaped, answer.usage
+        retry = repair_request(request, converse.repair_text(answer), shaped.problem)
+        more = self._after(request, answer.usage, lambda: self._converse_call(retry))
+        usage = _sum(answer.usage, more.usage)
+        return self._shape_converse(retry, more, usage), usage
+
+    def _shape_converse(self, request: ChatRequest, answer: converse.Answer,
+                        usage: Usage) -> Shaped:
+        try:
+            return converse.shape_answer(request, answer)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours, but Bedrock billed the tokens
+            raise unreadable(exc, (usage.total_tokens, self._cost(request, usage))) from exc
+
+    def _converse_call(self, request: ChatRequest) -> converse.Answer:
+        """One Converse call, read from ConverseStream and folded into the
+        answer (as ``_generate`` for Llama), so that a call cut short knows
+        what it generated; a plain Converse call where ConverseStream refuses
+        the request."""
+        body = converse.build_request(request)
+        if offers_tools(request) and not get_model(request.model).stream_tools:
+            return self._converse_whole(request, body)
+        meter = _Meter()
+        end: Completion | None = None
+        try:
+            events = meter.watch(self._gateway.converse_stream(request.model, body))
+            for event in converse.stream_events(events, request):
+                if isinstance(event, StreamEnd):
+                    end = event.completion
+                else:
+                    meter.add_delta(event)
+        except ApiError as error:
+            raise self._charged(request, error, meter) from error.__cause__
+        if end is None:  # stream_events ends with StreamEnd or raises
+            raise self._charged(request, UpstreamError("The model's stream ended early."), meter)
+        return converse.Answer(end.text, end.tool_calls, end.stop_reason, end.usage)
+
+    def _converse_whole(self, request: ChatRequest, body: dict[str, Any]) -> converse.Answer:
+        payload = None
+        try:
+            payload = self._gateway.converse(request.model, body)
+            return converse.parse_response(payload)
+        except ApiError as error:
+            if error.spent is None and (error.generating or payload is not None):
+                # Sent, and nothing of the answer counted: its worst case.
+                self._bill(request, error, Usage(prompt_estimate(request), request.max_tokens))
+            raise
 
     def _repair_streamed(self, request: ChatRequest, streamed: Completion,
                          problem: str) -> Completion:
@@ -174,22 +242,36 @@ class ChatService:
 
     def _chunks(self, request: ChatRequest, meter: _Meter) -> Iterator[RawChunk]:
         adapter = adapter_for(request.model)
-        for payload in self._gateway.invoke_stream(request.model, adapter.build_body(request)):
+        payloads = self._gateway.invoke_stream(request.model, adapter.build_body(request))
+        for payload in meter.watch(payloads):
             chunk = adapter.parse_chunk(payload)
             meter.add(chunk)
             yield chunk
         if meter.reason is None or meter.final is None:
             raise UpstreamError("The model's stream ended early.")
 
+    def _so_far(self, request: ChatRequest, meter: _Meter) -> Usage:
+        """What a call cut short is billed: Bedrock's own usage if it came,
+        else at least the prompt (Bedrock's count from Llama's first chunk,
+        else the reserved estimate) plus the output received."""
+        if meter.final is not None:
+            return meter.final
+        prompt = prompt_estimate(request) if meter.prompt_tokens is None else meter.prompt_tokens
+        return Usage(prompt, meter.generated_tokens)
+
     def _charged(self, request: ChatRequest, error: ApiError, meter: _Meter) -> ApiError:
-        """``error``, carrying the tokens generated before it, priced."""
-        if meter.chunks:
-            usage = meter.usage()
-            error.spent = (usage.total_tokens, self._cost(request, usage))
-            stats = callstats.current()
-            stats.model, stats.cost_usd = request.model, error.spent[1]
-            stats.input_tokens, stats.output_tokens = usage.input_tokens, usage.output_tokens
+        """``error``, carrying the tokens generated before it, priced: once
+        Bedrock had the request (the stream opened, or the answer was waited
+        for past its timeout), never nothing."""
+        if error.spent is None and (meter.payloads or error.generating):
+            self._bill(request, error, self._so_far(request, meter))
         return error
+
+    def _bill(self, request: ChatRequest, error: ApiError, usage: Usage) -> None:
+        error.spent = (usage.total_tokens, self._cost(request, usage))
+        stats = callstats.current()
+        stats.model, stats.cost_usd = request.model, error.spent[1]
+        stats.input_tokens, stats.output_tokens = usage.input_tokens, usage.output_tokens
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         """The answer as it comes: a TextDelta for each piece Bedrock sends,
@@ -257,7 +339,7 @@ class ChatService:
             reason = meter.reason or "stop"
         except DeadlineExceededError as error:
             if not meter.chunks:
-                raise
+                raise self._charged(request, error, meter) from error.__cause__
             log.warning("stream cut at its deadline after %s chunks: %s", meter.chunks, error)
             reason = "length"
         except ApiError as error:
@@ -266,29 +348,36 @@ class ChatService:
             sent.append(held)
             yield TextDelta(held)
         completion = Completion(model=request.model, text="".join(sent),
-                                stop_reason="stop" if stopped else reason, usage=meter.usage())
+                                stop_reason="stop" if stopped else reason,
+                                usage=self._so_far(request, meter))
         yield StreamEnd(self._priced(request, completion, None))
 
     def _converse_stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         """ConverseStream, read through ``converse.stream_events`` (text and
-        tool call pieces as they come; usage on the last event)."""
-        events = self._gateway.converse_stream(request.model, converse.build_request(request))
-        deltas = 0
+        tool call pieces as they come; usage on the last event). As Llama's
+        stream: cut at its deadline after the first delta, it ends with
+        ``"length"`` and the usage so far; any other failure raises, billed."""
+        meter = _Meter()
+        texts: list[str] = []
         try:
-            for event in converse.stream_events(events, request):
+            events = self._gateway.converse_stream(request.model, converse.build_request(request))
+            for event in converse.stream_events(meter.watch(events), request):
                 if isinstance(event, StreamEnd):
                     yield StreamEnd(self._priced(request, event.completion, None))
-                else:
-                    deltas += 1
-                    yield event
+                    return
+                meter.add_delta(event)
+                if isinstance(event, TextDelta):
+                    texts.append(event.text)
+                yield event
+        except DeadlineExceededError as error:
+            if not meter.chunks:
+                raise self._charged(request, error, meter) from error.__cause__
+            log.warning("stream cut at its deadline after %s deltas: %s", meter.chunks, error)
         except ApiError as error:
-            if deltas and error.spent is None:
-                # ConverseStream counts tokens only in its last event: a
-                # stream broken before it is billed its lower bound, one token
-                # a delta (as a Llama chunk without its count), never nothing.
-                usage = Usage(0, deltas)
-                error.spent = (usage.total_tokens, self._cost(request, usage))
-            raise
+            raise self._charged(request, error, meter) from error.__cause__
+        completion = Completion(model=request.model, text="".join(texts), stop_reason="length",
+                                usage=self._so_far(request, meter))
+        yield StreamEnd(self._priced(request, completion, None))
 
 
 def _calls_stream_live(request: ChatRequest) -> bool:
@@ -299,17 +388,38 @@ def _calls_stream_live(request: ChatRequest) -> bool:
             and request.response_format.type == "text")
 
 
+def _sum(first: Usage, second: Usage) -> Usage:
+    return Usage(first.input_tokens + second.input_tokens,
+                 first.output_tokens + second.output_tokens,
+                 first.cache_read_tokens + second.cache_read_tokens,
+                 first.cache_write_tokens + second.cache_write_tokens)
+
+
+# ConverseStream's deltas carry no token counts: what was received is counted
+# at four characters a token (and at least one a delta) until its last event.
+CHARS_PER_TOKEN = 4
+
+
 @dataclass
 class _Meter:
-    """What a stream has said so far: token counts from every chunk (the
-    prompt's on the first, a running total of generated ones on each), and
-    Bedrock's own final usage and stop reason from the last."""
+    """What a stream has said so far: how many payloads arrived at all; for
+    Llama, token counts from every chunk (the prompt's on the first, a
+    running total of generated ones on each); for Converse, the deltas
+    received; and Bedrock's own final usage and stop reason from the last."""
 
+    payloads: int = 0
     chunks: int = 0
-    prompt_tokens: int = 0
+    prompt_tokens: int | None = None
     generated_tokens: int = 0
     final: Usage | None = None
     reason: str | None = None
+    chars: int = 0
+
+    def watch(self, payloads: Iterable[T]) -> Iterator[T]:
+        """``payloads``, counted as they arrive (before anything reads them)."""
+        for payload in payloads:
+            self.payloads += 1
+            yield payload
 
     def add(self, chunk: RawChunk) -> None:
         self.chunks += 1
@@ -321,8 +431,15 @@ class _Meter:
         self.final = chunk.usage or self.final
         self.reason = chunk.stop_reason or self.reason
 
+    def add_delta(self, event: StreamEvent) -> None:
+        """A Converse text or tool call piece (whatever its kind)."""
+        self.chunks += 1
+        self.chars += len(getattr(event, "text", "") or "") + len(
+            getattr(event, "arguments", "") or "")
+        self.generated_tokens = max(self.chunks, math.ceil(self.chars / CHARS_PER_TOKEN))
+
     def usage(self) -> Usage:
-        return self.final or Usage(self.prompt_tokens, self.generated_tokens)
+        return self.final or Usage(self.prompt_tokens or 0, self.generated_tokens)
 
 
 def held_back(text: str, stops: tuple[str, ...]) -> int:

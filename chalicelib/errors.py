@@ -21,6 +21,11 @@ class ApiError(Exception):
     # its deadline, broken off or answered unusably is billed for them, never
     # left free nor charged its worst case (limits.Limiter.settle_failure).
     spent: tuple[int, Decimal | None] | None = None
+    # The request had reached Bedrock when the call failed (an answer waited
+    # for past its timeout, a stream broken or cut after it opened): Bedrock
+    # may have billed tokens no count of ours saw, so the call is billed at
+    # least its prompt (completion.py), never nothing.
+    generating: bool = False
 
     def __init__(self, message: str, *, param: str | None = None,
                  code: str | None = None) -> None:

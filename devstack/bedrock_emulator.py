@@ -299,7 +299,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class _FaultySink:
     """Passes stream messages on; after the first ones, stalls or resets the
-    connection when the configuration asks for it."""
+    connection, or corrupts one message, when the configuration asks for it."""
 
     def __init__(self, handler: Handler, cfg: Any) -> None:
         self._handler = handler
@@ -317,6 +317,8 @@ class _FaultySink:
                 raise ConnectionResetError("reset_in_stream")
             if self._cfg.stall_in_stream_ms:
                 time.sleep(self._cfg.stall_in_stream_ms / 1000)
+            if self._cfg.malformed_in_stream:  # one bit of its trailing CRC flipped
+                message = message[:-1] + bytes([message[-1] ^ 1])
         self._sent += 1
         self._handler.stream_message(message)
 

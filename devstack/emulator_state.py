@@ -23,13 +23,16 @@ class Config:
     tokens_per_second: float = 0.0  # 0: the whole answer at once
     max_concurrency: int = 0  # 0: unlimited
     fault_rate: dict[str, float] = field(default_factory=dict)
-    fail_next: list[str] = field(default_factory=list)
+    fail_next: list[str | None] = field(default_factory=list)
     fail_in_stream: bool = False
     seed: int = 0
-    # Faults of the connection itself, after a stream's first chunks: a
-    # pause of this long (a stall), or the connection reset.
+    # Faults of the connection itself, after a stream's first messages: a
+    # pause of this long (a stall), the connection reset, or a message
+    # corrupted on the way (its checksum no longer matches: botocore cannot
+    # read it).
     stall_in_stream_ms: int = 0
     reset_in_stream: bool = False
+    malformed_in_stream: bool = False
     # Exact texts the next invocations answer, in order: a string, or
     # {"text", "match"} taken only by an invocation whose request body holds
     # ``match`` (so other traffic on a shared emulator cannot take it). In the
@@ -42,6 +45,7 @@ class Config:
                 "fail_next": list(self.fail_next), "fail_in_stream": self.fail_in_stream,
                 "seed": self.seed, "stall_in_stream_ms": self.stall_in_stream_ms,
                 "reset_in_stream": self.reset_in_stream,
+                "malformed_in_stream": self.malformed_in_stream,
                 "respond_next": [dict(v) if isinstance(v, dict) else v for v in self.respond_next]}
 
 
@@ -89,14 +93,15 @@ def apply_config(config: Config, changes: Any) -> None:
             new[key] = int(_number(key, value, 0, integer=True))
         elif key == "tokens_per_second":
             new[key] = float(_number(key, value, 0, integer=False))
-        elif key in ("fail_in_stream", "reset_in_stream"):
+        elif key in ("fail_in_stream", "reset_in_stream", "malformed_in_stream"):
             if not isinstance(value, bool):
                 raise ControlError(f"{key} must be true or false")
             new[key] = value
         elif key == "fail_next":
             if not isinstance(value, list):
-                raise ControlError("fail_next must be a list of error names")
-            new[key] = [_error_name(key, v) for v in value]
+                raise ControlError("fail_next must be a list of error names (null: no error)")
+            # null lets that invocation through: a later one fails (a repair call).
+            new[key] = [None if v is None else _error_name(key, v) for v in value]
         elif key == "respond_next":
             if not isinstance(value, list) or not all(_script_entry(v) for v in value):
                 raise ControlError('respond_next must be a list of texts to answer, each a string '

@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.config import Config
+from botocore.eventstream import ParserError as EventStreamParserError
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
                                  EndpointConnectionError, EventStreamError, ReadTimeoutError)
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
+from urllib3.util.timeout import Timeout
 
 from chalicelib import deadline
 from chalicelib.observe import callstats
@@ -63,14 +65,54 @@ def _bound_attempt(request: Any = None, **_: Any) -> None:
     if limit.expired:
         raise DeadlineExceededError("The model did not answer in time.")
     # The Lambda runtime's botocore (1.34, requirements-lambda-runtime.txt)
-    # has no per-request context on a prepared request: there an attempt
-    # keeps the client's read timeout, and the deadline still holds before
-    # each attempt and each read of a stream.
+    # has no per-request context on a prepared request: there the pool's
+    # _DeadlineTimeout cuts the wait instead (both hold on newer botocore).
     context = getattr(request, "context", None)
     if context is not None and limit.at != deadline.NONE.at:
         configured = context.get("client_config")
         read = getattr(configured, "read_timeout", None) or 60.0
         context["read_timeout"] = limit.bound(read)
+
+
+class _DeadlineTimeout(Timeout):
+    """The client's timeouts, whose read part each attempt takes cut to the
+    time its deadline leaves. urllib3 clones a pool's timeout at the start of
+    every request, in the caller's thread (where ``deadline.current()`` is
+    the request's own), and sets the socket's timeout from the copy before
+    waiting for the answer: so on every botocore, the Lambda runtime's 1.34
+    included, no attempt waits for Bedrock past its deadline."""
+
+    def clone(self) -> Timeout:
+        read = self._read
+        limit = deadline.current()
+        if isinstance(read, (int, float)) and limit.at != deadline.NONE.at:
+            read = limit.bound(read)
+        return Timeout(connect=self._connect, read=read, total=self.total)
+
+
+def _bound_reads(client: Any, connect_s: float, read_s: float) -> None:
+    """Give the client's connection pools a _DeadlineTimeout. botocore has no
+    public way to pass one, so this reaches into its HTTP session; should
+    that ever change, the deadline still holds before each attempt and each
+    read of a stream (``_bound_attempt``, ``_read``), and it is logged."""
+    timeout = _DeadlineTimeout(connect=connect_s, read=read_s)
+    try:
+        http = client._endpoint.http_session
+        pools = http._manager.connection_pool_kw
+    except AttributeError:
+        log.error("bedrock client: cannot bound its reads by the deadline")
+        return
+    http._timeout = timeout  # proxy pools are built from it
+    pools["timeout"] = timeout
+
+
+def _cut() -> DeadlineExceededError:
+    return DeadlineExceededError("The model did not finish in time.")
+
+
+def _generating(error: ApiError, generating: bool = True) -> ApiError:
+    error.generating = generating
+    return error
 
 
 def _socket_of(stream: Any) -> Any:
@@ -87,12 +129,14 @@ def make_client(settings: Settings, read_timeout_s: float | None = None) -> Any:
     (``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` points it at the emulator locally).
     The jobs worker passes its longer ``read_timeout_s``.
     """
+    read_s = read_timeout_s or settings.bedrock_read_timeout_s
     client = session().create_client("bedrock-runtime", config=Config(
         retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
         connect_timeout=settings.bedrock_connect_timeout_s,
-        read_timeout=read_timeout_s or settings.bedrock_read_timeout_s,
+        read_timeout=read_s,
         tcp_keepalive=True,
     ))
+    _bound_reads(client, settings.bedrock_connect_timeout_s, read_s)
     client.meta.events.register_first("needs-retry.bedrock-runtime", _after_attempt)
     client.meta.events.register("before-send.bedrock-runtime", _bound_attempt)
     return client
@@ -175,14 +219,20 @@ class BedrockGateway:
         the deadline but longer than the read timeout is UpstreamTimeoutError,
         a connection reset UpstreamError: never an unexpected exception. A
         stream left early (deadline, or a consumer that stops) is closed, so
-        Bedrock's connection is not left open."""
+        Bedrock's connection is not left open.
+
+        Every failure once Bedrock has the request (a wait past its timeout,
+        anything after the stream opened: a break, an in-stream error, a
+        corrupted event) is marked ``generating``: Bedrock may have billed
+        tokens that no chunk counted."""
         stats = callstats.current()
         started = time.monotonic()
         limit = deadline.current()
         stream: Any = None
-        finished = False
+        opened = finished = False
         try:
             response = call()
+            opened = True
             stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
             stream = response[key]
             sock = _socket_of(stream)
@@ -190,7 +240,7 @@ class BedrockGateway:
             events = iter(stream)
             while True:
                 if limit.expired:
-                    raise DeadlineExceededError("The model did not finish in time.")
+                    raise _generating(_cut())
                 if sock is not None and limit.at != deadline.NONE.at:
                     sock.settimeout(limit.bound(read_timeout))
                 try:
@@ -202,17 +252,19 @@ class BedrockGateway:
                 if item is not None:
                     yield item
         except (ReadTimeoutError, Urllib3ReadTimeout) as exc:
-            if limit.expired:
-                raise DeadlineExceededError("The model did not finish in time.") from exc
-            raise self._fail(exc, model_id) from exc
+            raise _generating(_cut() if limit.expired else self._fail(exc, model_id)) from exc
         except (ClientError, EventStreamError, BotoCoreError) as exc:
-            raise self._fail(exc, model_id) from exc
+            raise _generating(self._fail(exc, model_id), opened) from exc
         except (Urllib3Error, OSError) as exc:
             log.warning("bedrock stream broke: model=%s cause=%s: %s",
                         model_id, type(exc).__name__, exc)
-            raise UpstreamError("The model's stream broke off.") from exc
-        except ValueError as exc:
-            raise UpstreamError("The model returned a malformed stream.") from exc
+            raise _generating(UpstreamError("The model's stream broke off."), opened) from exc
+        except (ValueError, LookupError, TypeError, EventStreamParserError) as exc:
+            # A corrupted frame (its checksum), or an event not of its shape.
+            log.warning("bedrock stream malformed: model=%s cause=%s: %s",
+                        model_id, type(exc).__name__, exc)
+            raise _generating(UpstreamError("The model returned a malformed stream."),
+                              opened) from exc
         finally:
             if stream is not None and not finished:
                 stream.close()
@@ -239,13 +291,17 @@ class BedrockGateway:
             stats.bedrock_ms += (time.monotonic() - started) * 1000
 
     def converse(self, model_id: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Converse (bedrock:InvokeModel), errors translated as for InvokeModel."""
+        """Converse (bedrock:InvokeModel), errors translated as for InvokeModel;
+        only for what ConverseStream refuses (tools, on some models)."""
         stats = callstats.current()
         started = time.monotonic()
         try:
             response = self._client.converse(modelId=model_id, **request)
             stats.retries += int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
             return dict(response)
+        except (ReadTimeoutError, Urllib3ReadTimeout) as exc:
+            expired = deadline.current().expired
+            raise _generating(_cut() if expired else self._fail(exc, model_id)) from exc
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, model_id) from exc
         finally:

@@ -1,5 +1,5 @@
-"""ChatRequest <-> Bedrock Converse / ConverseStream, for every family but Llama 3.x (pure
-but for ``generate``, which makes the one call and its one repair through the gateway).
+"""ChatRequest <-> Bedrock Converse / ConverseStream, for every family but Llama 3.x (pure:
+completion.py makes the calls, their repair and their billing).
 
 Bedrock applies each family's own template, so nothing here is family text;
 the quirks Converse leaves to the caller are handled for all families alike:
@@ -33,13 +33,13 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib import jsontext
-from chalicelib.models.answers import Shaped, repair_request, shape
+from chalicelib.models.answers import Shaped, shape
 from chalicelib.chat import (ChatRequest, Completion, Message, StreamEnd, StreamEvent, TextDelta,
                              ToolCall, ToolCallDelta, Usage)
-from chalicelib.errors import UpstreamError, ValidationBudgetError
+from chalicelib.errors import UpstreamError
 from chalicelib.models.registry import get_model
 from chalicelib.models.prompting import Prompt, format_instruction, offers_tools
 from chalicelib.models.schemas import problems
@@ -50,10 +50,6 @@ EMPTY_RESULT = "(empty)"  # Converse refuses blank text blocks
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                 "tool_use": "tool_calls", "content_filtered": "content_filter",
                 "guardrail_intervened": "content_filter"}
-
-
-class ConverseGateway(Protocol):
-    def converse(self, model_id: str, request: dict[str, Any]) -> dict[str, Any]: ...
 
 
 # --- request
@@ -255,37 +251,11 @@ def shape_answer(request: ChatRequest, answer: Answer) -> Shaped:
     return shape(plain, Prompt(""), answer.text, answer.stop_reason)
 
 
-def _repair_text(answer: Answer) -> str:
+def repair_text(answer: Answer) -> str:
+    """The unusable answer as the repair request replays it to the model."""
     if answer.text.strip() or not answer.tool_calls:
         return answer.text or EMPTY_RESULT
     return json.dumps([{"name": c.name, "arguments": c.arguments} for c in answer.tool_calls])
-
-
-def generate(gateway: ConverseGateway, request: ChatRequest) -> tuple[Shaped, Usage]:
-    """One Converse call, shaped; one repair call when the answer does not
-    honour the request. Usage is both calls'."""
-    answer = parse_response(gateway.converse(request.model, build_request(request)))
-    usage = answer.usage
-    shaped = _shape_billed(request, answer, usage)
-    if shaped.problem is not None and shaped.repairable:
-        retry = repair_request(request, _repair_text(answer), shaped.problem)
-        answer = parse_response(gateway.converse(retry.model, build_request(retry)))
-        usage = Usage(usage.input_tokens + answer.usage.input_tokens,
-                      usage.output_tokens + answer.usage.output_tokens,
-                      usage.cache_read_tokens + answer.usage.cache_read_tokens,
-                      usage.cache_write_tokens + answer.usage.cache_write_tokens)
-        shaped = _shape_billed(retry, answer, usage)
-    return shaped, usage
-
-
-def _shape_billed(request: ChatRequest, answer: Answer, usage: Usage) -> Shaped:
-    """``shape_answer``; should the schema checks run out of their time, the
-    tokens of the calls so far are billed (priced by the limiter's caller)."""
-    try:
-        return shape_answer(request, answer)
-    except ValidationBudgetError as error:
-        error.spent = (usage.total_tokens, None)
-        raise
 
 
 # --- streaming

@@ -73,7 +73,9 @@ def prompt_estimate(request: ChatRequest) -> int:
     with Meta's Llama 3 tokenizer, the template's special tokens one each.
     Every other family (Claude, Nova through Converse): the Converse request's
     UTF-8 bytes as JSON plus fixed framing (``tokens.converse_bound``), a bound
-    for any byte-level tokenizer, which needs no tokenizer of theirs."""
+    for any byte-level tokenizer, which needs no tokenizer of theirs. It is
+    what a reservation holds for the prompt, and what a call whose own count
+    never came back is billed for it (completion.py)."""
     if get_model(request.model).api == "converse":
         return tokens.converse_bound(converse.build_request(request))
     return tokens.llama3_tokens(render(request).text)

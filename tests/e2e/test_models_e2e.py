@@ -43,8 +43,8 @@ def test_plain_and_streamed_chat(client: openai.OpenAI, emulator: EmulatorContro
     assert plain.model == model and plain.choices[0].message.content
     assert plain.usage is not None and plain.usage.prompt_tokens > 0
     operation = emulator.requests()[-1]["operation"]
-    # Llama is read from its stream even for a plain call (deadlines, billing).
-    assert operation == ("InvokeModelWithResponseStream" if model == LLAMA else "Converse")
+    # Every model is read from its stream even for a plain call (deadlines, billing).
+    assert operation == ("InvokeModelWithResponseStream" if model == LLAMA else "ConverseStream")
     stream = client.chat.completions.create(model=model, messages=ASK, max_tokens=300,
                                             temperature=0, stream=True,
                                             stream_options={"include_usage": True})

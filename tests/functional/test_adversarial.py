@@ -14,6 +14,8 @@ import chalicelib.models.answers
 import chalicelib.models.tool_stream
 from chalicelib.jsontext import MAX_DEPTH
 from chalicelib.tenancy.keys import KeyStore
+from chalicelib.tenancy.limits import prompt_estimate
+from chalicelib.wire.openai import parse_openai_request
 from devstack.prompt_tokens import count_prompt_tokens
 from tests.conftest import MODEL, Api, ApiFactory
 from tests.functional.test_hardening import day_tokens
@@ -276,14 +278,17 @@ def test_a_converse_stream_broken_part_way_is_billed(make_api: ApiFactory, key_s
                                                      emulator: EmulatorControl, dynamodb: Any,
                                                      fault: str) -> None:
     # ConverseStream reports usage only in its last event; a stream that breaks
-    # after text was sent still bills at least a token a delta.
+    # after text was sent bills the prompt (the reservation's estimate of it)
+    # and what came, never only the output.
     api, key_id = limited(make_api, key_store, allowed_models=(MODEL, CLAUDE))
     emulator.configure(fail_in_stream=True, fail_next=[fault] * 3)
-    response = api.http.post("/v1/chat/completions", headers=JSON, body=json.dumps({
-        "model": CLAUDE, "max_tokens": 200, "stream": True,
-        "messages": [{"role": "user", "content": "tell me something long"}]}))
+    body = {"model": CLAUDE, "max_tokens": 200, "stream": True,
+            "messages": [{"role": "user", "content": "tell me something long"}]}
+    response = api.http.post("/v1/chat/completions", headers=JSON, body=json.dumps(body))
     assert response.status_code >= 400  # the test client buffers: the stream's error
-    assert 0 < day_tokens(dynamodb, key_id) < 200
+    prompt = prompt_estimate(parse_openai_request(body, api.runtime.settings)[0])
+    # Two deltas came before the fault (the emulator's CHUNKS_BEFORE_STREAM_FAULT).
+    assert prompt + 2 <= day_tokens(dynamodb, key_id) < prompt + 10
 
 
 TITAN = "amazon.titan-embed-text-v2:0"

@@ -31,14 +31,16 @@ from tests.support import EmulatorControl
 VENV_BIN = Path(sys.executable).parent
 LAMBDA_PYTHON = PROJECT_DIR / ".venv-lambda" / "bin" / "python"
 MODEL = "us.meta.llama3-1-8b-instruct-v1:0"
+CLAUDE = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 
 # What Lambda's Python bootstrap does for each event: import the handler's
 # module from the task root, call handler(event, context), send back the
 # result or the error's type. Warm: one process serves the events in turn.
 RUNNER = r"""
-import importlib, json, sys, traceback
+import importlib, json, os, sys, time, traceback
 task_root, handler_name = sys.argv[1], sys.argv[2]
 sys.path.insert(0, task_root)
+REMAINING_MS = int(os.environ.pop("TEST_REMAINING_MS", "30000"))
 
 class Context:
     function_name = "llm-endpoint-dev"
@@ -46,17 +48,19 @@ class Context:
     aws_request_id = "artifact-test"
     invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:llm-endpoint-dev"
     def get_remaining_time_in_millis(self):
-        return 30000
+        return REMAINING_MS
 
 module_name, attribute = handler_name.rsplit(".", 1)
 handler = getattr(importlib.import_module(module_name), attribute)
 answers = []
 for event in json.loads(sys.stdin.read()):
+    started = time.monotonic()
     try:
         answers.append({"result": handler(event, Context())})
     except Exception as exc:
         traceback.print_exc()
         answers.append({"error": type(exc).__name__})
+    answers[-1]["took_s"] = time.monotonic() - started
 import boto3, botocore
 answers.append({"sdk": [boto3.__version__, botocore.__version__],
                 "path": [p for p in sys.path if "site-packages" in p]})
@@ -300,3 +304,24 @@ def test_a_schema_pattern_searches_with_a_timeout_in_the_zip(
         caller)], emulator_url, aws_url)
     assert reply["result"]["statusCode"] == 422, reply["log"]
     assert "takes too long" in json.loads(reply["result"]["body"])["error"]["message"]
+
+
+def test_a_converse_call_never_waits_past_its_deadline_on_the_runtimes_botocore(
+        artifact: dict[str, Any], emulator: EmulatorControl, emulator_url: str, aws_url: str,
+        dynamodb: Any) -> None:
+    # botocore 1.34.145 takes no per-request read timeout: an attempt kept
+    # the client's 18 s whatever the deadline left, so a call and its repair
+    # outlasted the Lambda. The pool's timeout is cut to the deadline
+    # (bedrock._DeadlineTimeout), and the prompt is billed.
+    from tests.functional.test_hardening import day_tokens
+    emulator.configure(latency_ms=6000)  # Bedrock's answer starts after 6 s
+    key_id = f"key_{time.monotonic_ns()}"
+    caller = {"tenant": "artifact", "key_id": key_id, "requests_per_minute": "",
+              "tokens_per_minute": "", "tokens_per_day": "1000000"}
+    (reply,) = invoke(artifact, "APIHandler", [proxy(
+        "POST", "/chat", {"model": CLAUDE, "prompt": "x" * 3000, "max_tokens": 100}, caller)],
+        emulator_url, aws_url, TEST_REMAINING_MS="5000")  # the deadline: 5 s - 2 s = 3 s
+    assert reply["result"]["statusCode"] == 504, reply["log"]
+    assert 2.9 < reply["took_s"] < 4.5
+    assert [r["operation"] for r in emulator.requests()] == ["ConverseStream"]
+    assert day_tokens(dynamodb, key_id) > 1000  # the prompt's 3,000 bytes, estimated

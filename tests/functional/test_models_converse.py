@@ -60,7 +60,9 @@ def test_plain_chat_goes_through_converse_with_the_system_prompt_apart(
         {"role": "user", "content": "Hi"}, {"role": "user", "content": "there"}]})
     assert response.status_code == 200, response.body
     call = sent(emulator)
-    assert (call["operation"], call["modelId"]) == ("Converse", model)
+    # A plain call reads ConverseStream too, so that a call cut short knows
+    # what it generated (completion.py).
+    assert (call["operation"], call["modelId"]) == ("ConverseStream", model)
     body = call["body"]
     assert body["system"] == [{"text": "Be brief."}]
     # Two user turns in a row become one (Claude insists on alternation).
@@ -341,7 +343,7 @@ def test_jobs_run_converse_models(make_api: ApiFactory, sqs: Any, job_queues: di
     done = json.loads(status(api, accepted["job_id"]).body)
     assert done["status"] == "succeeded", done
     assert done["result"]["model"] == NOVA and done["result"]["text"]
-    assert sent(emulator)["operation"] == "Converse"
+    assert sent(emulator)["operation"] == "ConverseStream"
 
 
 def test_embeddings_and_converse_calls_are_logged_like_chat(make_api: ApiFactory) -> None:
