@@ -122,6 +122,9 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
             statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                       [table(env["JOBS_TABLE"])]),
             statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
+            # POST/GET/DELETE /v1/responses: a record's head, pieces and item index.
+            statement("StoredResponses", ["dynamodb:BatchGetItem", "dynamodb:DeleteItem",
+                                          "dynamodb:PutItem"], [table(env["RESPONSES_TABLE"])]),
             logs(stage, function),
         ]
     auth = [

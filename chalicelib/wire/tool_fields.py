@@ -92,6 +92,12 @@ def _function(item: Any, where: str) -> Tool:
                 strict=_bool(item.get("strict"), f"{where}.strict", False))
 
 
+def function_tool(item: Any, where: str) -> Tool:
+    """One flat function tool (``{"name", "description", "parameters",
+    "strict"}``), as the native shape and OpenAI's Responses carry it."""
+    return _function(item, where)
+
+
 def tools_field(value: Any, *, openai: bool, where: str = "tools") -> tuple[Tool, ...]:
     if value is None:
         return ()

@@ -1,0 +1,130 @@
+"""POST /v1/responses through the app: the one path (what reached Bedrock),
+the response object as OpenAI documents it, named streamed events, state per
+tenant (previous_response_id, GET, DELETE, input_items), and refusals that
+name the field."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from chalicelib.tenancy.keys import KeyStore
+from tests.conftest import MODEL, Api, ApiFactory
+from tests.openapi_check import response_events
+from tests.support import EmulatorControl
+
+JSON = {"Content-Type": "application/json"}
+WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                          "required": ["city"], "additionalProperties": False}}
+
+
+def post(api: Api, body: dict[str, Any]) -> Any:
+    return api.http.post("/v1/responses", headers=JSON, body=json.dumps({"model": MODEL, **body}))
+
+
+def test_a_string_input_is_one_user_turn_and_the_answer_a_message(
+        api: Api, emulator: EmulatorControl) -> None:
+    response = post(api, {"input": "Say hello.", "instructions": "Be brief.",
+                          "max_output_tokens": 64, "temperature": 0.6})
+    assert response.status_code == 200, response.body
+    body = json.loads(response.body)
+    assert body["object"] == "response" and body["id"].startswith("resp_")
+    assert body["status"] == "completed" and body["error"] is None
+    (message,) = body["output"]
+    assert message["type"] == "message" and message["id"].startswith("msg_")
+    assert message["content"][0]["type"] == "output_text" and message["content"][0]["text"]
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert usage["output_tokens_details"] == {"reasoning_tokens": 0}
+    (sent,) = emulator.requests()
+    prompt = sent["body"]["prompt"]
+    assert "Be brief." in prompt and "Say hello." in prompt
+    assert (sent["body"]["max_gen_len"], sent["body"]["temperature"]) == (64, 0.3)
+
+
+def test_previous_response_id_continues_without_the_old_instructions(
+        api: Api, emulator: EmulatorControl) -> None:
+    first = json.loads(post(api, {"input": "My name is Ada.", "instructions": "Pirate."}).body)
+    second = post(api, {"input": "What is my name?", "previous_response_id": first["id"]})
+    assert second.status_code == 200, second.body
+    prompt = emulator.requests()[-1]["body"]["prompt"]
+    assert "My name is Ada." in prompt and "What is my name?" in prompt
+    assert first["output"][0]["content"][0]["text"] in prompt
+    assert "Pirate." not in prompt
+    got = api.http.get(f"/v1/responses/{first['id']}")
+    assert json.loads(got.body) == first
+    items = json.loads(api.http.get(f"/v1/responses/{first['id']}/input_items").body)
+    assert [i["content"][0]["text"] for i in items["data"]] == ["My name is Ada."]
+
+
+def test_another_tenants_response_is_not_found_everywhere(
+        make_api: ApiFactory, key_store: KeyStore) -> None:
+    mine = make_api()
+    first = json.loads(post(mine, {"input": "A secret."}).body)
+    other_key, _ = key_store.create("other-tenant-responses", now=int(time.time()))
+    theirs = make_api(key=other_key)
+    for answer in (theirs.http.get(f"/v1/responses/{first['id']}"),
+                   theirs.http.get(f"/v1/responses/{first['id']}/input_items"),
+                   post(theirs, {"input": "Go on.", "previous_response_id": first["id"]}),
+                   theirs.http.request("DELETE", f"/v1/responses/{first['id']}")):
+        assert answer.status_code == 404, answer.body
+        assert json.loads(answer.body)["error"]["code"] == "not_found"
+    assert mine.http.get(f"/v1/responses/{first['id']}").status_code == 200
+
+
+def test_store_false_keeps_nothing_and_delete_forgets(api: Api) -> None:
+    kept = json.loads(post(api, {"input": "Hi"}).body)
+    unkept = json.loads(post(api, {"input": "Hi", "store": False}).body)
+    assert unkept["store"] is False
+    assert api.http.get(f"/v1/responses/{unkept['id']}").status_code == 404
+    deleted = api.http.request("DELETE", f"/v1/responses/{kept['id']}")
+    assert json.loads(deleted.body) == {"id": kept["id"], "object": "response.deleted",
+                                        "deleted": True}
+    assert api.http.get(f"/v1/responses/{kept['id']}").status_code == 404
+
+
+def test_a_function_call_round_trip(api: Api, emulator: EmulatorControl) -> None:
+    first = json.loads(post(api, {"input": "Weather in Paris?", "tools": [WEATHER],
+                                  "tool_choice": "required"}).body)
+    (call,) = [i for i in first["output"] if i["type"] == "function_call"]
+    assert call["id"].startswith("fc_") and call["call_id"].startswith("call_")
+    assert call["name"] == "get_weather" and "city" in json.loads(call["arguments"])
+    second = post(api, {"previous_response_id": first["id"], "tools": [WEATHER],
+                        "input": [{"type": "function_call_output", "call_id": call["call_id"],
+                                   "output": "18C and sunny"}]})
+    assert second.status_code == 200, second.body
+    assert "18C and sunny" in emulator.requests()[-1]["body"]["prompt"]
+
+
+def test_the_stream_has_named_events_and_joins_to_the_stored_answer(api: Api) -> None:
+    response = post(api, {"input": "Count to three.", "stream": True})
+    assert response.status_code == 200 and response.headers["Content-Type"] == "text/event-stream"
+    events = response_events(response.body)
+    kinds = [e["type"] for e in events]
+    assert kinds[:4] == ["response.created", "response.in_progress",
+                         "response.output_item.added", "response.content_part.added"]
+    assert kinds[-1] == "response.completed"
+    text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    final = events[-1]["response"]
+    assert final["output"][0]["content"][0]["text"] == text
+    assert json.loads(api.http.get(f"/v1/responses/{final['id']}").body) == final
+
+
+def test_hosted_tools_are_left_out_and_what_cannot_be_honoured_names_its_field(
+        api: Api, emulator: EmulatorControl) -> None:
+    ok = post(api, {"input": "Hi", "tools": [{"type": "web_search"}, WEATHER]})
+    assert ok.status_code == 200, ok.body
+    assert "web_search" not in emulator.requests()[-1]["body"]["prompt"]
+    for body, param in (({"input": "Hi", "tool_choice": {"type": "web_search_preview"}},
+                         "tool_choice"),
+                        ({"input": "Hi", "frequency_penalty": 0}, "frequency_penalty"),
+                        ({"input": [{"type": "message", "role": "user", "content": [
+                            {"type": "input_image", "image_url": "x"}]}]},
+                         "input[0].content[0].type"),
+                        ({"input": "Hi", "temperature": 3}, "temperature"),
+                        ({"input": "Hi", "previous_response_id": "resp_nope"},
+                         "previous_response_id")):
+        answer = post(api, body)
+        assert 400 <= answer.status_code < 500, (body, answer.body)
+        assert json.loads(answer.body)["error"]["param"] == param, answer.body
