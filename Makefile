@@ -14,6 +14,10 @@ LAMBDA_VENV := .venv-lambda
 LAMBDA_STAMP := $(LAMBDA_VENV)/.deps-stamp
 JS_DIR := tests/e2e/js
 JS_STAMP := $(JS_DIR)/node_modules/.deps-stamp
+# Codex CLI for its end-to-end test: its own lockfile, as its npm package
+# carries a ~400 MB native binary the other JS clients need not wait for.
+CODEX_DIR := tests/e2e/codex
+CODEX_STAMP := $(CODEX_DIR)/node_modules/.deps-stamp
 STAGES := dev prod
 
 .PHONY: run test lint venv bench clean check-templates browser botocore-data bytecode
@@ -45,7 +49,12 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	npm ci --prefix $(JS_DIR) --silent --no-audit --no-fund --prefer-offline
 	@touch $(JS_STAMP)
 
-venv: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP)
+$(CODEX_STAMP): $(CODEX_DIR)/package.json $(CODEX_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "make: node and npm are needed for the Codex CLI test"; exit 1; }
+	npm ci --prefix $(CODEX_DIR) --silent --no-audit --no-fund --prefer-offline
+	@touch $(CODEX_STAMP)
+
+venv: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) $(CODEX_STAMP)
 
 # The browser tests drive Debian's Chromium through Playwright, which never
 # downloads a browser of its own here: the system package is installed once,
@@ -70,7 +79,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m flake8
 
-test: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) browser
+test: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) $(CODEX_STAMP) browser
 	$(PY) -m flake8
 	$(PY) -m pytest
 
@@ -98,4 +107,4 @@ bench: $(STAMP)
 	$(PY) bench/overhead.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(LAMBDA_VENV) $(JS_DIR)/node_modules .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LAMBDA_VENV) $(JS_DIR)/node_modules $(CODEX_DIR)/node_modules .pytest_cache build

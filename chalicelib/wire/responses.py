@@ -26,9 +26,9 @@ Choices OpenAI's API leaves to us (docs/responses.md says the same):
 - ``reasoning`` items in the input are dropped: these models keep no
   reasoning state. ``reasoning.effort`` is accepted and echoed (the models
   answer as they do); ``reasoning_tokens`` is always 0.
-- ``metadata``, ``user``, ``safety_identifier``, ``prompt_cache_key``,
-  ``service_tier``, ``include``, ``truncation``, ``max_tool_calls`` and
-  ``text.verbosity`` are accepted (the answer does not depend on them).
+- ``metadata``, ``client_metadata``, ``user``, ``safety_identifier``,
+  ``prompt_cache_key``, ``service_tier``, ``include``, ``truncation``,
+  ``max_tool_calls`` and ``text.verbosity`` are accepted (the answer does not depend on them).
 - Images, files, audio, ``conversation``, ``prompt`` templates and logprobs
   are a 400 naming the field; unknown fields are a 400 in OpenAI's words.
 """
@@ -62,6 +62,10 @@ IGNORED_EXTRA = {
     "truncation": ("auto or disabled", lambda v: v in ("auto", "disabled")),
     "max_tool_calls": ("a positive integer",
                        lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0),
+    # Codex sends its session's ids here; like metadata, it is for the caller.
+    "client_metadata": ("an object of strings",
+                        lambda v: isinstance(v, dict) and all(isinstance(x, str)
+                                                              for x in v.values())),
 }
 NEUTRAL = {"top_logprobs": (None, 0), "prompt": (None,), "conversation": (None,)}
 FIELDS = (*HONOURED, "user", "metadata", "service_tier", "prompt_cache_key", "safety_identifier",
