@@ -39,7 +39,7 @@ from chalicelib.completion import billable
 from chalicelib.web.playground import asset, slash_redirect
 from chalicelib.tenancy.usage import render_usage
 from chalicelib.models import embeddings
-from chalicelib.responses import api as responses_api
+from chalicelib.responses import api as responses_api, background as background_responses
 from chalicelib.wire.completions import parse_completions_request, render_text_completion
 from chalicelib.wire.openai import (parse_openai_request, render_completion, render_model,
                                     render_models)
@@ -417,6 +417,8 @@ def create_response() -> Response:
     caller = current_caller()
     prepared = responses_api.prepare(runtime, caller, json_body())
     request = prepared.request
+    if prepared.call.background:
+        return json_response(background_responses.submit(runtime, caller, prepared))
     if prepared.call.stream:
         live = open_stream(request, caller)
         return buffered(live, responses_api.streamed(runtime, caller, prepared, live.events()))
@@ -430,8 +432,16 @@ def create_response() -> Response:
 @app.route("/v1/responses/{response_id}", methods=["GET", "DELETE"], authorizer=api_key_auth)
 @api_view
 def response_by_id(response_id: str) -> Response:
-    act = responses_api.delete if app.current_request.method == "DELETE" else responses_api.retrieve
+    act = (responses_api.delete if app.current_request.method == "DELETE"
+           else background_responses.retrieve)
     return json_response(act(get_runtime(), current_caller(), unquote(response_id)))
+
+
+@app.route("/v1/responses/{response_id}/cancel", methods=["POST"], authorizer=api_key_auth)
+@api_view
+def cancel_response(response_id: str) -> Response:
+    return json_response(background_responses.cancel(get_runtime(), current_caller(),
+                                                     unquote(response_id)))
 
 
 @app.route("/v1/responses/{response_id}/input_items", methods=["GET"], authorizer=api_key_auth)

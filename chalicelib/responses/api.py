@@ -9,14 +9,14 @@ tenant's response, its items included, reads as absent: a 404.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.chat import ChatRequest, Completion, StreamEvent
-from chalicelib.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
+from chalicelib.errors import InvalidRequestError, NotFoundError
+from chalicelib.responses.background import refresh
+from chalicelib.responses.records import MAX_ID_CHARS, find, stored
 from chalicelib.responses.store import IN_FLIGHT, StoredResponse
 from chalicelib.streaming.responses import render_response_events
 from chalicelib.tenancy.auth import Caller
@@ -25,9 +25,6 @@ from chalicelib.wire.responses import ParsedCall, chat_request, new_id, parse_re
 
 if TYPE_CHECKING:
     from chalicelib.runtime import Runtime
-
-T = TypeVar("T")
-MAX_ID_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -40,29 +37,6 @@ class Prepared:
     created_at: int
     input: tuple[dict[str, Any], ...]  # this turn's items, references resolved
     chain: tuple[str, ...]  # the earlier responses it continues, oldest first
-
-
-def stored(action: Callable[[], T]) -> T:
-    """A store call; DynamoDB failing is a retryable 503, never a traceback."""
-    try:
-        return action()
-    except (ClientError, BotoCoreError) as exc:
-        raise StoreUnavailableError("Stored responses cannot be reached; retry shortly.") from exc
-
-
-def _not_found(response_id: str, param: str | None = None) -> NotFoundError:
-    return NotFoundError(f"No response with id '{response_id[:MAX_ID_CHARS]}'.", param=param)
-
-
-def find(runtime: Runtime, caller: Caller, response_id: str,
-         param: str | None = None) -> StoredResponse:
-    """The caller's own stored response; anyone else's is as absent as none."""
-    found = None
-    if response_id.startswith("resp_") and len(response_id) <= MAX_ID_CHARS:
-        found = stored(lambda: runtime.responses.get(response_id, caller.tenant))
-    if found is None:
-        raise _not_found(response_id, param)
-    return found
 
 
 def _resolve(items: Iterable[Mapping[str, Any]], known: list[Mapping[str, Any]],
@@ -92,7 +66,8 @@ def prepare(runtime: Runtime, caller: Caller, payload: Mapping[str, Any]) -> Pre
     chain: tuple[str, ...] = ()
     history: list[Mapping[str, Any]] = []
     if call.previous_response_id is not None:
-        previous = find(runtime, caller, call.previous_response_id, "previous_response_id")
+        previous = refresh(runtime, find(runtime, caller, call.previous_response_id,
+                                         "previous_response_id"))
         if previous.status in IN_FLIGHT:
             raise InvalidRequestError(
                 f"Response '{previous.response_id}' is still {previous.status}: continue from "
@@ -129,10 +104,6 @@ def streamed(runtime: Runtime, caller: Caller, prepared: Prepared,
     return render_response_events(events, prepared.call, prepared.response_id,
                                   prepared.created_at,
                                   lambda response: _keep(runtime, caller, prepared, response))
-
-
-def retrieve(runtime: Runtime, caller: Caller, response_id: str) -> dict[str, Any]:
-    return find(runtime, caller, response_id).response
 
 
 def delete(runtime: Runtime, caller: Caller, response_id: str) -> dict[str, Any]:

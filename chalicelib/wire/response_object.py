@@ -110,11 +110,21 @@ def response_object(call: ParsedCall, response_id: str, created_at: int, status:
     }
 
 
+def answered(response: Mapping[str, Any], completion: Completion, custom: frozenset[str],
+             ids: ItemIds | None = None) -> dict[str, Any]:
+    """``response`` (queued or in progress) with its answer."""
+    status = status_of(completion)
+    return {**response, "status": status,
+            "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete"
+            else None,
+            "output": output_items(completion, custom, ids or ItemIds()),
+            "usage": usage_field(completion)}
+
+
 def completed(call: ParsedCall, response_id: str, created_at: int, completion: Completion,
               ids: ItemIds | None = None) -> dict[str, Any]:
-    return response_object(call, response_id, created_at, status_of(completion),
-                           output=output_items(completion, call.custom_tools, ids or ItemIds()),
-                           usage=usage_field(completion))
+    return answered(response_object(call, response_id, created_at, "in_progress"), completion,
+                    call.custom_tools, ids)
 
 
 def error_field(envelope: Mapping[str, Any]) -> dict[str, Any]:

@@ -418,6 +418,9 @@ def parse_responses_body(payload: Mapping[str, Any], settings: Settings) -> Pars
     tools, choice = _tool_choice(payload.get("tool_choice"), offered, hosted)
     background = _bool(payload, "background", False)
     store = _bool(payload, "store", True)
+    if background and payload.get("stream") is True:
+        raise _unsupported("background", "a background response is read back with GET, not "
+                           "streamed; send one or the other")
     if background and not store:
         raise _invalid("'background' needs 'store': a background response is read back "
                        "later.", "background")

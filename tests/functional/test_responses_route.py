@@ -8,8 +8,12 @@ import json
 import time
 from typing import Any
 
+import app as app_module
 from chalicelib.tenancy.keys import KeyStore
 from tests.conftest import MODEL, Api, ApiFactory
+from tests.functional.test_jobs import drain
+from tests.functional.test_streaming import (USAGE, FakeContext, day_usage, key_context,
+                                             proxy_event, timed_chunks)
 from tests.openapi_check import response_events
 from tests.support import EmulatorControl
 
@@ -17,6 +21,10 @@ JSON = {"Content-Type": "application/json"}
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city.",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                           "required": ["city"], "additionalProperties": False}}
+
+
+def day_pk(key_id: str) -> str:
+    return f"{key_id}#d#{int(time.time() // 86400)}"
 
 
 def post(api: Api, body: dict[str, Any]) -> Any:
@@ -128,3 +136,101 @@ def test_hosted_tools_are_left_out_and_what_cannot_be_honoured_names_its_field(
         answer = post(api, body)
         assert 400 <= answer.status_code < 500, (body, answer.body)
         assert json.loads(answer.body)["error"]["param"] == param, answer.body
+
+
+# --- really streamed, through app.serve (make run's and the deploy's entry) ---
+
+def test_the_real_stream_is_paced_and_billed_to_bedrocks_usage(
+        make_api: ApiFactory, key_store: KeyStore, emulator: EmulatorControl,
+        dynamodb: Any) -> None:
+    make_api()
+    authorizer, key_id = key_context(key_store, tokens_per_day=100_000)
+    emulator.configure(latency_ms=50, tokens_per_second=100)
+    response = app_module.serve(proxy_event("/v1/responses", {
+        "model": MODEL, "input": "Tell me a story.", "stream": True}, authorizer),
+        FakeContext(30))
+    assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
+    arrivals = timed_chunks(response)
+    deltas = [t for t, piece in arrivals if b"response.output_text.delta" in piece]
+    assert len(deltas) > 5 and deltas[-1] - deltas[0] > 0.05  # as Bedrock generates
+    events = response_events(b"".join(p for _, p in arrivals))
+    usage = events[-1]["response"]["usage"]
+    assert day_usage(dynamodb, key_id) == {"requests": 1, "tokens": usage["total_tokens"]}
+
+
+def test_a_client_that_hangs_up_mid_response_still_pays(
+        make_api: ApiFactory, key_store: KeyStore, emulator: EmulatorControl,
+        dynamodb: Any) -> None:
+    make_api()
+    authorizer, key_id = key_context(key_store, tokens_per_day=100_000)
+    body = {"model": MODEL, "input": "Hang up", "store": False}
+    plain = app_module.app(proxy_event("/v1/responses", body, authorizer), FakeContext(30))
+    whole = json.loads(plain["body"])["usage"]["total_tokens"]
+    emulator.configure(tokens_per_second=200)
+    response = app_module.serve(proxy_event("/v1/responses", {**body, "stream": True},
+                                            authorizer), FakeContext(30))
+    chunks = response.chunks()
+    received = [next(chunks) for _ in range(6)]
+    assert b"response.output_text.delta" in received[-1]
+    chunks.close()
+    assert day_usage(dynamodb, key_id) == {"requests": 2, "tokens": 2 * whole}
+
+
+def test_a_failure_mid_stream_is_an_error_event_then_response_failed(
+        make_api: ApiFactory, key_store: KeyStore, emulator: EmulatorControl,
+        dynamodb: Any) -> None:
+    make_api(bedrock_read_timeout_s=1.0)
+    authorizer, key_id = key_context(key_store, tokens_per_day=100_000)
+    emulator.configure(reset_in_stream=True)
+    response = app_module.serve(proxy_event("/v1/responses", {
+        "model": MODEL, "input": "Break", "stream": True}, authorizer), FakeContext(30))
+    events = response_events(b"".join(response.chunks()))
+    assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
+    assert events[-1]["response"]["status"] == "failed"
+    assert events[-1]["response"]["error"]["code"] == events[-2]["code"] == "upstream_error"
+    used = day_usage(dynamodb, key_id)
+    assert used["requests"] == 1 and 0 < used["tokens"] < 200
+
+
+# --- background: true, through the jobs path ---------------------------------
+
+def test_a_background_response_is_queued_then_read_back_done(
+        make_api: ApiFactory, key_store: KeyStore, sqs: Any, job_queues: dict[str, str],
+        emulator: EmulatorControl, dynamodb: Any) -> None:
+    secret, record = key_store.create("bg-acme", now=int(time.time()),
+                                      limits={"tokens_per_day": 100_000})
+    api = make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0)
+    queued = json.loads(post(api, {"input": "Write a long essay.", "background": True}).body)
+    assert queued["status"] == "queued" and queued["background"] is True and not queued["output"]
+    assert json.loads(api.http.get(f"/v1/responses/{queued['id']}").body)["status"] == "queued"
+    assert drain(sqs, job_queues["jobs"]) == 1
+    done = json.loads(api.http.get(f"/v1/responses/{queued['id']}").body)
+    assert done["status"] == "completed" and done["output"][0]["content"][0]["text"]
+    assert "Write a long essay." in emulator.requests()[-1]["body"]["prompt"]
+    assert day_usage(dynamodb, record.key_id)["tokens"] == done["usage"]["total_tokens"]
+    again = post(api, {"input": "Shorter.", "previous_response_id": queued["id"]})
+    assert again.status_code == 200, again.body
+    assert "Write a long essay." in emulator.requests()[-1]["body"]["prompt"]
+    # Done: cancelling changes nothing.
+    assert json.loads(api.http.post(f"/v1/responses/{queued['id']}/cancel").body) == done
+
+
+def test_cancelling_a_queued_response_releases_its_reservation(
+        make_api: ApiFactory, key_store: KeyStore, sqs: Any, job_queues: dict[str, str],
+        emulator: EmulatorControl, dynamodb: Any) -> None:
+    secret, record = key_store.create("bg-cancel", now=int(time.time()),
+                                      limits={"tokens_per_day": 100_000})
+    api = make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0)
+    queued = json.loads(post(api, {"input": "Never mind.", "background": True}).body)
+    held = dynamodb.get_item(TableName=USAGE, Key={"pk": {"S": day_pk(record.key_id)}})["Item"]
+    assert int(held["tokens"]["N"]) > 0  # the reservation, held while queued
+    cancelled = json.loads(api.http.post(f"/v1/responses/{queued['id']}/cancel").body)
+    assert cancelled["status"] == "cancelled"
+    drain(sqs, job_queues["jobs"])
+    assert emulator.requests() == []  # the worker never ran it
+    assert day_usage(dynamodb, record.key_id)["tokens"] == 0
+    assert json.loads(api.http.get(f"/v1/responses/{queued['id']}").body)["status"] == \
+        "cancelled"
+    plain = json.loads(post(api, {"input": "Hi"}).body)
+    refused = api.http.post(f"/v1/responses/{plain['id']}/cancel")
+    assert refused.status_code == 400
