@@ -16,6 +16,8 @@ const providers = {
   compatible: () => createOpenAICompatible({ name: 'llm-endpoint', baseURL, apiKey,
     supportsStructuredOutputs: true, includeUsage: true }).chatModel(modelId),
   openai: () => createOpenAI({ baseURL, apiKey }).chat(modelId),
+  // The provider's default model: OpenAI's Responses API (POST /v1/responses).
+  responses: () => createOpenAI({ baseURL, apiKey })(modelId),
 };
 const model = providers[providerName]();
 
