@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.dynamo import decode_item, encode, encode_item
+from chalicelib.errors import StoreUnavailableError
 
 PIECE_CHARS = 90_000
 BATCH_KEYS = 100
@@ -115,16 +116,20 @@ class ResponseStore:
             request = {self._table: {"Keys": [{"pk": encode(k)}
                                               for k in unique[start:start + BATCH_KEYS]],
                                      "ConsistentRead": True}}
-            for _ in range(BATCH_TRIES):
+            idle = 0  # rounds in a row that read nothing (throttled)
+            while request:
                 answer = self._client.batch_get_item(RequestItems=request)
-                for raw in answer.get("Responses", {}).get(self._table, []):
+                read = answer.get("Responses", {}).get(self._table, [])
+                for raw in read:
                     item = decode_item(raw)
                     found[str(item["pk"])] = item
+                # A batch over 16 MB comes back in parts: go on while each
+                # round reads something, give up after BATCH_TRIES idle ones.
+                idle = 0 if read else idle + 1
+                if idle >= BATCH_TRIES:
+                    raise StoreUnavailableError("Stored responses could not all be read; "
+                                                "retry shortly.")
                 request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            else:
-                raise RuntimeError("stored responses could not all be read")
         return found
 
     def _assemble(self, heads: list[dict[str, Any]]) -> list[StoredResponse]:

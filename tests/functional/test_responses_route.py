@@ -18,6 +18,7 @@ from tests.openapi_check import response_events
 from tests.support import EmulatorControl
 
 JSON = {"Content-Type": "application/json"}
+RESPONSES = "llm-endpoint-dev-responses"
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city.",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                           "required": ["city"], "additionalProperties": False}}
@@ -234,3 +235,59 @@ def test_cancelling_a_queued_response_releases_its_reservation(
     plain = json.loads(post(api, {"input": "Hi"}).body)
     refused = api.http.post(f"/v1/responses/{plain['id']}/cancel")
     assert refused.status_code == 400
+
+
+# --- state beyond one DynamoDB item, references, listing ---------------------
+
+def test_a_conversation_outgrows_dynamodbs_item_limit(make_api: ApiFactory,
+                                                      emulator: EmulatorControl,
+                                                      dynamodb: Any) -> None:
+    api = make_api(max_prompt_chars=3_000_000, max_body_bytes=2_000_000)
+    # One turn of ~1.1 MB of text (4-byte characters count as 2 UTF-16 units
+    # in JSON but 4 bytes in DynamoDB): its record alone is several items.
+    big = "\U0001F600" * 120_000 + " and ends here."
+    first = post(api, {"input": big})
+    assert first.status_code == 200, first.body[:300]
+    first_id = json.loads(first.body)["id"]
+    head = dynamodb.get_item(TableName=RESPONSES, Key={"pk": {"S": first_id}})["Item"]
+    assert int(head["pieces"]["N"]) >= 2
+    second = json.loads(post(api, {"input": "x" * 300_000,
+                                   "previous_response_id": first_id}).body)
+    third = post(api, {"input": "What did I say first?", "previous_response_id": second["id"]})
+    assert third.status_code == 200, third.body[:300]
+    prompt = emulator.requests()[-1]["body"]["prompt"]
+    assert big in prompt and "x" * 300_000 in prompt and "What did I say first?" in prompt
+    items = json.loads(api.http.get(f"/v1/responses/{first_id}/input_items").body)
+    assert items["data"][0]["content"][0]["text"] == big
+
+
+def test_item_references_resolve_within_the_callers_items_only(
+        make_api: ApiFactory, key_store: KeyStore, emulator: EmulatorControl) -> None:
+    mine = make_api()
+    first = json.loads(post(mine, {"input": "Remember: the code is 4321."}).body)
+    message_id = first["output"][0]["id"]
+    answer = post(mine, {"input": [{"role": "user", "content": "Earlier you said:"},
+                                   {"type": "item_reference", "id": message_id},
+                                   {"role": "user", "content": "Repeat it."}]})
+    assert answer.status_code == 200, answer.body
+    assert first["output"][0]["content"][0]["text"] in emulator.requests()[-1]["body"]["prompt"]
+    other_key, _ = key_store.create("other-tenant-items", now=int(time.time()))
+    theirs = post(make_api(key=other_key),
+                  {"input": [{"type": "item_reference", "id": message_id}]})
+    assert theirs.status_code == 404
+    assert json.loads(theirs.body)["error"]["param"] == "input[0].id"
+
+
+def test_input_items_are_listed_newest_first_in_pages(api: Api) -> None:
+    turns = [{"role": "user", "content": f"turn {n}"} for n in range(5)]
+    response = json.loads(post(api, {"input": turns}).body)
+    path = f"/v1/responses/{response['id']}/input_items"
+    page = json.loads(api.http.get(f"{path}?limit=2").body)
+    texts = [i["content"][0]["text"] for i in page["data"]]
+    assert texts == ["turn 4", "turn 3"] and page["has_more"] is True
+    rest = json.loads(api.http.get(f"{path}?limit=10&after={page['last_id']}").body)
+    assert [i["content"][0]["text"] for i in rest["data"]] == ["turn 2", "turn 1", "turn 0"]
+    assert rest["has_more"] is False
+    ascending = json.loads(api.http.get(f"{path}?order=asc&limit=1").body)
+    assert ascending["data"][0]["content"][0]["text"] == "turn 0"
+    assert api.http.get(f"{path}?limit=0").status_code == 400
