@@ -5,11 +5,13 @@ its ~40 KB request (store: false, include reasoning.encrypted_content,
 function, namespace and web_search tools), streamed; the emulator's model
 calls one of Codex's tools, Codex runs it and sends the output back, and the
 model's answer ends the turn. Nothing leaves loopback: the provider is the
-local stack, and update checks and analytics are off."""
+local stack, and update checks and analytics are off. The provider block is
+docs/responses.md's, so the documentation stays true."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -22,22 +24,17 @@ pytestmark = pytest.mark.e2e
 CODEX = Path(__file__).resolve().parent / "codex" / "node_modules" / ".bin" / "codex"
 LLAMA = "us.meta.llama3-1-8b-instruct-v1:0"
 CLAUDE = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
-CONFIG = """\
-model = "{model}"
-model_provider = "llm-endpoint"
-check_for_update_on_startup = false
+DOCS = (Path(__file__).resolve().parents[2] / "docs" / "responses.md").read_text()
+# The provider block as docs/responses.md gives it, plus what keeps a test
+# offline and quick: no update check, no analytics, no retries.
+PROVIDER = re.search(r"```toml\n(.*?)```", DOCS, re.S).group(1)  # type: ignore[union-attr]
 
-[model_providers.llm-endpoint]
-name = "llm-endpoint"
-base_url = "{url}/v1"
-env_key = "LLM_ENDPOINT_API_KEY"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
 
-[analytics]
-enabled = false
-"""
+def config(model: str, url: str) -> str:
+    block = PROVIDER.replace('"us.meta.llama3-1-8b-instruct-v1:0"', f'"{model}"', 1)
+    block = block.replace("http://127.0.0.1:8000", url)
+    return ("check_for_update_on_startup = false\n" + block
+            + "request_max_retries = 0\nstream_max_retries = 0\n\n[analytics]\nenabled = false\n")
 
 
 def codex_exec(stack: LocalStack, tmp_path: Path, model: str, prompt: str) -> str:
@@ -46,9 +43,9 @@ def codex_exec(stack: LocalStack, tmp_path: Path, model: str, prompt: str) -> st
     work = tmp_path / "work"
     home.mkdir()
     work.mkdir()
-    (home / "config.toml").write_text(CONFIG.format(model=model, url=stack.url))
+    (home / "config.toml").write_text(config(model, stack.url))
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home),
-           "LLM_ENDPOINT_API_KEY": stack.key, "NO_COLOR": "1"}
+           "LLM_ENDPOINT_API_KEY": stack.key, "NO_COLOR": "1"}  # the docs' env_key
     done = subprocess.run([str(CODEX), "exec", "--skip-git-repo-check", prompt], cwd=work,
                           env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=180)
