@@ -47,8 +47,8 @@ from chalicelib.models.registry import check_capabilities, get_model
 from chalicelib.models.schemas import canonical
 from chalicelib.wire.openai import (TEMPERATURE_SCALE, _merge_leading_system, check_ignored,
                                     check_neutral, reject_unrecognized)
-from chalicelib.wire.tool_fields import (MAX_DESCRIPTION_CHARS, MAX_TOOLS, function_tool,
-                                         response_format_field)
+from chalicelib.wire.tool_fields import (MAX_DESCRIPTION_CHARS, MAX_TOOLS, bool_value,
+                                         function_tool, response_format_field, string_value)
 from chalicelib.wire.validation import (DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, chat_model_field,
                                         check_conversation, int_field, number_field,
                                         reject_unknown, text_field)
@@ -123,22 +123,7 @@ def _unsupported(where: str, what: str) -> UnsupportedParameterError:
 
 
 def _bool(payload: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = payload.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise _invalid(f"'{name}' must be true or false.", name)
-    return value
-
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise _invalid(f"'{where}' must be a string.", where)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _invalid(f"'{where}' contains invalid Unicode.", where) from None
-    return value
+    return bool_value(payload.get(name), name, default)
 
 
 # --- input items -----------------------------------------------------------
@@ -148,7 +133,7 @@ def _parts(value: Any, where: str, role: str) -> list[dict[str, Any]]:
     output_text for the assistant's own)."""
     kind = "output_text" if role == "assistant" else "input_text"
     if isinstance(value, str):
-        return [_text_part(kind, _string(value, where))]
+        return [_text_part(kind, string_value(value, where))]
     if not isinstance(value, list):
         raise _invalid(f"'{where}' must be a string or a list of content parts.", where)
     parts = []
@@ -161,7 +146,7 @@ def _parts(value: Any, where: str, role: str) -> list[dict[str, Any]]:
                                "(only input_text and output_text are)")
         key = "refusal" if part["type"] == "refusal" else "text"
         reject_unknown(part, ("type", key, "annotations", "logprobs"), at)
-        parts.append(_text_part(kind, _string(part.get(key), f"{at}.{key}")))
+        parts.append(_text_part(kind, string_value(part.get(key), f"{at}.{key}")))
     return parts
 
 
@@ -172,7 +157,7 @@ def _text_part(kind: str, text: str) -> dict[str, Any]:
 def _output(value: Any, where: str) -> str:
     """A tool result: a string, or text parts joined."""
     if isinstance(value, str):
-        return _string(value, where)
+        return string_value(value, where)
     if isinstance(value, list):
         return "\n".join(p["text"] for p in _parts(value, where, "user"))
     raise _invalid(f"'{where}' must be a string or a list of text parts.", where)
@@ -204,19 +189,19 @@ def _item(item: Any, where: str) -> dict[str, Any] | None:
         key = "arguments" if kind == "function_call" else "input"
         reject_unknown(item, ("type", "id", "call_id", "name", key, "status", "namespace"), where)
         return {"type": kind, "id": _item_id(item, where, "fc" if key == "arguments" else "ctc"),
-                "call_id": _string(item.get("call_id"), f"{where}.call_id"),
-                "name": _string(item.get("name"), f"{where}.name"),
-                key: _string(item.get(key), f"{where}.{key}"), "status": "completed"}
+                "call_id": string_value(item.get("call_id"), f"{where}.call_id"),
+                "name": string_value(item.get("name"), f"{where}.name"),
+                key: string_value(item.get(key), f"{where}.{key}"), "status": "completed"}
     if kind in ("function_call_output", "custom_tool_call_output"):
         reject_unknown(item, ("type", "id", "call_id", "output", "status"), where)
         return {"type": kind, "id": _item_id(item, where, "fco" if kind[0] == "f" else "ctco"),
-                "call_id": _string(item.get("call_id"), f"{where}.call_id"),
+                "call_id": string_value(item.get("call_id"), f"{where}.call_id"),
                 "output": _output(item.get("output"), f"{where}.output"), "status": "completed"}
     if kind == "reasoning":
         return None
     if kind == "item_reference":
         reject_unknown(item, ("type", "id"), where)
-        return {"type": "item_reference", "id": _string(item.get("id"), f"{where}.id")}
+        return {"type": "item_reference", "id": string_value(item.get("id"), f"{where}.id")}
     raise _unsupported(f"{where}.type", f"input items of type '{str(kind)[:40]}' (message, "
                        "function_call, function_call_output, custom_tool_call, "
                        "custom_tool_call_output, reasoning and item_reference are)")
@@ -247,7 +232,7 @@ def _custom_tool(item: Mapping[str, Any], where: str) -> Tool:
                            f"{where}.format")
         if spec["type"] == "grammar":
             reject_unknown(spec, ("type", "syntax", "definition"), f"{where}.format")
-            definition = _string(spec.get("definition"), f"{where}.format.definition")
+            definition = string_value(spec.get("definition"), f"{where}.format.definition")
             syntax = str(spec.get("syntax") or "lark")[:20]
             described = (f"{described}\n\nThe input must follow this {syntax} grammar:\n"
                          f"{definition}")[:MAX_DESCRIPTION_CHARS]
@@ -409,7 +394,7 @@ def parse_responses_body(payload: Mapping[str, Any], settings: Settings) -> Pars
     items = _input(payload["input"])
     instructions = payload.get("instructions")
     if instructions is not None:
-        instructions = _string(instructions, "instructions")
+        instructions = string_value(instructions, "instructions")
     limit = get_model(model).max_output_tokens
     max_tokens = int_field(payload, "max_output_tokens", 1, limit, DEFAULT_MAX_TOKENS)
     temperature = number_field(payload, "temperature", 0, 2, 1.0)
@@ -488,10 +473,28 @@ def items_to_messages(items: tuple[Mapping[str, Any], ...]) -> list[Message]:
     return messages
 
 
+def check_calls(items: tuple[Mapping[str, Any], ...]) -> None:
+    """OpenAI's own refusals, in its terms: an output must answer an earlier
+    call, and a call must have its output before the model is asked again."""
+    pending: dict[str, str] = {}
+    for item in items:
+        if item["type"] in ("function_call", "custom_tool_call"):
+            pending[item["call_id"]] = item["name"]
+        elif item["type"] in ("function_call_output", "custom_tool_call_output"):
+            if pending.pop(item["call_id"], None) is None:
+                raise _invalid(f"No tool call found for the output with call_id "
+                               f"'{item['call_id'][:100]}'.", "input")
+    if pending and items[-1]["type"] in ("function_call", "custom_tool_call"):
+        call_id = next(iter(pending))
+        raise _invalid(f"No tool output found for the call with call_id '{call_id[:100]}'.",
+                       "input")
+
+
 def chat_request(call: ParsedCall, items: tuple[Mapping[str, Any], ...],
                  settings: Settings) -> ChatRequest:
     """The conversation (``items``: history and new input, references
     resolved) as the ChatRequest the one path runs."""
+    check_calls(items)
     messages = items_to_messages(items)
     if call.instructions is not None and call.instructions.strip():
         messages.insert(0, Message("system", call.instructions))

@@ -67,6 +67,11 @@ def _bool(value: Any, where: str, default: bool) -> bool:
     return value
 
 
+# The same readers for the Responses shape (wire/responses.py).
+string_value = _string
+bool_value = _bool
+
+
 def _parameters(value: Any, where: str) -> str:
     if value is None:
         return canonical(EMPTY_PARAMETERS)

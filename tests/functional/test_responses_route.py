@@ -8,6 +8,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 import app as app_module
 from chalicelib.tenancy.keys import KeyStore
 from tests.conftest import MODEL, Api, ApiFactory
@@ -195,12 +197,19 @@ def test_a_failure_mid_stream_is_an_error_event_then_response_failed(
 
 # --- background: true, through the jobs path ---------------------------------
 
-def test_a_background_response_is_queued_then_read_back_done(
-        make_api: ApiFactory, key_store: KeyStore, sqs: Any, job_queues: dict[str, str],
-        emulator: EmulatorControl, dynamodb: Any) -> None:
+@pytest.fixture
+def background(make_api: ApiFactory, key_store: KeyStore,
+               job_queues: dict[str, str]) -> tuple[Api, str]:
+    """An app on the test's own jobs queue, and its key's id (limited, so counted)."""
     secret, record = key_store.create("bg-acme", now=int(time.time()),
                                       limits={"tokens_per_day": 100_000})
-    api = make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0)
+    return make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0), record.key_id
+
+
+def test_a_background_response_is_queued_then_read_back_done(
+        background: tuple[Api, str], sqs: Any, job_queues: dict[str, str],
+        emulator: EmulatorControl, dynamodb: Any) -> None:
+    api, key_id = background
     queued = json.loads(post(api, {"input": "Write a long essay.", "background": True}).body)
     assert queued["status"] == "queued" and queued["background"] is True and not queued["output"]
     assert json.loads(api.http.get(f"/v1/responses/{queued['id']}").body)["status"] == "queued"
@@ -208,7 +217,7 @@ def test_a_background_response_is_queued_then_read_back_done(
     done = json.loads(api.http.get(f"/v1/responses/{queued['id']}").body)
     assert done["status"] == "completed" and done["output"][0]["content"][0]["text"]
     assert "Write a long essay." in emulator.requests()[-1]["body"]["prompt"]
-    assert day_usage(dynamodb, record.key_id)["tokens"] == done["usage"]["total_tokens"]
+    assert day_usage(dynamodb, key_id)["tokens"] == done["usage"]["total_tokens"]
     again = post(api, {"input": "Shorter.", "previous_response_id": queued["id"]})
     assert again.status_code == 200, again.body
     assert "Write a long essay." in emulator.requests()[-1]["body"]["prompt"]
@@ -217,19 +226,17 @@ def test_a_background_response_is_queued_then_read_back_done(
 
 
 def test_cancelling_a_queued_response_releases_its_reservation(
-        make_api: ApiFactory, key_store: KeyStore, sqs: Any, job_queues: dict[str, str],
+        background: tuple[Api, str], sqs: Any, job_queues: dict[str, str],
         emulator: EmulatorControl, dynamodb: Any) -> None:
-    secret, record = key_store.create("bg-cancel", now=int(time.time()),
-                                      limits={"tokens_per_day": 100_000})
-    api = make_api(key=secret, jobs_queue=job_queues["jobs"], jobs_retry_base_s=0)
+    api, key_id = background
     queued = json.loads(post(api, {"input": "Never mind.", "background": True}).body)
-    held = dynamodb.get_item(TableName=USAGE, Key={"pk": {"S": day_pk(record.key_id)}})["Item"]
+    held = dynamodb.get_item(TableName=USAGE, Key={"pk": {"S": day_pk(key_id)}})["Item"]
     assert int(held["tokens"]["N"]) > 0  # the reservation, held while queued
     cancelled = json.loads(api.http.post(f"/v1/responses/{queued['id']}/cancel").body)
     assert cancelled["status"] == "cancelled"
     drain(sqs, job_queues["jobs"])
     assert emulator.requests() == []  # the worker never ran it
-    assert day_usage(dynamodb, record.key_id)["tokens"] == 0
+    assert day_usage(dynamodb, key_id)["tokens"] == 0
     assert json.loads(api.http.get(f"/v1/responses/{queued['id']}").body)["status"] == \
         "cancelled"
     plain = json.loads(post(api, {"input": "Hi"}).body)

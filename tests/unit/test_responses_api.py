@@ -122,7 +122,10 @@ def test_text_format_is_the_response_format(fmt: dict[str, Any], kind: str) -> N
     ({"input": "Hi", "metadata": {"a": 1}}, "metadata"),
     ({"input": "Hi", "previous_response_id": 5}, "previous_response_id"),
     ({"input": [{"type": "function_call_output", "call_id": "nobody", "output": "x"}]},
-     "messages[0].tool_call_id"),
+     "input"),
+    ({"input": [{"role": "user", "content": "q"}, {"type": "function_call", "call_id": "c",
+                                                   "name": "f", "arguments": "{}"}],
+      "tools": [FN]}, "input"),
 ])
 def test_what_cannot_be_honoured_names_its_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequestError) as raised:
