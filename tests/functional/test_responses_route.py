@@ -298,3 +298,40 @@ def test_input_items_are_listed_newest_first_in_pages(api: Api) -> None:
     ascending = json.loads(api.http.get(f"{path}?order=asc&limit=1").body)
     assert ascending["data"][0]["content"][0]["text"] == "turn 0"
     assert api.http.get(f"{path}?limit=0").status_code == 400
+
+
+# --- the Converse models -------------------------------------------------------
+
+CLAUDE = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+NOVA = "us.amazon.nova-lite-v1:0"
+
+
+@pytest.mark.parametrize("model", [CLAUDE, NOVA])
+def test_converse_models_answer_plain_streamed_and_with_tools(
+        make_api: ApiFactory, emulator: EmulatorControl, model: str) -> None:
+    api = make_api(allowed_models=(MODEL, CLAUDE, NOVA))
+    plain = post(api, {"model": model, "instructions": "Be brief.", "input": "Hi"})
+    assert plain.status_code == 200, plain.body
+    call = emulator.requests()[-1]
+    assert (call["operation"], call["modelId"]) == ("Converse", model)
+    assert call["body"]["system"] == [{"text": "Be brief."}]
+    assert call["body"]["messages"] == [{"role": "user", "content": [{"text": "Hi"}]}]
+    assert json.loads(plain.body)["output"][0]["content"][0]["text"]
+    # Not strict (Responses' default is): its calls stream live, read from ConverseStream.
+    loose = {**WEATHER, "strict": False}
+    streamed = post(api, {"model": model, "input": "Weather in Oslo?", "stream": True,
+                          "tools": [loose, {"type": "web_search"}]})
+    events = response_events(streamed.body)
+    call = emulator.requests()[-1]
+    assert call["operation"] == "ConverseStream"
+    assert [t["toolSpec"]["name"] for t in call["body"]["toolConfig"]["tools"]] == ["get_weather"]
+    final = events[-1]["response"]
+    (fc,) = [i for i in final["output"] if i["type"] == "function_call"]
+    args = "".join(e["delta"] for e in events
+                   if e["type"] == "response.function_call_arguments.delta")
+    assert json.loads(args) == json.loads(fc["arguments"]) and "city" in json.loads(args)
+    answer = post(api, {"model": model, "previous_response_id": final["id"], "tools": [WEATHER],
+                        "input": [{"type": "function_call_output", "call_id": fc["call_id"],
+                                   "output": "It is 2 degrees."}]})
+    assert answer.status_code == 200, answer.body
+    assert "It is 2 degrees." in json.dumps(emulator.requests()[-1]["body"]["messages"])
