@@ -335,3 +335,20 @@ def test_converse_models_answer_plain_streamed_and_with_tools(
                                    "output": "It is 2 degrees."}]})
     assert answer.status_code == 200, answer.body
     assert "It is 2 degrees." in json.dumps(emulator.requests()[-1]["body"]["messages"])
+
+
+def test_a_custom_tool_is_called_with_freeform_input_and_answered(
+        api: Api, emulator: EmulatorControl) -> None:
+    patch = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+             "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+    first = json.loads(post(api, {"input": "Fix the typo.", "tools": [patch],
+                                  "tool_choice": {"type": "custom", "name": "apply_patch"}}).body)
+    (call,) = first["output"]
+    assert call["type"] == "custom_tool_call" and call["id"].startswith("ctc_")
+    assert isinstance(call["input"], str) and call["input"]
+    prompt = emulator.requests()[-1]["body"]["prompt"]
+    assert "apply_patch" in prompt and "start: /.+/" in prompt  # the grammar, shown
+    second = post(api, {"previous_response_id": first["id"], "tools": [patch], "input": [
+        {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "Patched."}]})
+    assert second.status_code == 200, second.body
+    assert "Patched." in emulator.requests()[-1]["body"]["prompt"]
