@@ -106,5 +106,16 @@ check-templates: $(STAMP) $(CHECKOV_STAMP) bytecode
 bench: $(STAMP)
 	$(PY) bench/overhead.py
 
+# The documentation site (mkdocs.yml) into site/: strict, so a broken link or
+# anchor fails the build (tests/functional/test_docs_site.py builds it too).
+.PHONY: docs cost
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# docs/cost.md, computed from the prices and the templates (scripts/cost.py);
+# a test fails when the page and the script disagree.
+cost: $(STAMP)
+	$(PY) scripts/cost.py --write docs/cost.md
+
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(LAMBDA_VENV) $(JS_DIR)/node_modules $(CODEX_DIR)/node_modules .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LAMBDA_VENV) $(JS_DIR)/node_modules $(CODEX_DIR)/node_modules .pytest_cache build site

@@ -15,7 +15,6 @@ Needs only botocore and PyYAML (both come with Chalice).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,12 @@ from typing import Any
 import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+if str(PROJECT_DIR) not in sys.path:  # run as a script: scripts/ lives beside it
+    sys.path.insert(0, str(PROJECT_DIR))
+
+from scripts.preconditions import (deployed_record, deployed_resource, region_of, run,  # noqa: E402
+                                   session_with_credentials)
+
 TEMPLATE = PROJECT_DIR / "infra" / "gateway-responses.yaml"
 
 
@@ -53,10 +58,13 @@ def apply(client: Any, rest_api_id: str, stage: str, path: Path = TEMPLATE) -> l
     return done
 
 
-def deployed_api_id(stage: str) -> str:
-    state = json.loads((PROJECT_DIR / ".chalice" / "deployed" / f"{stage}.json").read_text())
-    return str(next(r["rest_api_id"] for r in state["resources"]
-                    if r["resource_type"] == "rest_api"))
+def deployed_api(stage: str) -> tuple[str, str | None]:
+    """(REST API id, its region from the API's URL) from Chalice's deployment record."""
+    api = deployed_resource(deployed_record(stage), stage, "rest_api")
+    # https://<id>.execute-api.<region>.amazonaws.com/<stage>/
+    host = str(api.get("rest_api_url", "")).split("/")[2:3]
+    parts = host[0].split(".") if host else []
+    return str(api["rest_api_id"]), (parts[2] if len(parts) > 3 else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", required=True)
     parser.add_argument("--rest-api-id", help="default: from .chalice/deployed/<stage>.json")
     args = parser.parse_args(argv)
-    import botocore.session
-    client = botocore.session.get_session().create_client("apigateway")
-    rest_api_id = args.rest_api_id or deployed_api_id(args.stage)
+    rest_api_id, api_region = (args.rest_api_id, None) if args.rest_api_id else deployed_api(args.stage)
+    session = session_with_credentials()
+    # The API's own region (from its URL) wins: the environment may name another.
+    client = session.create_client("apigateway", region_name=api_region or region_of(session))
     for kind in apply(client, rest_api_id, args.stage):
         print(f"gateway response {kind} set on {rest_api_id}")
     print(f"stage {args.stage} redeployed")
@@ -74,4 +83,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -158,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     config = json.loads((CHALICE_DIR / "config.json").read_text())
+    for stage in config["stages"]:
+        unknown = [m.strip() for m in stage_env(config, stage)["ALLOWED_MODELS"].split(",")
+                   if m.strip() and m.strip() not in REGISTRY]
+        if unknown:
+            print(f"gen_policies.py: stage {stage}'s ALLOWED_MODELS names a model the registry does not "
+                  f"know: {', '.join(unknown)} (chalicelib/models/registry.py, catalog.py; "
+                  "docs/models.md#change-or-add-a-model)", file=sys.stderr)
+            return 2
     stale = []
     for path, text in rendered(config).items():
         if args.check:

@@ -20,13 +20,18 @@ handler serves them too), never wrongly.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+if str(PROJECT_DIR) not in sys.path:  # run as a script: app.py and scripts/ live beside it
+    sys.path.insert(0, str(PROJECT_DIR))
+
+from scripts.preconditions import (deployed_record, deployed_resource, run,  # noqa: E402
+                                   session_with_credentials)
+
 STREAM_FUNCTION = "stream_handler"
 # API Gateway's own limit for a buffered integration; the app's deadline
 # (chalicelib/deadline.py) ends every stream before it.
@@ -39,13 +44,11 @@ def streaming_uri(function_arn: str) -> str:
             f"{function_arn}/response-streaming-invocations")
 
 
-def deployed(record: dict[str, Any]) -> tuple[str, str]:
+def deployed(record: dict[str, Any], stage: str = "") -> tuple[str, str]:
     """(REST API id, stream function ARN) from Chalice's deployment record."""
-    resources = record["resources"]
-    api_id = next(r["rest_api_id"] for r in resources if r.get("resource_type") == "rest_api")
-    arn = next(r["lambda_arn"] for r in resources
-               if r.get("resource_type") == "lambda_function" and r.get("name") == STREAM_FUNCTION)
-    return api_id, arn
+    api_id = deployed_resource(record, stage, "rest_api")["rest_api_id"]
+    arn = deployed_resource(record, stage, "lambda_function", STREAM_FUNCTION)["lambda_arn"]
+    return str(api_id), str(arn)
 
 
 def wire(apigateway: Any, lambda_client: Any, api_id: str, stage: str, function_arn: str,
@@ -79,15 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", required=True)
     args = parser.parse_args(argv)
-    import botocore.session
-
-    sys.path.insert(0, str(PROJECT_DIR))
     from app import STREAM_ROUTES
 
-    record = json.loads((PROJECT_DIR / ".chalice" / "deployed" / f"{args.stage}.json").read_text())
-    api_id, arn = deployed(record)
-    session = botocore.session.get_session()
-    region = arn.split(":")[3]
+    api_id, arn = deployed(deployed_record(args.stage), args.stage)
+    session = session_with_credentials()
+    region = arn.split(":")[3]  # the function's own region, whatever the environment says
     wired = wire(session.create_client("apigateway", region_name=region),
                  session.create_client("lambda", region_name=region),
                  api_id, args.stage, arn, STREAM_ROUTES)
@@ -96,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -3,7 +3,7 @@
 Clients still call it: LlamaIndex's ``OpenAILike`` unless told
 ``is_chat_model=True`` (its ``chat`` then sends a transcript such as
 ``"system: ...\\nuser: ...\\nassistant: "``), LangChain's ``OpenAI`` LLM class,
-evaluation harnesses. Choices, documented in the README too:
+evaluation harnesses. Choices, documented in docs/openai.md too:
 
 - The served models are chat models, and every string a client controls is
   neutralised before it reaches the prompt, so the prompt is not raw model

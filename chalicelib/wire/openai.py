@@ -1,6 +1,6 @@
 """OpenAI chat.completions <-> ChatRequest / Completion (pure translation).
 
-Choices that OpenAI's API leaves to us, documented in the README too:
+Choices that OpenAI's API leaves to us, documented in docs/openai.md too:
 
 - ``temperature``: OpenAI's range is 0..2 and Llama's 0..1; we halve it, so
   OpenAI's default of 1 lands on Llama's default of 0.5 and 0 stays greedy.

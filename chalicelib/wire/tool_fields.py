@@ -275,4 +275,4 @@ def legacy_functions(payload: Mapping[str, Any]) -> None:
         if payload.get(field) not in (None, [], "none", "auto"):
             raise UnsupportedParameterError(
                 f"'{field}' is deprecated and not supported: send '{instead}' instead "
-                "(see the README's tools section).", param=field)
+                "(see docs/tools.md).", param=field)

@@ -1,6 +1,6 @@
 """Agent frameworks and client libraries, unchanged, against `make run`: the
 OpenAI Agents SDK (on Chat Completions), LiteLLM as a client and LlamaIndex's
-OpenAILike, each configured as the README says; and the clients that call
+OpenAILike, each configured as docs/clients.md says; and the clients that call
 the legacy /v1/completions (OpenAILike by default, LangChain's OpenAI class).
 
 The emulator answers as Llama would (a call to an offered tool with arguments
@@ -41,7 +41,7 @@ IPYTHON = "<|start_header_id|>ipython<|end_header_id|>\n\n"
 SCHEMA_MARKER = "It must be valid against this JSON Schema:\n"
 
 # The Agents SDK uploads traces to OpenAI by default; nothing here may leave
-# the machine (and the README says to do the same).
+# the machine (and docs/clients.md says to do the same).
 set_tracing_disabled(True)
 
 

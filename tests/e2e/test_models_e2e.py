@@ -1,7 +1,7 @@
 """Issue 14's "done when", against `make run`'s dev stage: the openai SDK chats
 with Llama 3.1 8B, Claude and Nova (plain, streamed, tools) and embeds text
 (float and base64); LangChain's OpenAIEmbeddings embeds unchanged but for
-``check_embedding_ctx_length=False`` (see README)."""
+``check_embedding_ctx_length=False`` (see docs/models.md)."""
 from __future__ import annotations
 
 import json
