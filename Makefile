@@ -28,6 +28,10 @@ LOCK_VENV := .venv-lock
 LOCK_STAMP := $(LOCK_VENV)/.deps-stamp
 JS_DIR := tests/e2e/js
 JS_STAMP := $(JS_DIR)/node_modules/.deps-stamp
+# Codex CLI for its end-to-end test: its own lockfile, as its npm package
+# carries a ~400 MB native binary the other JS clients need not wait for.
+CODEX_DIR := tests/e2e/codex
+CODEX_STAMP := $(CODEX_DIR)/node_modules/.deps-stamp
 STAGES := dev prod
 
 .DEFAULT_GOAL := help
@@ -43,7 +47,7 @@ run: $(RUN_STAMP) ## the local stack (app, Bedrock emulator, moto, jobs worker) 
 lint: $(STAMP) ## flake8
 	$(PY) -m flake8
 
-test: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) browser ## flake8 and the whole test suite (installs the test toolchain)
+test: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) $(CODEX_STAMP) browser ## flake8 and the whole test suite (installs the test toolchain)
 	$(PY) -m flake8
 	$(PY) -m pytest
 
@@ -98,7 +102,12 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	npm ci --prefix $(JS_DIR) --silent --no-audit --no-fund --prefer-offline
 	@touch $(JS_STAMP)
 
-venv: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) ## every virtualenv and the JS packages make test uses
+$(CODEX_STAMP): $(CODEX_DIR)/package.json $(CODEX_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "make: node and npm are needed for the Codex CLI test"; exit 1; }
+	npm ci --prefix $(CODEX_DIR) --silent --no-audit --no-fund --prefer-offline
+	@touch $(CODEX_STAMP)
+
+venv: $(STAMP) $(CHECKOV_STAMP) $(LAMBDA_STAMP) $(JS_STAMP) $(CODEX_STAMP) ## every virtualenv and the JS packages make test uses
 
 # The browser tests drive Debian's Chromium through Playwright, which never
 # downloads a browser of its own here: the system package is installed once,
@@ -156,4 +165,4 @@ cost: $(STAMP) ## rewrite docs/cost.md from the prices and the templates (script
 	$(PY) scripts/cost.py --write docs/cost.md
 
 clean: ## remove every virtualenv, node_modules and build output
-	rm -rf $(VENV) $(CHECKOV_VENV) $(LAMBDA_VENV) $(LOCK_VENV) $(JS_DIR)/node_modules .pytest_cache build site
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LAMBDA_VENV) $(LOCK_VENV) $(JS_DIR)/node_modules $(CODEX_DIR)/node_modules .pytest_cache build site

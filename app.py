@@ -40,6 +40,7 @@ from chalicelib.completion import billable
 from chalicelib.web.playground import asset, slash_redirect
 from chalicelib.tenancy.usage import render_usage
 from chalicelib.models import embeddings
+from chalicelib.responses import api as responses_api, background as background_responses
 from chalicelib.wire.completions import parse_completions_request, render_text_completion
 from chalicelib.wire.openai import (parse_openai_request, render_completion, render_model,
                                     render_models)
@@ -78,6 +79,7 @@ STATUS: dict[type[errors.ApiError], int] = {
     errors.UnusableAnswerError: 422,
     errors.LimiterUnavailableError: 503,
     errors.QueueUnavailableError: 503,
+    errors.StoreUnavailableError: 503,
     errors.ApiError: 500,
 }
 # Anthropic's statuses for the Messages routes (its types: wire/messages.py):
@@ -500,6 +502,52 @@ def count_message_tokens() -> Response:
                                                                 runtime.service.gateway)})
 
 
+# --- OpenAI's Responses API: the same limiter and ChatService path as the
+# routes above; chalicelib/responses/ joins the stored history in and keeps
+# the answer (store: true).
+
+@app.route("/v1/responses", methods=["POST"], authorizer=api_key_auth)
+@api_view
+def create_response() -> Response:
+    runtime = get_runtime()
+    caller = current_caller()
+    prepared = responses_api.prepare(runtime, caller, json_body())
+    request = prepared.request
+    if prepared.call.background:
+        return json_response(background_responses.submit(runtime, caller, prepared))
+    if prepared.call.stream:
+        live = open_stream(request, caller)
+        return buffered(live, responses_api.streamed(runtime, caller, prepared, live.events()))
+    completion, reservation = runtime.limiter.run(
+        caller, reservation_size(request),
+        lambda: runtime.service.complete(request, caller.tenant), billable)
+    return json_response(responses_api.answered(runtime, caller, prepared, completion),
+                         {**limit_headers(reservation.status), **cache_header(request, completion)})
+
+
+@app.route("/v1/responses/{response_id}", methods=["GET", "DELETE"], authorizer=api_key_auth)
+@api_view
+def response_by_id(response_id: str) -> Response:
+    act = (responses_api.delete if app.current_request.method == "DELETE"
+           else background_responses.retrieve)
+    return json_response(act(get_runtime(), current_caller(), unquote(response_id)))
+
+
+@app.route("/v1/responses/{response_id}/cancel", methods=["POST"], authorizer=api_key_auth)
+@api_view
+def cancel_response(response_id: str) -> Response:
+    return json_response(background_responses.cancel(get_runtime(), current_caller(),
+                                                     unquote(response_id)))
+
+
+@app.route("/v1/responses/{response_id}/input_items", methods=["GET"], authorizer=api_key_auth)
+@api_view
+def response_input_items(response_id: str) -> Response:
+    return json_response(responses_api.input_items(get_runtime(), current_caller(),
+                                                   unquote(response_id),
+                                                   app.current_request.query_params or {}))
+
+
 @app.route("/v1/embeddings", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def create_embeddings() -> Response:
@@ -533,7 +581,7 @@ def retrieve_model(model_id: str) -> dict[str, Any]:
 # function behind API Gateway's response streaming (its Runtime API loop is
 # chalicelib/streaming/lambda_runtime.py). It streams POSTs to these routes
 # that ask for a stream, and hands every other request to Chalice.
-STREAM_ROUTES = ("/chat", *OPENAI_ROUTES, "/v1/messages")
+STREAM_ROUTES = ("/chat", *OPENAI_ROUTES, "/v1/messages", "/v1/responses")
 
 
 def stream_payload(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -613,6 +661,12 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
             live = open_stream(request, caller_from_context(authorizer))
             events = live.events()
             chunks = native_stream.render_events(events, request_id, request.model)
+        elif route == "/v1/responses":
+            caller = caller_from_context(authorizer)
+            prepared = responses_api.prepare(runtime, caller, payload)
+            live = open_stream(prepared.request, caller)
+            events = live.events()
+            chunks = responses_api.streamed(runtime, caller, prepared, events)
         else:
             parse, id_prefix, _, render_chunks = OPENAI_ROUTES[route]
             request, options = parse(payload, runtime.settings)
@@ -654,8 +708,8 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
 @app.lambda_function(name="stream_handler")
 def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway's streaming integration of POST /chat,
-    /v1/chat/completions, /v1/completions and /v1/messages. Deployed, the
-    function's exec wrapper runs chalicelib/streaming/lambda_runtime.py
+    /v1/chat/completions, /v1/completions, /v1/messages and /v1/responses. Deployed,
+    the function's exec wrapper runs chalicelib/streaming/lambda_runtime.py
     instead of Python's managed runtime, and that loop calls ``serve`` and streams its answer. Called as
     a plain handler (no wrapper), it answers in the buffered proxy shape."""
     response = serve(event, context)

@@ -29,6 +29,8 @@ KEYS_TABLE = "KEYS_TABLE"
 USAGE_TABLE = "USAGE_TABLE"
 JOBS_TABLE = "JOBS_TABLE"
 CACHE_TABLE = "CACHE_TABLE"
+RESPONSES_TABLE = "RESPONSES_TABLE"
+RESPONSES_TTL_S = "RESPONSES_TTL_S"
 JOBS_QUEUE = "JOBS_QUEUE"
 JOB_TTL_S = "JOB_TTL_S"
 JOBS_MAX_RECEIVES = "JOBS_MAX_RECEIVES"
@@ -93,6 +95,10 @@ class Settings:
     jobs_max_request_bytes: int = 262_144
     cache_enabled: bool = True
     cache_ttl_s: int = 3_600
+    # Stored Responses (POST /v1/responses, store: true) live as long as
+    # OpenAI keeps them: 30 days.
+    responses_table: str = "llm-endpoint-dev-responses"
+    responses_ttl_s: int = 2_592_000
     stage: str = "dev"
     # Prompts and answers reach the logs only when a stage asks for it.
     log_prompts: bool = False
@@ -212,6 +218,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jobs_max_request_bytes=_int(env, JOBS_MAX_REQUEST_BYTES, base.jobs_max_request_bytes, 1024),
         cache_enabled=_bool(env, CACHE_ENABLED, base.cache_enabled),
         cache_ttl_s=_int(env, CACHE_TTL_S, base.cache_ttl_s, 1),
+        responses_table=env.get(RESPONSES_TABLE) or base.responses_table,
+        responses_ttl_s=_int(env, RESPONSES_TTL_S, base.responses_ttl_s, 60),
         stage=env.get(STAGE) or base.stage,
         log_prompts=_bool(env, LOG_PROMPTS, base.log_prompts),
         model_prices=_prices(env),

@@ -201,6 +201,13 @@ class QueueUnavailableError(ApiError):
     type = "server_error"
 
 
+class StoreUnavailableError(ApiError):
+    """Stored responses (the Responses API's state) cannot be read or written."""
+
+    code = "store_unavailable"
+    type = "server_error"
+
+
 class UnusableAnswerError(ApiError):
     """The model's answer could not be made to honour the request (a forced
     tool call, a JSON format, a strict schema), even after one repair attempt.

@@ -21,6 +21,7 @@ from chalicelib.config import Settings, call_deadline_s, load_settings
 from chalicelib.dynamo import make_dynamodb_client
 from chalicelib.models.embeddings import EmbeddingService
 from chalicelib.jobs.store import JobStore
+from chalicelib.responses.store import ResponseStore
 from chalicelib.tenancy.keys import KeyStore
 from chalicelib.tenancy.limits import Limiter
 from chalicelib.jobs.queue import JobQueue
@@ -106,6 +107,13 @@ class Runtime:
     def jobs(self) -> JobStore:
         return self._once("jobs", lambda: JobStore(self.dynamodb, self.settings.jobs_table,
                                                    self.clock, self.settings.job_ttl_s))
+
+    @property
+    def responses(self) -> ResponseStore:
+        """Stored Responses (``/v1/responses``), per tenant, with the stage's TTL."""
+        return self._once("responses", lambda: ResponseStore(
+            self.dynamodb, self.settings.responses_table, self.clock,
+            self.settings.responses_ttl_s))
 
     @property
     def queue(self) -> JobQueue:

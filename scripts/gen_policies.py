@@ -150,6 +150,9 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
             statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
             # The Messages routes check the key themselves (x-api-key or Bearer).
             statement("ReadKeys", ["dynamodb:GetItem"], [table(env["KEYS_TABLE"])]),
+            # POST/GET/DELETE /v1/responses: a record's head, pieces and item index.
+            statement("StoredResponses", ["dynamodb:BatchGetItem", "dynamodb:DeleteItem",
+                                          "dynamodb:PutItem"], [table(env["RESPONSES_TABLE"])]),
             logs(stage, function),
         ]
     auth = [

@@ -5,7 +5,8 @@
 Chalice cannot stream a REST API response (aws/chalice#2078) and writes every
 route's integration itself, as a buffered proxy to its API handler. So the
 deploy runs this right after ``chalice deploy``: for ``POST /chat``,
-``POST /v1/chat/completions``, ``POST /v1/completions`` and ``POST /v1/messages``
+``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/messages`` and
+``POST /v1/responses``
 (``app.STREAM_ROUTES``) it puts an ``AWS_PROXY``
 integration with ``responseTransferMode: STREAM`` whose URI is Lambda's
 InvokeWithResponseStream (``.../2021-11-15/functions/<arn>/response-streaming-invocations``)

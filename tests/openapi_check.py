@@ -46,6 +46,8 @@ MESSAGES_EVENT = OAS31Validator({"$ref": "urn:openapi#/components/schemas/Messag
                                 registry=_REGISTRY)
 MESSAGES_ERROR = OAS31Validator({"$ref": "urn:openapi#/components/schemas/MessagesErrorBody"},
                                 registry=_REGISTRY)
+RESPONSE_EVENT = OAS31Validator({"$ref": "urn:openapi#/components/schemas/ResponseStreamEvent"},
+                                registry=_REGISTRY)
 
 
 def _content_type(headers: dict[str, str], default: str = "application/json") -> str:
@@ -89,6 +91,23 @@ def messages_events(body: bytes) -> list[tuple[str, Any]]:
     return events
 
 
+def response_events(body: bytes) -> list[dict[str, Any]]:
+    """The events of a ``/v1/responses`` stream: each named as its ``type``,
+    with rising sequence numbers, created first, completed/incomplete/failed last."""
+    events = []
+    for block in [b for b in body.decode("utf-8").split("\n\n") if b]:
+        name, data = block.split("\n")
+        assert name.startswith("event: ") and data.startswith("data: "), block
+        event = json.loads(data[len("data: "):])
+        assert event["type"] == name[len("event: "):], block
+        events.append(event)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[0]["type"] == "response.created", events[0]
+    assert events[-1]["type"] in ("response.completed", "response.incomplete",
+                                  "response.failed"), events[-1]
+    return events
+
+
 def check_exchange(method: str, url: str, headers: dict[str, str], body: bytes | None,
                    status: int, response_headers: dict[str, str], response_body: bytes) -> None:
     parts = urlsplit(url)
@@ -120,6 +139,9 @@ def check_exchange(method: str, url: str, headers: dict[str, str], body: bytes |
         for name, event in native_events(response_body):
             assert name in NATIVE_EVENTS
             NATIVE_EVENT.validate(event)
+    elif media == "text/event-stream" and parts.path == "/v1/responses":
+        for event in response_events(response_body):
+            RESPONSE_EVENT.validate(event)
     elif media == "text/event-stream":
         validator = TEXT_CHUNK if parts.path == "/v1/completions" else CHUNK
         for event in sse_events(response_body):

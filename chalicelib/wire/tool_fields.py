@@ -67,6 +67,11 @@ def _bool(value: Any, where: str, default: bool) -> bool:
     return value
 
 
+# The same readers for the Responses shape (wire/responses.py).
+string_value = _string
+bool_value = _bool
+
+
 def _parameters(value: Any, where: str) -> str:
     if value is None:
         return canonical(EMPTY_PARAMETERS)
@@ -90,6 +95,12 @@ def _function(item: Any, where: str) -> Tool:
     return Tool(name=_name(item.get("name"), f"{where}.name"), description=description,
                 parameters=_parameters(item.get("parameters"), f"{where}.parameters"),
                 strict=_bool(item.get("strict"), f"{where}.strict", False))
+
+
+def function_tool(item: Any, where: str) -> Tool:
+    """One flat function tool (``{"name", "description", "parameters",
+    "strict"}``), as the native shape and OpenAI's Responses carry it."""
+    return _function(item, where)
 
 
 def tools_field(value: Any, *, openai: bool, where: str = "tools") -> tuple[Tool, ...]:

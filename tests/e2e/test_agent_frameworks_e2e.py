@@ -91,15 +91,6 @@ def chat_model(stack: LocalStack) -> OpenAIChatCompletionsModel:
     return OpenAIChatCompletionsModel(model=MODEL, openai_client=async_client(stack))
 
 
-def test_agents_sdk_default_model_asks_for_the_responses_api(stack: LocalStack) -> None:
-    # Unconfigured, the SDK calls /v1/responses, which this endpoint does not
-    # serve: a clear 404 naming the path (the README says what to set).
-    provider = OpenAIProvider(openai_client=async_client(stack))
-    with pytest.raises(openai.NotFoundError, match="/v1/responses"):
-        asyncio.run(Runner.run(Agent(name="a", model=MODEL), "Hello",
-                               run_config=RunConfig(model_provider=provider)))
-
-
 def test_agents_sdk_tool_loop_with_output_type(stack: LocalStack,
                                                emulator: EmulatorControl) -> None:
     asked: list[str] = []

@@ -61,15 +61,19 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
     env = stage_env(CONFIG, stage)
     models = env["ALLOWED_MODELS"].split(",")
     own = {env[name] for name in ("KEYS_TABLE", "USAGE_TABLE", "JOBS_TABLE", "CACHE_TABLE",
-                                  "JOBS_QUEUE")}
+                                  "RESPONSES_TABLE", "JOBS_QUEUE")}
     actions_by_role: dict[str, set[str]] = {}
+    grants: dict[str, set[tuple[str, str]]] = {}  # (action, resource), logs aside
     for role in ("ApiHandlerRole", "ApiKeyAuthRole", "ProcessJobRole", "StreamHandlerRole"):
         actions_by_role[role] = set()
+        grants[role] = set()
         for statement in statements(resources, role):
             assert statement["Effect"] == "Allow"
             actions = as_list(statement["Action"])
             targets = as_list(statement["Resource"])
             actions_by_role[role] |= set(actions)
+            grants[role] |= {(a, str(t)) for a in actions for t in targets
+                             if not a.startswith("logs:")}
             assert all("*" not in a for a in actions), statement  # no wildcard actions
             assert "*" not in targets, statement  # no Resource "*"
             service = actions[0].split(":")[0]
@@ -96,13 +100,14 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
     for role in ("ApiHandlerRole", "ProcessJobRole", "StreamHandlerRole"):
         assert {a for a in actions_by_role[role] if a.startswith("bedrock:")} == expected
     # The stream function's role is the API's, less GET /usage's read (the API function serves it).
-    assert actions_by_role["StreamHandlerRole"] == actions_by_role["ApiHandlerRole"] - {
-        "dynamodb:BatchGetItem"}
+    usage_read = {g for g in grants["ApiHandlerRole"]
+                  if g[0] == "dynamodb:BatchGetItem" and g[1].endswith(f"/{env['USAGE_TABLE']}")}
+    assert usage_read and grants["StreamHandlerRole"] == grants["ApiHandlerRole"] - usage_read
     assert "sqs:ReceiveMessage" in actions_by_role["ProcessJobRole"]
     assert "sqs:ReceiveMessage" not in actions_by_role["ApiHandlerRole"]
     assert "dynamodb:BatchGetItem" in actions_by_role["ApiHandlerRole"]  # GET /usage
     assert "dynamodb:BatchGetItem" not in actions_by_role["ProcessJobRole"]
-    assert "dynamodb:BatchGetItem" not in actions_by_role["StreamHandlerRole"]
+    assert not usage_read & grants["StreamHandlerRole"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -219,7 +224,8 @@ def test_memory_timeouts_and_worker_source(packaged: dict[str, Path], stage: str
 def test_configuration_names_derive_from_the_template(stage: str) -> None:
     env = stage_env(CONFIG, stage)
     tables = {t["TableName"] for t in table_definitions(stage)}
-    assert {env["KEYS_TABLE"], env["USAGE_TABLE"], env["JOBS_TABLE"], env["CACHE_TABLE"]} == tables
+    assert {env["KEYS_TABLE"], env["USAGE_TABLE"], env["JOBS_TABLE"], env["CACHE_TABLE"],
+            env["RESPONSES_TABLE"]} == tables
     assert env["JOBS_QUEUE"] == f"llm-endpoint-{stage}-jobs"
     assert int(env["JOBS_MAX_RECEIVES"]) == parameter_default("JobsMaxReceives")
     assert CONFIG["autogen_policy"] is False
@@ -366,10 +372,11 @@ def test_stream_routes_puts_streaming_integrations() -> None:
         api_stub.add_response("get_resources", {"items": [
             {"id": "r1", "path": "/chat"}, {"id": "r2", "path": "/v1/chat/completions"},
             {"id": "r3", "path": "/health"}, {"id": "r4", "path": "/v1/completions"},
-            {"id": "r5", "path": "/v1/messages"}]},
+            {"id": "r5", "path": "/v1/messages"}, {"id": "r6", "path": "/v1/responses"}]},
             {"restApiId": "abc123"})
         for resource, path in (("r1", "/chat"), ("r2", "/v1/chat/completions"),
-                               ("r4", "/v1/completions"), ("r5", "/v1/messages")):
+                               ("r4", "/v1/completions"), ("r5", "/v1/messages"),
+                               ("r6", "/v1/responses")):
             api_stub.add_response("put_integration", {}, {
                 "restApiId": "abc123", "resourceId": resource, "httpMethod": "POST",
                 "type": "AWS_PROXY", "integrationHttpMethod": "POST", "uri": uri,
@@ -386,6 +393,6 @@ def test_stream_routes_puts_streaming_integrations() -> None:
             "description": "stream routes from stream_handler"})
         assert wire(apigateway, lambda_client, "abc123", "prod", arn, STREAM_ROUTES) == [
             "POST /chat", "POST /v1/chat/completions", "POST /v1/completions",
-            "POST /v1/messages"]
+            "POST /v1/messages", "POST /v1/responses"]
         api_stub.assert_no_pending_responses()
         lambda_stub.assert_no_pending_responses()

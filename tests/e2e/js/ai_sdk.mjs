@@ -19,6 +19,8 @@ const providers = {
   openai: () => createOpenAI({ baseURL, apiKey }).chat(modelId),
   // Anthropic's Messages API (/v1/messages), the key as x-api-key.
   anthropic: () => createAnthropic({ baseURL, apiKey })(modelId),
+  // The provider's default model: OpenAI's Responses API (POST /v1/responses).
+  responses: () => createOpenAI({ baseURL, apiKey })(modelId),
 };
 const model = providers[providerName]();
 
