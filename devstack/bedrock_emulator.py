@@ -185,7 +185,8 @@ class Handler(BaseHTTPRequestHandler):
                                    "through Converse and ConverseStream only.")
             body = (parse_converse(raw, model_id, operation == "ConverseStream") if converse
                     else parse_llama_body(raw))
-            prompt_tokens = count_prompt_tokens(body["prompt"])
+            # Converse counts its tool definitions too (parse_converse).
+            prompt_tokens = body.get("prompt_tokens") or count_prompt_tokens(body["prompt"])
             if prompt_tokens > context:
                 raise BedrockError(
                     "ValidationException",
@@ -263,13 +264,13 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(converse_input, dict) or "inferenceConfig" in converse_input:
                 raise BedrockError("ValidationException", "input.converse takes messages, "
                                    "system, toolConfig and additionalModelRequestFields.")
-            prompt = parse_converse(json.dumps(converse_input).encode(), served[0].id,
-                                    False)["prompt"]
+            tokens = parse_converse(json.dumps(converse_input).encode(), served[0].id,
+                                    False)["prompt_tokens"]
         except BedrockError as err:
             self.state.count_error(err.name)
             self._error(err)
             return
-        self._json(200, {"inputTokens": count_prompt_tokens(prompt)})
+        self._json(200, {"inputTokens": tokens})
 
     def _embedding(self, model_id: str, raw: bytes) -> None:
         """An embedding answer, with Bedrock's token-count headers. Faults,

@@ -32,7 +32,7 @@ from chalicelib.models.registry import REGISTRY
 from devstack.bedrock_wire import LLAMA_DEFAULTS, BedrockError, _Msg, parse_llama_body
 from devstack.generator import count_tokens
 from devstack.prompt_tokens import count_prompt_tokens
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from devstack.llama_answers import tool_decision
 from devstack.prompt_reading import Tool, read_prompt
@@ -107,11 +107,23 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list) \
             or not body["messages"]:
         raise _invalid("A conversation must start with a user message.")
+    tools: list[Tool] = []
+    choice = None
+    marks: list[dict[str, Any]] = []
+    config = body.get("toolConfig")
+    if config is not None:
+        if isinstance(config, dict) and isinstance(config.get("tools"), list):
+            marks = [t for t in config["tools"] if isinstance(t, dict) and "cachePoint" in t]
+            config = {**config, "tools": [t for t in config["tools"] if t not in marks]}
+        tools, choice = _tools(config, model_id, streaming)
+    # The tool definitions are part of the input Bedrock counts, and come
+    # first in the prefix a cache point caches (tools, system, messages).
+    head = _Prefix(json.dumps([asdict(t) for t in tools]) if tools else "")
     turns: list[_Msg] = []
-    points: list[tuple[str, int]] = []
+    points: list[tuple[str, int]] = [_cache_point(mark, model_id, head, None) for mark in marks]
     for item in body.get("system") or []:
         if isinstance(item, dict) and "cachePoint" in item:
-            points.append(_cache_point(item, model_id, turns))
+            points.append(_cache_point(item, model_id, head, turns))
             continue
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise _invalid("The system content must be text.")
@@ -128,7 +140,7 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
             kind = next(iter(block), "") if isinstance(block, dict) and len(block) == 1 else ""
             if kind == "cachePoint":
                 done = [*turns, _Msg(expected, "\n".join(texts))] if texts else turns
-                points.append(_cache_point(block, model_id, done))
+                points.append(_cache_point(block, model_id, head, done))
                 continue
             if kind == "text" and isinstance(block["text"], str) and block["text"].strip():
                 texts.append(block["text"])
@@ -156,16 +168,7 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
             isinstance(b.get("text"), str) and b["text"] != b["text"].rstrip()
             for b in final["content"]):
         raise _invalid("The final assistant content cannot end with trailing whitespace.")
-    tools: list[Tool] = []
-    choice = None
-    if body.get("toolConfig") is not None:
-        config = body["toolConfig"]
-        if isinstance(config, dict) and isinstance(config.get("tools"), list):
-            marks = [t for t in config["tools"] if isinstance(t, dict) and "cachePoint" in t]
-            points += [_cache_point(mark, model_id, []) for mark in marks]
-            config = {**config, "tools": [t for t in config["tools"] if t not in marks]}
-        tools, choice = _tools(config, model_id, streaming)
-    elif uses_tools:
+    if config is None and uses_tools:
         raise _invalid("The toolConfig field must be defined when using toolUse and toolResult "
                        "content blocks.")
     cfg = body.get("inferenceConfig") or {}
@@ -188,15 +191,25 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
         raise _invalid("stopSequences must be non-empty strings.")
     checked["stop"] = stops
     checked["cache_points"] = points
+    checked["prompt_tokens"] = head.tokens + count_prompt_tokens(checked["prompt"])
     checked["tool_use"] = _tool_use(tools, choice, checked["prompt"]) if tools else None
     return checked
 
 
-def _cache_point(block: dict[str, Any], model_id: str, before: list[_Msg]) -> tuple[str, int]:
+class _Prefix:
+    """The tool definitions' text, which opens every cached prefix, and its tokens."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = count_prompt_tokens(text) if text else 0
+
+
+def _cache_point(block: dict[str, Any], model_id: str, head: _Prefix,
+                 before: list[_Msg] | None) -> tuple[str, int]:
     """A cachePoint, as Bedrock checks it: (the key of the prefix before it,
-    that prefix's tokens). The emulator counts a prefix as the prompt text of
-    the turns before the point; tool definitions are not in its token counts,
-    so a point after the tools alone caches nothing."""
+    that prefix's tokens). A prefix is the tool definitions, then the prompt
+    text of the turns before the point (``before`` is None for a point in
+    the tools, which caches the tools alone)."""
     spec = REGISTRY[model_id]
     if not spec.cache_min_tokens:
         raise _invalid("This model doesn't support prompt caching.")
@@ -205,8 +218,8 @@ def _cache_point(block: dict[str, Any], model_id: str, before: list[_Msg]) -> tu
             point.get("ttl") not in (None, "5m") or set(point) - {"type", "ttl"}:
         raise _invalid("cachePoint must be {\"type\": \"default\"} (ttl 5m on this model).")
     text = format_prompt(before) if before else ""
-    key = hashlib.sha256(f"{spec.base_id}\n{text}".encode()).hexdigest()
-    return key, count_prompt_tokens(text) if before else 0
+    key = hashlib.sha256(f"{spec.base_id}\n{head.text}\n{text}".encode()).hexdigest()
+    return key, head.tokens + (count_prompt_tokens(text) if text else 0)
 
 
 def _tool_use(tools: list[Tool], choice: Any, prompt: str) -> tuple[str, str, dict[str, Any]] | None:

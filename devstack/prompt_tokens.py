@@ -7,7 +7,8 @@ InvokeModel prompt string, so the ``prompt_token_count`` and
 ``inputTokenCount`` every test sees are real. It is Meta's code, not
 ``chalicelib.models.tokens``: the endpoint's own count is checked against
 it, not against itself. Converse prompts (Claude, Nova) are counted with it
-too, a byte-level BPE standing in for theirs. Generated text keeps the
+too, a byte-level BPE standing in for theirs, tool definitions included
+(``converse_wire.parse_converse``), as Bedrock counts them. Generated text keeps the
 generator's own estimate (``devstack.generator.count_tokens``).
 """
 from __future__ import annotations

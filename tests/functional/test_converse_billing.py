@@ -64,7 +64,7 @@ def converse_prompt_tokens(sent: dict[str, Any]) -> int:
     """What Bedrock (the emulator) counts for a Converse request it received."""
     checked = parse_converse(json.dumps(sent["body"]).encode(), sent["modelId"],
                              sent["operation"] == "ConverseStream")
-    return count_prompt_tokens(checked["prompt"])
+    return checked["prompt_tokens"]
 
 
 @pytest.fixture

@@ -32,6 +32,31 @@ def test_tools_get_a_tool_use_block(runtime: Any, model: str) -> None:
     assert isinstance(block["input"]["city"], str)
 
 
+def test_tool_definitions_are_counted_and_cached_first(runtime: Any) -> None:
+    """As Bedrock counts: the tools are input tokens, and they open every
+    cached prefix (tools, system, messages), so a cache point in the tools
+    caches them and one after the system caches both."""
+    claude = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    many = {"tools": [{"toolSpec": {"name": f"tool_{n}", "description": "Looks a thing up. " * 40,
+                                    "inputSchema": TOOLS["tools"][0]["toolSpec"]["inputSchema"]}}
+                      for n in range(40)]}
+    bare = runtime.converse(modelId=claude, messages=USER)["usage"]["inputTokens"]
+    tools = runtime.converse(modelId=claude, messages=USER, toolConfig=many)["usage"]
+    assert tools["inputTokens"] > bare + 4_096
+    system = [{"text": "You are terse."}, {"cachePoint": {"type": "default"}}]
+    marked = {"tools": [*many["tools"], {"cachePoint": {"type": "default"}}]}
+    first = runtime.converse(modelId=claude, messages=USER, toolConfig=marked,
+                             system=system)["usage"]
+    again = runtime.converse(modelId=claude, messages=USER, toolConfig=marked,
+                             system=system)["usage"]
+    assert first["cacheWriteInputTokens"] > 4_096 and first["cacheReadInputTokens"] == 0
+    assert again["cacheReadInputTokens"] == first["cacheWriteInputTokens"]
+    assert again["inputTokens"] == first["inputTokens"] < 100  # the user turn, uncached
+    unmarked = runtime.converse(modelId=claude, messages=USER, toolConfig=many,
+                                system=system[:1])["usage"]["inputTokens"]
+    assert first["inputTokens"] + first["cacheWriteInputTokens"] == unmarked
+
+
 @pytest.mark.parametrize("call, message", [
     (dict(modelId="anthropic.claude-v9", messages=USER), "model identifier is invalid"),
     (dict(modelId="amazon.nova-lite-v1:0", messages=USER * 2), "alternate"),
