@@ -219,8 +219,11 @@ def render(config: dict[str, Any] | None = None, template: Template | None = Non
             f"Stored data adds {money(p['dynamodb_storage_per_gb_month'])} per GB-month, and point-in-time",
             f"recovery {money(p['dynamodb_pitr_per_gb_month'])} per GB-month of the tables that have it",
             f"({pitr}): keys and usage",
-            "items are a few hundred bytes each, so a few cents at most for thousands of keys. The deploy",
-            "state bucket holds a few kilobytes.",
+            "items are a few hundred bytes each, so a few cents at most for thousands of keys. Stored",
+            "Responses (`/v1/responses`) hold prompt and answer text for `RESPONSES_TTL_S` (30 days by",
+            "default): a turn is a few KB to hundreds of KB, so 100,000 turns of 10 KB kept 30 days are",
+            f"about 1 GB, {money(p['dynamodb_storage_per_gb_month'] + p['dynamodb_pitr_per_gb_month'])}"
+            " a month. The deploy state bucket holds a few kilobytes.",
             "",
             f"Once in use, each model a stage serves adds {len(per_model)} custom metrics",
             f"({', '.join(per_model)}) and each error code seen adds one ({', '.join(per_error)}), at",
@@ -261,6 +264,11 @@ def render(config: dict[str, Any] | None = None, template: Template | None = Non
             "Token prices are the endpoint's own configuration (`chalicelib/models/pricing.py`, with each",
             "catalog row's source in `chalicelib/models/catalog.py`; a stage's `MODEL_PRICES` corrects",
             "them), the same that `usage.cost_usd` reports. Embedding models have no output tokens.",
+            "On the Messages route, Claude models that cache prompts on Bedrock bill a cached prefix at",
+            "their cache prices: writes 1.25x, reads 0.1x the input price (`catalog.catalog_cache_prices`),",
+            "reported as `cache_creation_input_tokens` / `cache_read_input_tokens`; see",
+            "[messages.md](messages.md#prompt-caching). What a call cut short is billed (at least its",
+            "prompt plus the output received): [Keys: billing](keys.md#billing-every-generated-token).",
             "", "## A short request, all in", ""]
     stage = next((s for s in all_stages if s.name == "prod"), all_stages[0])
     tokens_in, tokens_out = p.assumed("short_request_tokens")
