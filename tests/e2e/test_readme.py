@@ -3,8 +3,7 @@ against `make run`.
 
 Every ``curl -s http://127.0.0.1:8000/...`` line must answer 2xx with JSON; every ```python block
 runs: the SDK set-up, the client set-ups, the emulator's boto3 call, and the blocks that go on
-from the SDK set-up (``client`` and ``model`` already made) after it. Fragments in docs/_incoming
-are not pages yet and are left out, as the site leaves them out.
+from the SDK set-up (``client`` and ``model`` already made) after it.
 """
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +23,7 @@ pytestmark = pytest.mark.e2e
 README = (PROJECT_DIR / "README.md").read_text()
 PAGES: dict[str, str] = {"README.md": README, **{
     str(path.relative_to(PROJECT_DIR)): path.read_text()
-    for path in sorted((PROJECT_DIR / "docs").rglob("*.md")) if "_incoming" not in path.parts}}
+    for path in sorted((PROJECT_DIR / "docs").rglob("*.md"))}}
 
 
 def localise(text: str, stack: LocalStack) -> str:
@@ -237,7 +235,3 @@ def test_every_local_keys_command_runs(stack: LocalStack, line: str) -> None:
 def test_the_printed_export_line_matches_the_readme(stack: LocalStack) -> None:
     assert f"export LLM_API_KEY={stack.key}" in stack.banner
     assert "export LLM_API_KEY=" in README
-
-
-def test_a_page_that_is_not_a_page_is_left_out(tmp_path: Path) -> None:
-    assert not any("_incoming" in name for name in PAGES)

@@ -29,7 +29,6 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site" / "deploy" / "index.html").exists()
-    assert not (tmp_path / "site" / "_incoming").exists()
 
 
 def build_a_copy(tmp_path: Path, pages: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -55,13 +54,6 @@ def test_a_broken_anchor_fails_the_build(tmp_path: Path) -> None:
     result = build_a_copy(tmp_path, {"design/index.md": "# x\n\n[gone](../deploy.md#no-such-heading)\n"})
     assert result.returncode != 0
     assert "no-such-heading" in result.stderr
-
-
-def test_fragments_in_incoming_are_not_published(tmp_path: Path) -> None:
-    # Other branches leave fragments there for the docs to fold in; they are not pages yet.
-    result = build_a_copy(tmp_path, {"_incoming/branch.md": "## → docs/keys.md: x\n\n[y](nowhere.md)\n"})
-    assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "site" / "_incoming").exists()
 
 
 def headings(page: Path) -> set[str]:
