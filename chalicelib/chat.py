@@ -97,9 +97,14 @@ class Usage:
     cache_write_tokens: int = 0
 
     @property
+    def prompt_tokens(self) -> int:
+        """Every token of the prompt, cached or not: what OpenAI's APIs call
+        ``prompt_tokens`` / ``input_tokens`` (their cached part is a detail of it)."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
     def total_tokens(self) -> int:
-        return (self.input_tokens + self.output_tokens + self.cache_read_tokens
-                + self.cache_write_tokens)
+        return self.prompt_tokens + self.output_tokens
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,10 @@ from typing import Any
 
 from chalicelib.chat import Completion, StreamEnd, StreamEvent, TextDelta, ToolCallDelta
 from chalicelib.errors import ApiError
-from chalicelib.wire.native import usd
+from chalicelib.wire.openai import usage_field as usage
 from chalicelib.streaming.sse import frame
 
 DONE = "data: [DONE]\n\n"
-
-
-def usage(completion: Completion) -> dict[str, Any]:
-    used = completion.usage
-    return {"prompt_tokens": used.input_tokens, "completion_tokens": used.output_tokens,
-            "total_tokens": used.total_tokens, "cost_usd": usd(completion.cost_usd)}
 
 
 def finish_reason(completion: Completion) -> str:

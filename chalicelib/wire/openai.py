@@ -256,10 +256,23 @@ def parse_openai_request(payload: Mapping[str, Any],
     return check_capabilities(request), stream_options(payload)
 
 
-def usage_field(completion: Completion) -> dict[str, int]:
+def cached_tokens(completion: Completion) -> int:
+    """The prompt tokens that were not processed afresh: all of them on a
+    response-cache hit (which costs nothing), else the prefix Bedrock read from
+    its prompt cache."""
     usage = completion.usage
-    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.total_tokens, "cost_usd": usd(completion.cost_usd)}
+    return usage.prompt_tokens if completion.cached else usage.cache_read_tokens
+
+
+def usage_field(completion: Completion) -> dict[str, Any]:
+    """OpenAI's ``usage``: ``prompt_tokens`` counts the whole prompt, cached
+    part included, and ``prompt_tokens_details.cached_tokens`` says how much of
+    it was cached, as OpenAI reports it; ``cost_usd`` is ours."""
+    usage = completion.usage
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens(completion)},
+            "cost_usd": usd(completion.cost_usd)}
 
 
 def render_tool_call(call: ToolCall) -> dict[str, Any]:

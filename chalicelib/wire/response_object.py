@@ -19,6 +19,7 @@ from typing import Any
 
 from chalicelib.chat import Completion, ToolCall
 from chalicelib.wire.native import usd
+from chalicelib.wire.openai import cached_tokens
 from chalicelib.wire.responses import ParsedCall, new_id
 
 
@@ -77,9 +78,8 @@ def output_items(completion: Completion, custom: frozenset[str], ids: ItemIds) -
 
 def usage_field(completion: Completion) -> dict[str, Any]:
     used = completion.usage
-    return {"input_tokens": used.input_tokens,
-            "input_tokens_details": {"cached_tokens": used.input_tokens if completion.cached
-                                     else 0},
+    return {"input_tokens": used.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": cached_tokens(completion)},
             "output_tokens": used.output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": used.total_tokens, "cost_usd": usd(completion.cost_usd)}

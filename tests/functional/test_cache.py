@@ -94,9 +94,15 @@ def test_openai_route_uses_the_cache(make_api: ApiFactory, emulator: EmulatorCon
     api = make_api()
     body = {"model": MODEL, "temperature": 0,
             "messages": [{"role": "user", "content": unique("oa")}]}
-    headers = [api.http.post("/v1/chat/completions", headers=JSON, body=json.dumps(body))
-               .headers["x-cache"] for _ in range(2)]
-    assert headers == ["miss", "hit"] and len(emulator.requests()) == 1
+    answers = [api.http.post("/v1/chat/completions", headers=JSON, body=json.dumps(body))
+               for _ in range(2)]
+    assert [a.headers["x-cache"] for a in answers] == ["miss", "hit"]
+    assert len(emulator.requests()) == 1
+    # OpenAI's counters: a hit processed none of the prompt afresh.
+    miss, hit = (json.loads(a.body)["usage"] for a in answers)
+    assert miss["prompt_tokens_details"] == {"cached_tokens": 0}
+    assert hit["prompt_tokens"] == miss["prompt_tokens"] > 0
+    assert hit["prompt_tokens_details"] == {"cached_tokens": hit["prompt_tokens"]}
 
 
 def request(prompt: str) -> ChatRequest:

@@ -81,4 +81,5 @@ def test_render_text_completion() -> None:
         "id": "cmpl-1", "object": "text_completion", "created": 7, "model": MODEL,
         "system_fingerprint": None,
         "choices": [{"text": "Hello.", "index": 0, "logprobs": None, "finish_reason": "length"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "cost_usd": None}}
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
+                  "prompt_tokens_details": {"cached_tokens": 0}, "cost_usd": None}}

@@ -10,6 +10,7 @@ from chalicelib.config import Settings
 from chalicelib.errors import (ApiError, InvalidRequestError, ModelNotFoundError,
                                UnsupportedParameterError)
 from chalicelib.models.registry import REGISTRY
+from chalicelib.wire.response_object import usage_field as response_usage
 from chalicelib.wire.openai import (StreamOptions, parse_openai_request, render_completion,
                                     render_models)
 
@@ -142,7 +143,8 @@ def test_render_completion() -> None:
         "system_fingerprint": None,
         "choices": [{"index": 0, "logprobs": None, "finish_reason": "length",
                      "message": {"role": "assistant", "content": "Hello there", "refusal": None}}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8, "cost_usd": None}}
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+                  "prompt_tokens_details": {"cached_tokens": 0}, "cost_usd": None}}
 
 
 def test_render_models() -> None:
@@ -182,3 +184,25 @@ def test_a_value_of_the_wrong_type_is_refused(field: str, value: Any) -> None:
 ])
 def test_a_neutral_or_ignored_value_of_the_right_type_is_accepted(field: str, value: Any) -> None:
     assert parse(**{field: value})[0].max_tokens == 512
+
+
+# Bedrock reports the cached prefix besides the uncached input; OpenAI's
+# prompt_tokens / input_tokens count the whole prompt and name the cached part.
+@pytest.mark.parametrize("usage,cached,prompt,cached_tokens,total", [
+    (Usage(5, 3), False, 5, 0, 8),
+    (Usage(5, 3, cache_read_tokens=4096), False, 4101, 4096, 4104),
+    (Usage(5, 3, cache_write_tokens=4096), False, 4101, 0, 4104),
+    (Usage(5, 3, cache_read_tokens=100, cache_write_tokens=200), False, 305, 100, 308),
+    (Usage(5, 3), True, 5, 5, 8),  # a response-cache hit: nothing processed afresh
+])
+def test_usage_counts_the_cached_prefix_in_the_prompt(usage: Usage, cached: bool, prompt: int,
+                                                      cached_tokens: int, total: int) -> None:
+    completion = Completion(model=MODEL, text="hi", stop_reason="stop", usage=usage,
+                            cached=cached)
+    chat = render_completion(completion, "chatcmpl-1", 1)["usage"]
+    assert (chat["prompt_tokens"], chat["prompt_tokens_details"], chat["total_tokens"]) == (
+        prompt, {"cached_tokens": cached_tokens}, total)
+    assert chat["completion_tokens"] == 3
+    response = response_usage(completion)
+    assert (response["input_tokens"], response["input_tokens_details"],
+            response["total_tokens"]) == (prompt, {"cached_tokens": cached_tokens}, total)

@@ -38,7 +38,8 @@ def test_openai_text_chunks(include_usage: bool) -> None:
     if include_usage:
         assert all(e["usage"] is None for e in events[:-1])
         assert events[-1]["choices"] == [] and events[-1]["usage"] == {
-            "prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8, "cost_usd": None}
+            "prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+            "prompt_tokens_details": {"cached_tokens": 0}, "cost_usd": None}
     else:
         assert all("usage" not in e for e in events)
 
