@@ -28,7 +28,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, astuple
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -56,7 +56,9 @@ def cache_key(request: Any, tenant: str) -> str:
 def _to_json(completion: Completion) -> str:
     return json.dumps({"model": completion.model, "text": completion.text,
                        "stop_reason": completion.stop_reason,
-                       "usage": [completion.usage.input_tokens, completion.usage.output_tokens],
+                       "stop_sequence": completion.stop_sequence,
+                       # Usage's four counts (entries written before 2026-12 hold two).
+                       "usage": list(astuple(completion.usage)),
                        "tool_calls": [[c.name, c.arguments] for c in completion.tool_calls]})
 
 
@@ -66,7 +68,8 @@ def _from_json(text: str) -> Completion:
     calls = tuple(ToolCall(new_call_id(), name, arguments)
                   for name, arguments in data.get("tool_calls", []))
     return Completion(model=data["model"], text=data["text"], stop_reason=data["stop_reason"],
-                      usage=Usage(*data["usage"]), tool_calls=calls, cached=True)
+                      usage=Usage(*data["usage"]), tool_calls=calls, cached=True,
+                      stop_sequence=data.get("stop_sequence"))
 
 
 def poll_delay_s(base_s: float, attempt: int) -> float:

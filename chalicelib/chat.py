@@ -118,6 +118,8 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     cached: bool = False  # answered from the response cache: costs the tenant nothing
     cost_usd: Decimal | None = None  # None: no price configured for the model
+    # The stop sequence that ended the answer (``stop_reason`` "stop"), when known.
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from typing import Any, TypeVar
 from chalicelib import deadline
 from chalicelib.observe import callstats
 from chalicelib.models import converse
-from chalicelib.models.answers import Shaped, find_stop, repair_request, shape, unreadable
+from chalicelib.models.answers import (Shaped, find_stop, first_stop, repair_request, shape,
+                                       unreadable)
 from chalicelib.models.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
@@ -137,7 +138,8 @@ class ChatService:
             raise UnusableAnswerError(f"The model's answer could not be used: {answer.problem}.",
                                       spent=billable(failed))
         return Completion(model=request.model, text=answer.text, stop_reason=answer.stop_reason,
-                          usage=usage, tool_calls=answer.tool_calls)
+                          usage=usage, tool_calls=answer.tool_calls,
+                          stop_sequence=answer.stop_sequence)
 
     def _llama_answer(self, request: ChatRequest) -> tuple[Shaped, Usage]:
         """Llama's answer, read by ``answers.shape``, with one repair attempt."""
@@ -210,13 +212,14 @@ class ChatService:
             raise self._charged(request, error, meter) from error.__cause__
         if end is None:  # stream_events ends with StreamEnd or raises
             raise self._charged(request, UpstreamError("The model's stream ended early."), meter)
-        return converse.Answer(end.text, end.tool_calls, end.stop_reason, end.usage)
+        return converse.Answer(end.text, end.tool_calls, end.stop_reason, end.usage,
+                               end.stop_sequence)
 
     def _converse_whole(self, request: ChatRequest, body: dict[str, Any]) -> converse.Answer:
         payload = None
         try:
             payload = self._gateway.converse(request.model, body)
-            return converse.parse_response(payload)
+            return converse.parse_response(payload, request.stop)
         except ApiError as error:
             if error.spent is None and (error.generating or payload is not None):
                 # Sent, and nothing of the answer counted: its worst case.
@@ -314,7 +317,7 @@ class ChatService:
         meter = _Meter()
         sent: list[str] = []
         held = ""
-        stopped = False
+        stopped: str | None = None  # the stop sequence the stream was cut at
         try:
             for chunk in self._chunks(request, meter):
                 text = chunk.text if (sent or held) else chunk.text.lstrip()
@@ -323,9 +326,9 @@ class ChatService:
                 held += text
                 if not sent:  # a leading <|python_tag|> is never content
                     held = without_python_tag(held)
-                cut = find_stop(held, request.stop)
+                cut, matched = first_stop(held, request.stop)
                 if cut >= 0:
-                    held, stopped = held[:cut], True
+                    held, stopped = held[:cut], matched
                     if held:
                         sent.append(held)
                         yield TextDelta(held)
@@ -349,7 +352,7 @@ class ChatService:
             yield TextDelta(held)
         completion = Completion(model=request.model, text="".join(sent),
                                 stop_reason="stop" if stopped else reason,
-                                usage=self._so_far(request, meter))
+                                usage=self._so_far(request, meter), stop_sequence=stopped)
         yield StreamEnd(self._priced(request, completion, None))
 
     def _converse_stream(self, request: ChatRequest) -> Iterator[StreamEvent]:

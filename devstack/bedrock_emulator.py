@@ -39,7 +39,7 @@ from urllib.parse import unquote, urlsplit
 from chalicelib.models.registry import REGISTRY
 from devstack.bedrock_wire import (ERROR_STATUS, STREAM_EXCEPTIONS, Answer, BedrockError,
                                    apply_stop, check_model, parse_llama_body)
-from devstack.converse_wire import embed, parse_converse
+from devstack.converse_wire import embed, parse_converse, response_fields
 from devstack.emulator_state import ControlError, State
 from devstack.generator import generate, scripted
 from devstack.prompt_tokens import count_prompt_tokens
@@ -227,11 +227,14 @@ class Handler(BaseHTTPRequestHandler):
                                top_p=body["top_p"], max_tokens=body["max_gen_len"], seed=cfg.seed)
             pieces = list(gen.pieces)
             stop_reason = gen.stop_reason
+            extra = None
             if converse:
-                pieces, stop_reason = apply_stop(pieces, stop_reason, body["stop"])
+                pieces, stop_reason, matched = apply_stop(pieces, stop_reason, body["stop"])
+                extra = response_fields(model_id, body["response_fields"], matched)
             cache = (state.cache_prefixes(body["cache_points"], spec.cache_min_tokens)
                      if converse and body.get("cache_points") else None)
-            answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg, tool_use, cache)
+            answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg, tool_use, cache,
+                            extra)
             if streaming:
                 self._start_stream()
                 answer.stream(_FaultySink(self, cfg), injected if in_stream else None)

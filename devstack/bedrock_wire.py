@@ -168,11 +168,15 @@ def parse_converse_body(raw: bytes) -> dict[str, Any]:
     return checked
 
 
-def apply_stop(pieces: list[str], reason: str, stops: list[str]) -> tuple[list[str], str]:
+def apply_stop(pieces: list[str], reason: str,
+               stops: list[str]) -> tuple[list[str], str, str | None]:
+    """The pieces cut before the earliest stop sequence, Converse's reason, and
+    which sequence it was (of those starting at one place, the first listed)."""
     text = "".join(pieces)
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    if cut < 0:
-        return pieces, reason
+    found = [(i, n) for n, i in enumerate(text.find(s) for s in stops) if i >= 0]
+    if not found:
+        return pieces, reason, None
+    cut, which = min(found)
     kept: list[str] = []
     length = 0
     for piece in pieces:
@@ -181,7 +185,7 @@ def apply_stop(pieces: list[str], reason: str, stops: list[str]) -> tuple[list[s
             break
         kept.append(piece)
         length += len(piece)
-    return [p for p in kept if p], "stop_sequence"
+    return [p for p in kept if p], "stop_sequence", stops[which]
 
 
 class Answer:
@@ -190,7 +194,8 @@ class Answer:
     def __init__(self, operation: str, pieces: list[str], stop_reason: str,
                  prompt_tokens: int, cfg: Config,
                  tool_use: tuple[str, str, dict[str, Any]] | None = None,
-                 cache: tuple[int, int] | None = None) -> None:
+                 cache: tuple[int, int] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         self.operation = operation
         self.pieces = pieces
         self.text = "".join(pieces)
@@ -206,6 +211,14 @@ class Answer:
         self.started = time.monotonic()
         # (read, written) prompt-cache tokens, for a Converse request with cache points.
         self.cache = cache
+        # Converse's additionalModelResponseFields: the model's own fields asked for.
+        self.extra = extra
+
+    def _stop_event(self, reason: str) -> dict[str, Any]:
+        event: dict[str, Any] = {"stopReason": reason}
+        if self.extra is not None:
+            event["additionalModelResponseFields"] = self.extra
+        return event
 
     def _usage(self) -> dict[str, int]:
         """Converse's usage: with cache points, the cached prefix apart from inputTokens."""
@@ -236,7 +249,7 @@ class Answer:
                                             "name": self.tool_use[1], "input": self.tool_use[2]}})
             payload: dict[str, Any] = {
                 "output": {"message": {"role": "assistant", "content": content}},
-                "stopReason": self._converse_reason(),
+                **self._stop_event(self._converse_reason()),
                 "usage": self._usage(),
                 "metrics": {"latencyMs": self._latency_ms()}}
         else:
@@ -262,7 +275,7 @@ class Answer:
                 "delta": {"toolUse": {"input": self.tool_input[i:i + step]}}}))
         for name_, body in (
                 ("contentBlockStop", {"contentBlockIndex": 0}),
-                ("messageStop", {"stopReason": "tool_use"}),
+                ("messageStop", self._stop_event("tool_use")),
                 ("metadata", {"usage": self._usage(),
                               "metrics": {"latencyMs": self._latency_ms()}})):
             sink.stream_message(eventstream.event(name_, body))
@@ -289,7 +302,7 @@ class Answer:
         if self.operation == "ConverseStream":
             for name, body in (
                     ("contentBlockStop", {"contentBlockIndex": 0}),
-                    ("messageStop", {"stopReason": self._converse_reason()}),
+                    ("messageStop", self._stop_event(self._converse_reason())),
                     ("metadata", {"usage": self._usage(),
                                   "metrics": {"latencyMs": self._latency_ms()}})):
                 sink.stream_message(eventstream.event(name, body))

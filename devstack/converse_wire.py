@@ -190,10 +190,37 @@ def parse_converse(raw: bytes, model_id: str, streaming: bool) -> dict[str, Any]
     if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
         raise _invalid("stopSequences must be non-empty strings.")
     checked["stop"] = stops
+    checked["response_fields"] = _response_fields(body.get("additionalModelResponseFieldPaths"))
     checked["cache_points"] = points
     checked["prompt_tokens"] = head.tokens + count_prompt_tokens(checked["prompt"])
     checked["tool_use"] = _tool_use(tools, choice, checked["prompt"]) if tools else None
     return checked
+
+
+POINTER = re.compile(r"(/([^~/]|~[01])*)+")
+
+
+def _response_fields(paths: Any) -> list[str]:
+    """``additionalModelResponseFieldPaths``: JSON Pointers into the model's
+    own answer; an empty or malformed one is a 400, as Bedrock answers it."""
+    if paths is None:
+        return []
+    if not isinstance(paths, list) or len(paths) > 10 or not all(
+            isinstance(p, str) and POINTER.fullmatch(p) for p in paths):
+        raise _invalid("additionalModelResponseFieldPaths must be a list of JSON Pointers, "
+                       "such as \"/stop_sequence\".")
+    return paths
+
+
+def response_fields(model_id: str, paths: list[str], matched: str | None) -> dict[str, Any] | None:
+    """What Converse returns for ``paths``: the fields of the model's native
+    answer that they name (Claude's ``stop_sequence``); paths the answer has
+    not are ignored, as Bedrock ignores them. None when none were asked."""
+    if not paths:
+        return None
+    native: dict[str, Any] = ({"stop_sequence": matched}
+                              if REGISTRY[model_id].owned_by == "anthropic" else {})
+    return {p[1:]: native[p[1:]] for p in paths if p[1:] in native}
 
 
 class _Prefix:

@@ -63,12 +63,23 @@ class Shaped:
     problem: str | None = None  # why the answer does not honour the request
     fatal: bool = False  # the problem fails the request if a repair does not cure it
     repairable: bool = True  # False when asking again cannot help (cut at max_tokens)
+    stop_sequence: str | None = None  # the stop sequence the text was cut at
 
 
 def find_stop(text: str, stops: tuple[str, ...]) -> int:
     """Index of the earliest stop sequence in ``text``, or -1."""
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(found, default=-1)
+    return first_stop(text, stops)[0]
+
+
+def first_stop(text: str, stops: tuple[str, ...]) -> tuple[int, str | None]:
+    """The earliest stop sequence in ``text`` and where it starts, or (-1, None).
+    Of sequences starting at the same place, the first listed wins, so the one
+    reported is the one the cut honoured."""
+    found = [(i, n) for n, i in enumerate(text.find(s) for s in stops) if i >= 0]
+    if not found:
+        return -1, None
+    index, which = min(found)
+    return index, stops[which]
 
 
 def arguments_text(arguments: object) -> str:
@@ -156,9 +167,9 @@ def shape(request: ChatRequest, prompt: Prompt, generation: str, stop_reason: st
     if request.response_format.type in ("json_object", "json_schema"):
         return _json_answer(request.response_format, text, stop_reason)
     text = without_python_tag(text)
-    cut = find_stop(text, request.stop)
+    cut, matched = first_stop(text, request.stop)
     if cut >= 0:
-        return Shaped(text[:cut], "stop")
+        return Shaped(text[:cut], "stop", stop_sequence=matched)
     return Shaped(text, stop_reason)
 
 

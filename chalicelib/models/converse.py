@@ -50,6 +50,20 @@ EMPTY_RESULT = "(empty)"  # Converse refuses blank text blocks
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                 "tool_use": "tool_calls", "content_filtered": "content_filter",
                 "guardrail_intervened": "content_filter"}
+STOP_SEQUENCE_PATH = "/stop_sequence"
+
+
+def matched_stop(reason: Any, fields: Any, stops: tuple[str, ...]) -> str | None:
+    """Which stop sequence ended a Converse answer: Claude's ``stop_sequence``
+    (asked for through ``additionalModelResponseFieldPaths``), else the only
+    one sent; None when Bedrock's ``stopReason`` is not ``stop_sequence`` or
+    it cannot be known (several sequences, a model that does not say)."""
+    if reason != "stop_sequence":
+        return None
+    named = fields.get("stop_sequence") if isinstance(fields, dict) else None
+    if isinstance(named, str) and named in stops:
+        return named
+    return stops[0] if len(stops) == 1 else None
 
 
 # --- request
@@ -174,6 +188,10 @@ def build_request(request: ChatRequest) -> dict[str, Any]:
     if request.stop:
         config["stopSequences"] = list(request.stop)
     body: dict[str, Any] = {"messages": _turns(rest), "inferenceConfig": config}
+    if request.stop and len(request.stop) > 1 and spec.owned_by == "anthropic":
+        # Converse's stopReason does not say which sequence matched; Claude's
+        # own answer does, and Bedrock returns that field when asked.
+        body["additionalModelResponseFieldPaths"] = [STOP_SEQUENCE_PATH]
     if system:
         body["system"] = system
     if offered:
@@ -190,6 +208,7 @@ class Answer:
     tool_calls: tuple[ToolCall, ...]
     stop_reason: str  # stop | length | tool_calls | content_filter
     usage: Usage
+    stop_sequence: str | None = None  # which of the request's stop sequences ended it
 
 
 def _usage(value: Any) -> Usage:
@@ -202,8 +221,9 @@ def _usage(value: Any) -> Usage:
     return Usage(*counts)
 
 
-def parse_response(payload: Any) -> Answer:
-    """A Converse answer: text blocks joined, toolUse blocks as calls (ids kept)."""
+def parse_response(payload: Any, stops: tuple[str, ...] = ()) -> Answer:
+    """A Converse answer: text blocks joined, toolUse blocks as calls (ids
+    kept), and which of ``stops`` (the request's) ended it."""
     try:
         blocks = payload["output"]["message"]["content"]
         texts = [b["text"] for b in blocks if "text" in b]
@@ -214,7 +234,8 @@ def parse_response(payload: Any) -> Answer:
     except (KeyError, TypeError) as exc:
         raise UpstreamError("The model returned a malformed answer.") from exc
     return Answer("".join(texts), calls, STOP_REASONS.get(reason, "stop"),
-                  _usage(payload.get("usage")))
+                  _usage(payload.get("usage")),
+                  matched_stop(reason, payload.get("additionalModelResponseFields"), stops))
 
 
 def _call_problems(request: ChatRequest, calls: tuple[ToolCall, ...]) -> tuple[str | None, bool]:
@@ -248,7 +269,10 @@ def shape_answer(request: ChatRequest, answer: Answer) -> Shaped:
                       problem=f"the answer is not a call to {wanted}")
     # JSON formats and stop sequences: the Llama path's own checks, on plain text.
     plain = dataclasses.replace(request, tools=())
-    return shape(plain, Prompt(""), answer.text, answer.stop_reason)
+    shaped = shape(plain, Prompt(""), answer.text, answer.stop_reason)
+    if shaped.stop_sequence is None and shaped.stop_reason == "stop" and answer.stop_sequence:
+        return dataclasses.replace(shaped, stop_sequence=answer.stop_sequence)
+    return shaped
 
 
 def repair_text(answer: Answer) -> str:
@@ -282,6 +306,7 @@ def stream_events(events: Iterable[dict[str, Any]], request: ChatRequest) -> Ite
     calls: list[list[str]] = []  # [id, name, arguments so far]
     by_block: dict[int, int] = {}  # contentBlockIndex -> call index
     reason: str | None = None
+    matched: str | None = None
     usage: Usage | None = None
     for event in events:
         if "contentBlockStart" in event:
@@ -304,7 +329,10 @@ def stream_events(events: Iterable[dict[str, Any]], request: ChatRequest) -> Ite
                 calls[index][2] += piece
                 yield ToolCallDelta(index, piece)
         elif "messageStop" in event:
-            reason = STOP_REASONS.get(event["messageStop"].get("stopReason"), "stop")
+            stop = event["messageStop"]
+            reason = STOP_REASONS.get(stop.get("stopReason"), "stop")
+            matched = matched_stop(stop.get("stopReason"), stop.get("additionalModelResponseFields"),
+                                   request.stop)
         elif "metadata" in event:
             usage = _usage(event["metadata"].get("usage"))
     if reason is None or usage is None:
@@ -313,4 +341,4 @@ def stream_events(events: Iterable[dict[str, Any]], request: ChatRequest) -> Ite
     if not request.parallel_tool_calls:
         tool_calls = tool_calls[:1]
     yield StreamEnd(Completion(model=request.model, text="".join(texts), stop_reason=reason,
-                               usage=usage, tool_calls=tool_calls))
+                               usage=usage, tool_calls=tool_calls, stop_sequence=matched))

@@ -77,7 +77,8 @@ def render_events(events: Iterable[StreamEvent], message_id: str, model: str,
                 yield from blocks.stop()
                 completion = event.completion
                 yield _event("message_delta", {
-                    "delta": {"stop_reason": stop_reason(completion), "stop_sequence": None},
+                    "delta": {"stop_reason": stop_reason(completion),
+                              "stop_sequence": completion.stop_sequence},
                     "usage": usage_field(completion)})
                 yield _event("message_stop", {})
                 return

@@ -579,6 +579,8 @@ def _cache_points(request: ChatRequest, tools_marked: bool, last_marked: bool) -
 def stop_reason(completion: Completion) -> str:
     if completion.tool_calls:
         return "tool_use"
+    if completion.stop_sequence is not None:
+        return "stop_sequence"
     return STOP_REASONS.get(completion.stop_reason, "end_turn")
 
 
@@ -611,5 +613,5 @@ def content_blocks(completion: Completion) -> list[dict[str, Any]]:
 def render_message(completion: Completion, message_id: str) -> dict[str, Any]:
     return {"id": message_id, "type": "message", "role": "assistant",
             "model": completion.model, "content": content_blocks(completion),
-            "stop_reason": stop_reason(completion), "stop_sequence": None,
+            "stop_reason": stop_reason(completion), "stop_sequence": completion.stop_sequence,
             "usage": usage_field(completion)}

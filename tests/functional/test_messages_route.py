@@ -378,3 +378,40 @@ def test_cache_marks_change_nothing_for_a_model_that_does_not_cache(
     error = error_of(post(api, {"model": CLAUDE, "max_tokens": 5, "messages": HELLO,
                                 "system": five}))
     assert error[:2] == (400, "invalid_request_error") and "maximum of 4" in error[2]
+
+
+SCRIPTED = "one two STOP three END four"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model,stops,matched", [
+    (MODEL, ["END", "STOP"], "STOP"),
+    (CLAUDE, ["END", "STOP"], "STOP"),
+    (CLAUDE, ["STOP"], "STOP"),
+    (MODEL, ["never"], None),
+    (CLAUDE, ["never", "nor this"], None),
+])
+def test_the_stop_sequence_that_ended_the_answer_is_named(
+        api: Api, emulator: EmulatorControl, model: str, stops: list[str], matched: str | None,
+        stream: bool) -> None:
+    emulator.respond_next(SCRIPTED)
+    response = post(api, {"model": model, "max_tokens": 64, "messages": HELLO,
+                          "stop_sequences": stops, "stream": stream})
+    assert response.status_code == 200
+    if stream:
+        events = messages_events(response.body)
+        text = "".join(data["delta"]["text"] for name, data in events
+                       if name == "content_block_delta")
+        delta = next(data["delta"] for name, data in events if name == "message_delta")
+    else:
+        body = json.loads(response.body)
+        text, delta = body["content"][0]["text"], body
+    assert (delta["stop_reason"], delta["stop_sequence"]) == (
+        ("stop_sequence", matched) if matched else ("end_turn", None))
+    assert text == ("one two " if matched else SCRIPTED)
+    sent = emulator.requests()[-1]["body"]
+    if model == CLAUDE:
+        # Converse's stopReason does not say which matched: Claude's own field is asked for.
+        assert sent["inferenceConfig"]["stopSequences"] == stops
+        assert sent.get("additionalModelResponseFieldPaths") == (
+            ["/stop_sequence"] if len(stops) > 1 else None)

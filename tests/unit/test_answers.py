@@ -138,3 +138,17 @@ def test_strict_tools_never_return_arguments_that_do_not_fit() -> None:
     with pytest.raises(UnusableAnswerError, match="get_weather"):
         ChatService(FakeGateway(bad, bad)).complete(  # type: ignore[arg-type]
             request(tools=(WEATHER,)), "t")
+
+
+@pytest.mark.parametrize("text,stops,expected", [
+    ("a STOP b END", ("END", "STOP"), (2, "STOP")),
+    ("a END", ("END", "STOP"), (2, "END")),
+    ("a ENDING", ("ENDING", "END"), (2, "ENDING")),  # same place: the first listed
+    ("a ENDING", ("END", "ENDING"), (2, "END")),
+    ("nothing here", ("END",), (-1, None)),
+    ("anything", (), (-1, None)),
+])
+def test_first_stop_names_the_sequence_it_cut_at(text: str, stops: tuple[str, ...],
+                                                 expected: tuple[int, str | None]) -> None:
+    from chalicelib.models.answers import first_stop
+    assert first_stop(text, stops) == expected

@@ -176,3 +176,19 @@ def test_a_blank_tool_result_is_not_a_blank_text_block() -> None:
     body = build_request(request(Message("user", "q"), Message("assistant", "", tool_calls=(CALL,)),
                                  Message("tool", "  ", tool_call_id="tooluse_1"), tools=(TOOL,)))
     assert body["messages"][-1]["content"][0]["toolResult"]["content"] == [{"text": "(empty)"}]
+
+
+@pytest.mark.parametrize("reason,fields,stops,expected", [
+    ("stop_sequence", {"stop_sequence": "B"}, ("A", "B"), "B"),
+    ("stop_sequence", None, ("A",), "A"),  # the only one sent
+    ("stop_sequence", None, ("A", "B"), None),  # cannot be known
+    ("stop_sequence", {"stop_sequence": "C"}, ("A", "B"), None),  # not one we sent
+    ("stop_sequence", {"stop_sequence": 3}, ("A",), "A"),
+    ("end_turn", {"stop_sequence": None}, ("A",), None),
+    ("max_tokens", None, ("A",), None),
+])
+def test_which_stop_sequence_ended_a_converse_answer(reason: str, fields: Any,
+                                                     stops: tuple[str, ...],
+                                                     expected: str | None) -> None:
+    from chalicelib.models.converse import matched_stop
+    assert matched_stop(reason, fields, stops) == expected

@@ -220,3 +220,29 @@ def test_text_is_about_the_message_and_deterministic() -> None:
     kw: dict[str, Any] = dict(temperature=0.5, top_p=0.9, max_tokens=512, seed=0)
     assert generate("m", prompt, **kw) == generate("m", prompt, **kw)
     assert "Tell me about Lambda." in generate("m", prompt, **kw).text
+
+
+@pytest.mark.parametrize("paths,ok", [
+    (None, True), ([], True), (["/stop_sequence"], True), (["/a/b~0c~1d"], True),
+    ([""], False), (["stop_sequence"], False), (["/a~2"], False), ("/stop_sequence", False),
+    ([1], False),
+])
+def test_the_emulator_checks_response_field_paths_as_bedrock_does(paths: Any, ok: bool) -> None:
+    from devstack.bedrock_wire import BedrockError
+    from devstack.converse_wire import _response_fields
+    if ok:
+        assert _response_fields(paths) == (paths or [])
+    else:
+        with pytest.raises(BedrockError):
+            _response_fields(paths)
+
+
+def test_the_emulator_returns_claudes_stop_sequence_only_when_asked() -> None:
+    from chalicelib.models.registry import REGISTRY
+    from devstack.converse_wire import response_fields
+    claude = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    nova = next(m.id for m in REGISTRY.values() if m.owned_by == "amazon" and m.kind == "chat")
+    assert response_fields(claude, [], "X") is None
+    assert response_fields(claude, ["/stop_sequence", "/other"], "X") == {"stop_sequence": "X"}
+    assert response_fields(claude, ["/stop_sequence"], None) == {"stop_sequence": None}
+    assert response_fields(nova, ["/stop_sequence"], "X") == {}
