@@ -33,6 +33,7 @@ from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.jobs.store import Job
 from chalicelib.jobs.api import (answer_or_defer, base_url, find, render_job, status_url,
                                  submit)
+from chalicelib.tenancy.access import settings_for
 from chalicelib.tenancy.header_auth import KeyCache
 from chalicelib.tenancy.limits import reservation_size
 from chalicelib.cache import cacheable
@@ -340,8 +341,8 @@ def job_accepted(job: Job, headers: dict[str, str] | None = None) -> Response:
 def chat() -> Response:
     runtime = get_runtime()
     payload, stream = native_stream.split_stream_flag(json_body())
-    request = parse_chat_request(payload, runtime.settings)
     caller = current_caller()
+    request = parse_chat_request(payload, settings_for(runtime.settings, caller))
     if stream:
         live = open_stream(request, caller)
         return buffered(live, native_stream.render_events(live.events(), current_request_id(),
@@ -379,8 +380,9 @@ def buffered(live: LiveStream, body: Iterator[str], anthropic: bool = False) -> 
 @app.route("/chat/jobs", methods=["POST"], authorizer=api_key_auth)
 @api_view
 def create_job() -> Response:
-    request = parse_chat_request(json_body(), get_runtime().settings)
-    return job_accepted(submit(get_runtime(), current_caller(), request))
+    caller = current_caller()
+    request = parse_chat_request(json_body(), settings_for(get_runtime().settings, caller))
+    return job_accepted(submit(get_runtime(), caller, request))
 
 
 @app.route("/chat/jobs/{job_id}", methods=["GET"], authorizer=api_key_auth)
@@ -417,10 +419,10 @@ def openai_answer(route: str) -> Response:
     """Parse, then a stream or one answer under the key's limits."""
     parse, id_prefix, render, render_chunks = OPENAI_ROUTES[route]
     runtime = get_runtime()
-    request, options = parse(json_body(), runtime.settings)
+    caller = current_caller()
+    request, options = parse(json_body(), settings_for(runtime.settings, caller))
     completion_id = f"{id_prefix}-{current_request_id()}"
     created = int(runtime.clock())
-    caller = current_caller()
     if options.stream:
         live = open_stream(request, caller)
         return buffered(live, render_chunks(live.events(), completion_id, created, request.model,
@@ -477,7 +479,8 @@ def message_id(request_id: str) -> str:
 def create_message() -> Response:
     caller = messages_caller()
     runtime = get_runtime()
-    request, options = messages_wire.parse_messages_request(json_body(), runtime.settings)
+    request, options = messages_wire.parse_messages_request(
+        json_body(), settings_for(runtime.settings, caller))
     msg_id = message_id(current_request_id())
     if options.stream:
         live = open_stream(request, caller)
@@ -494,10 +497,10 @@ def create_message() -> Response:
 @functools.partial(api_view, anthropic=True)
 def count_message_tokens() -> Response:
     """Free and never reserved: no model runs."""
-    messages_caller()
+    caller = messages_caller()
     runtime = get_runtime()
-    request, _ = messages_wire.parse_messages_request(json_body(), runtime.settings,
-                                                      counting=True)
+    request, _ = messages_wire.parse_messages_request(
+        json_body(), settings_for(runtime.settings, caller), counting=True)
     return json_response({"input_tokens": counting.input_tokens(request,
                                                                 runtime.service.gateway)})
 
@@ -552,8 +555,9 @@ def response_input_items(response_id: str) -> Response:
 @api_view
 def create_embeddings() -> Response:
     runtime = get_runtime()
-    request = embeddings.parse_request(json_body(), runtime.settings.allowed_models)
     caller = current_caller()
+    request = embeddings.parse_request(json_body(),
+                                       settings_for(runtime.settings, caller).allowed_models)
     result, reservation = runtime.limiter.run(
         caller, embeddings.reservation_size(request),
         lambda: runtime.embeddings.embed(request, caller.tenant), embeddings.billable)
@@ -567,13 +571,14 @@ def create_embeddings() -> Response:
 @app.route("/v1/models", methods=["GET"], authorizer=api_key_auth)
 @api_view
 def list_models() -> dict[str, Any]:
-    return render_models(get_runtime().settings)
+    return render_models(settings_for(get_runtime().settings, current_caller()))
 
 
 @app.route("/v1/models/{model_id}", methods=["GET"], authorizer=api_key_auth)
 @api_view
 def retrieve_model(model_id: str) -> dict[str, Any]:
-    return render_model(model_field(unquote(model_id), get_runtime().settings))
+    settings = settings_for(get_runtime().settings, current_caller())
+    return render_model(model_field(unquote(model_id), settings))
 
 
 # --- Real streaming. ``serve`` is the entry point of whatever can stream: the
@@ -650,15 +655,17 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
         runtime = get_runtime()
         if anthropic:
             caller = stream_caller(event, authorizer)
-            request, _ = messages_wire.parse_messages_request(payload, runtime.settings)
+            request, _ = messages_wire.parse_messages_request(
+                payload, settings_for(runtime.settings, caller))
             live = open_stream(request, caller)
             events = live.events()
             chunks = messages_stream.render_events(events, message_id(request_id), request.model,
                                                    request_id)
         elif route == "/chat":
+            caller = caller_from_context(authorizer)
             request = parse_chat_request(native_stream.split_stream_flag(payload)[0],
-                                         runtime.settings)
-            live = open_stream(request, caller_from_context(authorizer))
+                                         settings_for(runtime.settings, caller))
+            live = open_stream(request, caller)
             events = live.events()
             chunks = native_stream.render_events(events, request_id, request.model)
         elif route == "/v1/responses":
@@ -669,8 +676,9 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
             chunks = responses_api.streamed(runtime, caller, prepared, events)
         else:
             parse, id_prefix, _, render_chunks = OPENAI_ROUTES[route]
-            request, options = parse(payload, runtime.settings)
-            live = open_stream(request, caller_from_context(authorizer))
+            caller = caller_from_context(authorizer)
+            request, options = parse(payload, settings_for(runtime.settings, caller))
+            live = open_stream(request, caller)
             events = live.events()
             chunks = render_chunks(events, f"{id_prefix}-{request_id}", int(runtime.clock()),
                                    request.model, options.include_usage)

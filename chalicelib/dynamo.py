@@ -36,6 +36,8 @@ def encode(value: Any) -> dict[str, Any]:
         return {"S": value}
     if isinstance(value, Mapping):
         return {"M": {k: encode(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"L": [encode(v) for v in value]}
     raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
 
 
@@ -52,6 +54,8 @@ def decode(attribute: Mapping[str, Any]) -> Any:
         return value
     if kind == "M":
         return {k: decode(v) for k, v in value.items()}
+    if kind == "L":
+        return [decode(v) for v in value]
     raise TypeError(f"unexpected DynamoDB type {kind}")
 
 

@@ -1,9 +1,11 @@
-"""Operator command for API keys: create, list, revoke, change limits, show usage.
+"""Operator command for API keys: create, list, revoke, change limits and models, show usage.
 
     python scripts/keys.py --local create --tenant acme --rpm 60 --tpd 100000
+    python scripts/keys.py --local create --tenant acme --models us.anthropic.claude-haiku-4-5-20251001-v1:0
     python scripts/keys.py --local list
     python scripts/keys.py --stage prod revoke key_0123abcd
     python scripts/keys.py --stage dev set-limits key_0123abcd --rpm 120 --tpm none --tpd default
+    python scripts/keys.py --local set-models key_0123abcd --models all
     python scripts/keys.py --local usage [--day 2026-11-25]   # per tenant: requests, tokens, cost
 
 Limits take a whole number, ``none`` (unlimited) or ``default`` (the stage's
@@ -51,6 +53,9 @@ examples:
     keys.py --local create --tenant acme --rpm 60 --tpm 20000 --tpd 200000 --expires-in-days 90
     keys.py --local list
     keys.py --local set-limits key_0123abcd --rpm 120 --tpd none --tpm default
+    keys.py --local create --tenant acme \
+        --models us.meta.llama3-1-8b-instruct-v1:0,amazon.titan-embed-text-v2:0
+    keys.py --local set-models key_0123abcd --models all
     keys.py --local revoke key_0123abcd
     keys.py --local usage --day 2026-11-25
   a deployed stage (AWS credentials and region from the environment):
@@ -62,6 +67,11 @@ limits (create and set-limits):
     N        a whole number >= 1
     none     unlimited
     default  the stage's default (what a new key has)
+
+models (create and set-models):
+  --models a,b  the model ids the key may use (of those the stage serves); any other
+                model is a 404 model_not_found, and GET /v1/models lists only these
+  --models all  every model of the stage (what a new key has)
 """
 
 
@@ -134,6 +144,16 @@ def limit_changes(args: argparse.Namespace) -> tuple[dict[str, int | None], tupl
     return changes, tuple(reset)
 
 
+def models_value(text: str) -> list[str] | None:
+    """``all`` (every model of the stage) or comma-separated model ids."""
+    if text.strip().lower() == "all":
+        return None
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    if not models:
+        raise argparse.ArgumentTypeError("give model ids separated by commas, or 'all'")
+    return models
+
+
 def _when(epoch: int | None) -> str:
     if epoch is None:
         return "-"
@@ -150,8 +170,9 @@ def describe(record: KeyRecord) -> str:
     state = "enabled" if record.enabled else "revoked"
     if record.enabled and record.expires_at is not None and record.expires_at <= time.time():
         state = "expired"
+    models = "all" if record.models is None else ",".join(record.models)
     return (f"{record.key_id}  tenant={record.tenant}  {state}  created={_when(record.created_at)}"
-            f"  expires={_when(record.expires_at)}  {limits}")
+            f"  expires={_when(record.expires_at)}  {limits}  models={models}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -167,6 +188,13 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--expires-in-days", type=days_ahead, metavar="DAYS",
                         help="the key stops working after DAYS (> 0; default: never)")
+    create.add_argument("--models", type=models_value, metavar="ID,ID|all",
+                        help="the models the key may use (default: all of the stage's)")
+    models = commands.add_parser("set-models", help="change the models a key may use",
+                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    models.add_argument("key_id")
+    models.add_argument("--models", type=models_value, metavar="ID,ID|all", required=True,
+                        help="model ids separated by commas, or 'all'")
     change = commands.add_parser("set-limits", help="change a key's limits",
                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     change.add_argument("key_id")
@@ -206,7 +234,8 @@ def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> Non
         limits, _ = limit_changes(args)
         now = int(time.time())
         expires = None if args.expires_in_days is None else now + int(args.expires_in_days * 86400)
-        secret, record = store.create(args.tenant, now=now, limits=limits, expires_at=expires)
+        secret, record = store.create(args.tenant, now=now, limits=limits, expires_at=expires,
+                                      models=args.models)
         print(f"key:    {secret}", file=out)
         print(f"key id: {record.key_id}  (the key is shown only now; store it safely)", file=out)
         print(describe(record), file=out)
@@ -228,6 +257,10 @@ def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> Non
             raise CliError("set-limits needs at least one of --rpm, --tpm, --tpd")
         store.set_limits(args.key_id, changes, reset)
         print(f"limits of {args.key_id} changed", file=out)
+    elif args.command == "set-models":
+        store.set_models(args.key_id, args.models)
+        shown = "all of the stage's" if args.models is None else ", ".join(args.models)
+        print(f"{args.key_id} may use {shown}", file=out)
 
 
 def local_aws_port(env: dict[str, str] | os._Environ[str]) -> int:

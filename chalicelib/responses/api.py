@@ -19,6 +19,7 @@ from chalicelib.responses.background import refresh
 from chalicelib.responses.records import MAX_ID_CHARS, find, stored
 from chalicelib.responses.store import IN_FLIGHT, StoredResponse
 from chalicelib.streaming.responses import render_response_events
+from chalicelib.tenancy.access import settings_for
 from chalicelib.tenancy.auth import Caller
 from chalicelib.wire.response_object import completed, item_list
 from chalicelib.wire.responses import ParsedCall, chat_request, new_id, parse_responses_body
@@ -61,7 +62,7 @@ def _resolve(items: Iterable[Mapping[str, Any]], known: list[Mapping[str, Any]],
 
 
 def prepare(runtime: Runtime, caller: Caller, payload: Mapping[str, Any]) -> Prepared:
-    settings = runtime.settings
+    settings = settings_for(runtime.settings, caller)
     call = parse_responses_body(payload, settings)
     chain: tuple[str, ...] = ()
     history: list[Mapping[str, Any]] = []

@@ -25,6 +25,7 @@ class Caller:
     tenant: str
     key_id: str
     limits: Limits
+    models: tuple[str, ...] | None = None  # the models the key may use; None: all the stage's
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -49,13 +50,15 @@ def authenticate(header: str | None, store: KeyStore, now: float, defaults: Limi
     if record is None or not record.usable_at(now):
         return None
     return Caller(tenant=record.tenant, key_id=record.key_id,
-                  limits=record.effective_limits(defaults))
+                  limits=record.effective_limits(defaults), models=record.models)
 
 
 # API Gateway passes the authorizer's context to the route as strings.
 
 def caller_to_context(caller: Caller) -> dict[str, str]:
-    context = {"tenant": caller.tenant, "key_id": caller.key_id}
+    # Model ids hold no comma; "" is a key without a list (every model of the stage).
+    context = {"tenant": caller.tenant, "key_id": caller.key_id,
+               "models": ",".join(caller.models) if caller.models is not None else ""}
     for name in LIMIT_NAMES:
         value = getattr(caller.limits, name)
         context[name] = "" if value is None else str(value)
@@ -65,5 +68,6 @@ def caller_to_context(caller: Caller) -> dict[str, str]:
 def caller_from_context(context: Mapping[str, Any]) -> Caller:
     limits = {name: int(context[name]) if context.get(name) not in (None, "") else None
               for name in LIMIT_NAMES}
+    models = str(context.get("models") or "")
     return Caller(tenant=str(context["tenant"]), key_id=str(context["key_id"]),
-                  limits=Limits(**limits))
+                  limits=Limits(**limits), models=tuple(models.split(",")) if models else None)

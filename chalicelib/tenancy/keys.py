@@ -3,7 +3,9 @@
 A SHA-256 of a 256-bit random secret needs no salt or slow hash: there is
 nothing to guess. The table's partition key is that hash, so the authorizer
 finds a key with one GetItem. Limits are stored per key: a number is a limit,
-null means unlimited, and an absent limit takes the stage's default.
+null means unlimited, and an absent limit takes the stage's default. A key may
+name the models it may use (``models``); without that list it may use all of
+the stage's (``chalicelib.tenancy.access`` narrows a request to them).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.dynamo import decode_item, encode, encode_item
+from chalicelib.models.registry import REGISTRY
 
 KEY_PREFIX = "llm_"
 # What a well-formed secret looks like; anything else is rejected before I/O.
@@ -46,6 +49,7 @@ class KeyRecord:
     created_at: int
     expires_at: int | None
     limits: Mapping[str, int | None]  # as stored: absent = stage default
+    models: tuple[str, ...] | None = None  # the models it may use; None: all the stage's
 
     def effective_limits(self, defaults: Limits) -> Limits:
         return Limits(**{name: self.limits[name] if name in self.limits else getattr(defaults, name)
@@ -71,7 +75,24 @@ def _record(item: Mapping[str, Any]) -> KeyRecord:
     data = decode_item(item)
     return KeyRecord(key_id=data["key_id"], tenant=data["tenant"], enabled=bool(data["enabled"]),
                      created_at=int(data["created_at"]), expires_at=data.get("expires_at"),
-                     limits=data.get("limits") or {})
+                     limits=data.get("limits") or {},
+                     models=tuple(data["models"]) if data.get("models") else None)
+
+
+def check_models(models: Any) -> tuple[str, ...] | None:
+    """A key's models: None (all the stage's) or a non-empty list of model ids
+    this endpoint knows, each once (whether the stage serves them is the
+    stage's business: a request may use those of them the stage allows)."""
+    if models is None:
+        return None
+    if isinstance(models, str) or not isinstance(models, (list, tuple)) or not models:
+        raise KeyAdminError("models must be a non-empty list of model ids, or None for all")
+    unknown = [m for m in models if not isinstance(m, str) or m not in REGISTRY]
+    if unknown:
+        raise KeyAdminError(f"unknown models: {unknown[:5]}; known: {sorted(REGISTRY)}")
+    if len(set(models)) != len(models):
+        raise KeyAdminError("models names a model twice")
+    return tuple(models)
 
 
 def check_limits(limits: Mapping[str, int | None]) -> dict[str, int | None]:
@@ -96,7 +117,8 @@ class KeyStore:
         return self._client
 
     def create(self, tenant: str, *, now: int, limits: Mapping[str, int | None] | None = None,
-               expires_at: int | None = None, secret: str | None = None) -> tuple[str, KeyRecord]:
+               expires_at: int | None = None, secret: str | None = None,
+               models: Any = None) -> tuple[str, KeyRecord]:
         """Store a new key; returns the secret (never stored) and the record."""
         if TENANT_PATTERN.fullmatch(tenant) is None:
             raise KeyAdminError("tenant must be 1-64 letters, digits, '.', '_' or '-'")
@@ -105,11 +127,13 @@ class KeyStore:
             raise KeyAdminError("a key must be 20-200 characters of A-Z a-z 0-9 _ - . ~ + / =")
         record = KeyRecord(key_id="key_" + secrets.token_hex(8), tenant=tenant, enabled=True,
                            created_at=now, expires_at=expires_at,
-                           limits=check_limits(limits or {}))
+                           limits=check_limits(limits or {}), models=check_models(models))
         item = {"key_hash": hash_secret(secret), "key_id": record.key_id, "tenant": tenant,
                 "enabled": True, "created_at": now, "limits": dict(record.limits)}
         if expires_at is not None:
             item["expires_at"] = expires_at
+        if record.models is not None:
+            item["models"] = list(record.models)
         self._client.put_item(TableName=self._table, Item=encode_item(item),
                               ConditionExpression="attribute_not_exists(key_hash)")
         return secret, record
@@ -152,6 +176,17 @@ class KeyStore:
         self._client.update_item(
             TableName=self._table, Key={"key_hash": {"S": key_hash}},
             UpdateExpression="SET limits = :limits", ExpressionAttributeValues={":limits": encode(limits)})
+
+    def set_models(self, key_id: str, models: Any) -> None:
+        """The models a key may use (None: all of the stage's again)."""
+        checked = check_models(models)
+        key = {"key_hash": {"S": self._hash_of(key_id)}}
+        if checked is None:
+            self._client.update_item(TableName=self._table, Key=key, UpdateExpression="REMOVE models")
+        else:
+            self._client.update_item(TableName=self._table, Key=key,
+                                     UpdateExpression="SET models = :models",
+                                     ExpressionAttributeValues={":models": encode(list(checked))})
 
     def _get(self, key_hash: str) -> KeyRecord:
         item = self._client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}})["Item"]

@@ -125,6 +125,10 @@ def stop_field(value: Any, name: str = "stop") -> tuple[str, ...]:
 
 def model_field(value: Any, settings: Settings) -> str:
     if value is None:
+        if settings.default_model not in settings.allowed_models:  # a key without chat models
+            raise ModelNotFoundError("This key may use no chat model here: name one of "
+                                     f"{', '.join(settings.allowed_models) or 'none'}.",
+                                     param="model")
         return settings.default_model
     if not isinstance(value, str) or not value:
         raise InvalidRequestError("'model' must be a non-empty string.", param="model")

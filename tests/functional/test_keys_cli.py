@@ -69,9 +69,24 @@ def test_revoke_and_set_limits(key_store: KeyStore) -> None:
     assert f"{key_id}  tenant=acme  revoked" in run(key_store, "list")
 
 
+def test_create_and_set_models(key_store: KeyStore) -> None:
+    claude = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    out = run(key_store, "create", "--tenant", "acme", "--models", f"{claude}, amazon.titan-embed-text-v2:0")
+    key_id = re.search(r"key id: (\S+)", out).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"key:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    assert key_store.lookup(secret).models == (  # type: ignore[union-attr]
+        claude, "amazon.titan-embed-text-v2:0")
+    assert f"models={claude},amazon.titan-embed-text-v2:0" in run(key_store, "list")
+    assert "may use all of the stage's" in run(key_store, "set-models", key_id, "--models", "ALL")
+    assert key_store.lookup(secret).models is None  # type: ignore[union-attr]
+    assert "models=all" in run(key_store, "list")
+
+
 @pytest.mark.parametrize("argv,message", [
     (["revoke", "key_nope"], "no key with id key_nope"),
     (["create", "--tenant", "bad tenant!"], "tenant must be"),
+    (["create", "--tenant", "a", "--models", "gpt-4o"], "unknown models: ['gpt-4o']"),
+    (["set-models", "key_nope", "--models", "all"], "no key with id key_nope"),
 ])
 def test_operator_mistakes_are_one_line(aws_url: str, dynamodb: Any, argv: list[str],
                                         message: str) -> None:
@@ -102,6 +117,8 @@ MOTO = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REG
     (["--local", "usage", "--day", "yesterday"], {}, "is not a day as YYYY-MM-DD"),
     (["--local", "create", "--tenant", "a", "--rpm", "0"], {}, "a limit is a whole number >= 1"),
     (["--local", "set-limits"], {}, "the following arguments are required: key_id"),
+    (["--local", "set-models", "key_1"], {}, "the following arguments are required: --models"),
+    (["--local", "create", "--tenant", "a", "--models", ","], {}, "give model ids separated"),
     (["--local", "frobnicate"], {}, "invalid choice: 'frobnicate'"),
 ])
 def test_mistakes_before_any_call_are_one_line(argv: list[str], env: dict[str, str],

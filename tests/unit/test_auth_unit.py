@@ -66,9 +66,39 @@ def test_malformed_keys_cost_no_lookup() -> None:
     assert store.looked_up == []
 
 
-@pytest.mark.parametrize("limits", [Limits(), Limits(1, 2, 3), Limits(None, 50, None)])
-def test_context_round_trip(limits: Limits) -> None:
-    caller = Caller("acme", "key_1", limits)
+@pytest.mark.parametrize("limits,models", [
+    (Limits(), None), (Limits(1, 2, 3), ("us.meta.llama3-1-8b-instruct-v1:0",)),
+    (Limits(None, 50, None), ("us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                              "amazon.titan-embed-text-v2:0"))])
+def test_context_round_trip(limits: Limits, models: tuple[str, ...] | None) -> None:
+    caller = Caller("acme", "key_1", limits, models)
     context = caller_to_context(caller)
     assert all(isinstance(v, str) for v in context.values())
     assert caller_from_context({**context, "principalId": "acme"}) == caller
+
+
+@pytest.mark.parametrize("stage,default,models,allowed,chosen", [
+    (("a", "b", "e"), "a", None, ("a", "b", "e"), "a"),
+    (("a", "b", "e"), "a", ("b", "a"), ("a", "b"), "a"),  # the stage's order
+    (("a", "b", "e"), "a", ("e", "b"), ("b", "e"), "b"),  # default: the key's first chat model
+    (("a", "b", "e"), "a", ("e",), ("e",), "a"),  # no chat model: the default, refused
+    (("a", "b"), "a", ("n",), (), "a"),  # the key's model is not the stage's
+])
+def test_a_key_sees_the_stage_narrowed_to_its_models(stage: tuple[str, ...], default: str,
+                                                     models: tuple[str, ...] | None,
+                                                     allowed: tuple[str, ...],
+                                                     chosen: str) -> None:
+    import dataclasses
+
+    from chalicelib.config import Settings
+    from chalicelib.tenancy.access import settings_for
+    ids = {"a": "us.meta.llama3-1-8b-instruct-v1:0",
+           "b": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+           "e": "amazon.titan-embed-text-v2:0", "n": "us.amazon.nova-micro-v1:0"}
+    settings = dataclasses.replace(Settings(), allowed_models=tuple(ids[m] for m in stage),
+                                   default_model=ids[default])
+    caller = Caller("acme", "key_1", Limits(),
+                    None if models is None else tuple(ids[m] for m in models))
+    seen = settings_for(settings, caller)
+    assert seen.allowed_models == tuple(ids[m] for m in allowed)
+    assert seen.default_model == ids[chosen]

@@ -1,0 +1,30 @@
+"""Model access per key: the stage's settings as one caller sees them.
+
+A key that names its models sees a stage that serves only those (of the
+stage's own): every route parses its request against these settings, so a
+model the key lacks is the same 404 ``model_not_found`` as a model the stage
+does not serve (OpenAI answers a model you lack access to so), ``/v1/models``
+lists only the key's, and embeddings follow the same rule. The route's one
+check is the parser's; nothing else needs to know.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from chalicelib.config import Settings
+from chalicelib.models.registry import REGISTRY
+from chalicelib.tenancy.auth import Caller
+
+
+def settings_for(settings: Settings, caller: Caller) -> Settings:
+    """``settings`` narrowed to the models ``caller`` may use. When the
+    stage's default model is not one of them, a request that names no model
+    gets the key's first chat model instead; with none, the default stays
+    (and is refused: it is not among the allowed models)."""
+    if caller.models is None:
+        return settings
+    allowed = tuple(m for m in settings.allowed_models if m in caller.models)
+    default = settings.default_model
+    if default not in allowed:
+        default = next((m for m in allowed if REGISTRY[m].kind == "chat"), default)
+    return dataclasses.replace(settings, allowed_models=allowed, default_model=default)
