@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,7 +36,7 @@ from chalicelib.jobs.api import (answer_or_defer, base_url, find, render_job, st
                                  submit)
 from chalicelib.tenancy.access import settings_for
 from chalicelib.tenancy.header_auth import KeyCache
-from chalicelib.tenancy.limits import reservation_size
+from chalicelib.tenancy.limits import Need, need_of
 from chalicelib.cache import cacheable
 from chalicelib.completion import billable
 from chalicelib.web.playground import asset, slash_redirect
@@ -148,11 +149,14 @@ def is_messages_route(path: str) -> bool:
 
 
 def limit_headers(status: tuple[LimitStatus, ...]) -> dict[str, str]:
-    """OpenAI's x-ratelimit-* names; the daily budget adds a ``-day`` family."""
+    """OpenAI's x-ratelimit-* names; the daily budget adds a ``-day`` family,
+    and dollar budgets (held in micro-dollars) ``-usd-day`` / ``-usd-month``
+    in dollars with six decimals."""
     headers = {}
     for item in status:
-        headers[f"x-ratelimit-limit-{item.name}"] = str(item.limit)
-        headers[f"x-ratelimit-remaining-{item.name}"] = str(item.remaining)
+        shown = (lambda n: f"{Decimal(n) / 1_000_000:.6f}") if item.name.startswith("usd") else str
+        headers[f"x-ratelimit-limit-{item.name}"] = shown(item.limit)
+        headers[f"x-ratelimit-remaining-{item.name}"] = shown(item.remaining)
         headers[f"x-ratelimit-reset-{item.name}"] = f"{item.reset_seconds}s"
     return headers
 
@@ -306,8 +310,8 @@ def static_asset(name: str) -> Response:
 def usage() -> Response:
     """The caller's own key: its limits, today and the last 7 UTC days."""
     caller = current_caller()
-    return json_response(render_usage(caller, get_runtime().usage.last_week(caller.key_id)),
-                         {"Cache-Control": "no-store"})
+    days, month = get_runtime().usage.week_and_month(caller.key_id)
+    return json_response(render_usage(caller, days, month), {"Cache-Control": "no-store"})
 
 
 def prefers_async() -> bool:
@@ -361,7 +365,7 @@ def open_stream(request: ChatRequest, caller: Caller) -> LiveStream:
     """Reserve, call Bedrock, wait for its first event (errors until then
     are HTTP errors); the reservation is settled when the stream ends."""
     runtime = get_runtime()
-    return LiveStream.open(runtime.limiter, caller, lambda: reservation_size(request),
+    return LiveStream.open(runtime.limiter, caller, lambda: need_of(request),
                            lambda: runtime.service.stream(request))
 
 
@@ -428,7 +432,7 @@ def openai_answer(route: str) -> Response:
         return buffered(live, render_chunks(live.events(), completion_id, created, request.model,
                                             options.include_usage))
     completion, reservation = runtime.limiter.run(
-        caller, lambda: reservation_size(request),
+        caller, lambda: need_of(request),
         lambda: runtime.service.complete(request, caller.tenant), billable)
     return json_response(render(completion, completion_id, created),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
@@ -487,7 +491,7 @@ def create_message() -> Response:
         return buffered(live, messages_stream.render_events(
             live.events(), msg_id, request.model, current_request_id()), anthropic=True)
     completion, reservation = runtime.limiter.run(
-        caller, reservation_size(request),
+        caller, need_of(request),
         lambda: runtime.service.complete(request, caller.tenant), billable)
     return json_response(messages_wire.render_message(completion, msg_id),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
@@ -522,7 +526,7 @@ def create_response() -> Response:
         live = open_stream(request, caller)
         return buffered(live, responses_api.streamed(runtime, caller, prepared, live.events()))
     completion, reservation = runtime.limiter.run(
-        caller, reservation_size(request),
+        caller, need_of(request),
         lambda: runtime.service.complete(request, caller.tenant), billable)
     return json_response(responses_api.answered(runtime, caller, prepared, completion),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
@@ -559,7 +563,7 @@ def create_embeddings() -> Response:
     request = embeddings.parse_request(json_body(),
                                        settings_for(runtime.settings, caller).allowed_models)
     result, reservation = runtime.limiter.run(
-        caller, embeddings.reservation_size(request),
+        caller, Need(request.model, embeddings.reservation_size(request), 0),
         lambda: runtime.embeddings.embed(request, caller.tenant), embeddings.billable)
     # The service says whether this answer could be cached (it must fit an item).
     cached = callstats.current().cache

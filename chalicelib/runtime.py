@@ -136,4 +136,5 @@ class Runtime:
     @property
     def limiter(self) -> Limiter:
         return self._once("limiter",
-                          lambda: Limiter(self.dynamodb, self.settings.usage_table, self.clock))
+                          lambda: Limiter(self.dynamodb, self.settings.usage_table, self.clock,
+                                          self.settings.model_prices))

@@ -42,15 +42,17 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from chalicelib.aws import session  # noqa: E402
 from chalicelib.dynamo import make_dynamodb_client  # noqa: E402
-from chalicelib.tenancy.keys import KeyAdminError, KeyRecord, KeyStore  # noqa: E402
+from chalicelib.tenancy.keys import KeyAdminError, KeyRecord, KeyStore, usd_amount  # noqa: E402
 from devstack import stack_state  # noqa: E402
 
-FLAGS = {"rpm": "requests_per_minute", "tpm": "tokens_per_minute", "tpd": "tokens_per_day"}
+FLAGS = {"rpm": "requests_per_minute", "tpm": "tokens_per_minute", "tpd": "tokens_per_day",
+         "usd_day": "usd_per_day", "usd_month": "usd_per_month"}
 
 EXAMPLES = """\
 examples:
   the local stack (make run):
     keys.py --local create --tenant acme --rpm 60 --tpm 20000 --tpd 200000 --expires-in-days 90
+    keys.py --local create --tenant acme --usd-day 2 --usd-month 25
     keys.py --local list
     keys.py --local set-limits key_0123abcd --rpm 120 --tpd none --tpm default
     keys.py --local create --tenant acme \
@@ -67,6 +69,9 @@ limits (create and set-limits):
     N        a whole number >= 1
     none     unlimited
     default  the stage's default (what a new key has)
+  --usd-day US dollars per UTC day, --usd-month US dollars per UTC calendar month; each takes
+    USD      an amount > 0 with at most 6 decimals (5, 0.25)
+    none, default  as above
 
 models (create and set-models):
   --models a,b  the model ids the key may use (of those the stage serves); any other
@@ -110,6 +115,17 @@ def limit_value(text: str) -> int | str:
     if text.isdigit() and int(text) >= 1:
         return int(text)
     raise argparse.ArgumentTypeError("a limit is a whole number >= 1, 'none' or 'default'")
+
+
+def usd_value(text: str) -> Decimal | str:
+    """A dollar budget: an amount (``5``, ``0.25``, ``$12.50``), 'none' or 'default'."""
+    if text in ("none", "default"):
+        return text
+    try:
+        return usd_amount(text.removeprefix("$"), "a budget")
+    except KeyAdminError:
+        raise argparse.ArgumentTypeError("a budget is US dollars > 0 with at most 6 decimals "
+                                         "(5, 0.25), 'none' or 'default'") from None
 
 
 def days_ahead(text: str) -> float:
@@ -166,7 +182,7 @@ def describe(record: KeyRecord) -> str:
             return "default"
         value = record.limits[name]
         return "none" if value is None else str(value)
-    limits = " ".join(f"{flag}={shown(name)}" for flag, name in FLAGS.items())
+    limits = " ".join(f"{flag.replace('_', '-')}={shown(name)}" for flag, name in FLAGS.items())
     state = "enabled" if record.enabled else "revoked"
     if record.enabled and record.expires_at is not None and record.expires_at <= time.time():
         state = "expired"
@@ -200,8 +216,11 @@ def parser() -> argparse.ArgumentParser:
     change.add_argument("key_id")
     for sub in (create, change):
         for flag, name in FLAGS.items():
-            sub.add_argument(f"--{flag}", type=limit_value, metavar="N|none|default",
-                             help=name.replace("_", " "))
+            dollars = name.startswith("usd")
+            sub.add_argument(f"--{flag.replace('_', '-')}", dest=flag,
+                             type=usd_value if dollars else limit_value,
+                             metavar="USD|none|default" if dollars else "N|none|default",
+                             help=name.replace("_", " ").replace("usd", "US dollars"))
     commands.add_parser("list", help="list keys (never their secrets)")
     revoke = commands.add_parser("revoke", help="disable a key for good")
     revoke.add_argument("key_id")
@@ -254,7 +273,8 @@ def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> Non
     elif args.command == "set-limits":
         changes, reset = limit_changes(args)
         if not changes and not reset:
-            raise CliError("set-limits needs at least one of --rpm, --tpm, --tpd")
+            raise CliError("set-limits needs at least one of --rpm, --tpm, --tpd, --usd-day, "
+                           "--usd-month")
         store.set_limits(args.key_id, changes, reset)
         print(f"limits of {args.key_id} changed", file=out)
     elif args.command == "set-models":

@@ -15,7 +15,7 @@ from chalicelib.completion import billable
 from chalicelib.errors import (NotFoundError, QueueUnavailableError, RequestTooLargeError,
                                UpstreamThrottledError)
 from chalicelib.jobs.store import FAILED, SUCCEEDED, Job, request_to_json, reservation_to_json
-from chalicelib.tenancy.limits import Reservation, reservation_size
+from chalicelib.tenancy.limits import Reservation, need_of
 
 if TYPE_CHECKING:
     from chalicelib.runtime import Runtime
@@ -64,7 +64,7 @@ def submit(runtime: Runtime, caller: Caller, request: ChatRequest) -> Job:
     travels with the job and is settled (or released) by the worker."""
     check_size(request, runtime.settings.jobs_max_request_bytes)
     return enqueue(runtime, caller, request,
-                   runtime.limiter.admit(caller, lambda: reservation_size(request)))
+                   runtime.limiter.admit(caller, lambda: need_of(request)))
 
 
 def enqueue(runtime: Runtime, caller: Caller, request: ChatRequest,
@@ -105,7 +105,7 @@ def answer_or_defer(runtime: Runtime, caller: Caller, request: ChatRequest,
     """``/chat``: answer now; if Bedrock is overloaded and the client sent
     ``Prefer: respond-async``, queue the request as a job that keeps this
     request's reservation, so that it counts once against the key's limits."""
-    reservation = runtime.limiter.admit(caller, lambda: reservation_size(request))
+    reservation = runtime.limiter.admit(caller, lambda: need_of(request))
     try:
         completion = runtime.service.complete(request, caller.tenant)
     except UpstreamThrottledError as exc:

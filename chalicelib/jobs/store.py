@@ -73,7 +73,8 @@ def reservation_from_json(text: str | None) -> Reservation | None:
     data = json.loads(text)
     return Reservation(key_id=data["key_id"], day_pk=data["day_pk"], minute=data["minute"],
                        tokens=data["tokens"], held=data["held"], status=(),
-                       stale=tuple(data.get("stale", ())))
+                       stale=tuple(data.get("stale", ())), micros=data.get("micros", 0),
+                       month_pk=data.get("month_pk"))
 
 
 def reservation_to_json(reservation: Reservation | None) -> str:

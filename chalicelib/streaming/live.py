@@ -24,7 +24,7 @@ from chalicelib.tenancy.auth import Caller
 from chalicelib.chat import Completion, StreamEnd, StreamEvent
 from chalicelib.completion import billable
 from chalicelib.errors import ApiError
-from chalicelib.tenancy.limits import Limiter, Reservation
+from chalicelib.tenancy.limits import Limiter, Reservation, Size
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class LiveStream:
         self._settled = False
 
     @classmethod
-    def open(cls, limiter: Limiter, caller: Caller, tokens: int | Callable[[], int],
+    def open(cls, limiter: Limiter, caller: Caller, tokens: Size,
              start: Callable[[], Iterator[StreamEvent]]) -> LiveStream:
         reservation = limiter.admit(caller, tokens)
         try:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from chalicelib.errors import AuthUnavailableError
-from chalicelib.tenancy.keys import LIMIT_NAMES, KeyStore, Limits, well_formed
+from chalicelib.tenancy.keys import LIMIT_NAMES, USD_LIMITS, KeyStore, Limits, well_formed
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ def caller_to_context(caller: Caller) -> dict[str, str]:
 
 
 def caller_from_context(context: Mapping[str, Any]) -> Caller:
-    limits = {name: int(context[name]) if context.get(name) not in (None, "") else None
-              for name in LIMIT_NAMES}
+    limits: dict[str, Any] = {
+        name: (Decimal if name in USD_LIMITS else int)(context[name])
+        if context.get(name) not in (None, "") else None for name in LIMIT_NAMES}
     models = str(context.get("models") or "")
     return Caller(tenant=str(context["tenant"]), key_id=str(context["key_id"]),
                   limits=Limits(**limits), models=tuple(models.split(",")) if models else None)

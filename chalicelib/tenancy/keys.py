@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chalicelib.dynamo import decode_item, encode, encode_item
@@ -23,7 +24,11 @@ KEY_PREFIX = "llm_"
 # What a well-formed secret looks like; anything else is rejected before I/O.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-.~+/=]{20,200}")
 TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
-LIMIT_NAMES = ("requests_per_minute", "tokens_per_minute", "tokens_per_day")
+TOKEN_LIMITS = ("requests_per_minute", "tokens_per_minute", "tokens_per_day")
+# Budgets in US dollars: a UTC day's and a UTC calendar month's spend.
+USD_LIMITS = ("usd_per_day", "usd_per_month")
+LIMIT_NAMES = TOKEN_LIMITS + USD_LIMITS
+MICROS = Decimal(1_000_000)
 
 
 class KeyAdminError(Exception):
@@ -35,6 +40,8 @@ class Limits:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     tokens_per_day: int | None = None
+    usd_per_day: Decimal | None = None
+    usd_per_month: Decimal | None = None
 
     @property
     def unlimited(self) -> bool:
@@ -52,8 +59,12 @@ class KeyRecord:
     models: tuple[str, ...] | None = None  # the models it may use; None: all the stage's
 
     def effective_limits(self, defaults: Limits) -> Limits:
-        return Limits(**{name: self.limits[name] if name in self.limits else getattr(defaults, name)
-                         for name in LIMIT_NAMES})
+        chosen = {name: self.limits[name] if name in self.limits else getattr(defaults, name)
+                  for name in LIMIT_NAMES}
+        for name in USD_LIMITS:
+            if chosen[name] is not None:
+                chosen[name] = Decimal(chosen[name])
+        return Limits(**chosen)
 
     def usable_at(self, now: float) -> bool:
         return self.enabled and (self.expires_at is None or now < self.expires_at)
@@ -95,14 +106,31 @@ def check_models(models: Any) -> tuple[str, ...] | None:
     return tuple(models)
 
 
-def check_limits(limits: Mapping[str, int | None]) -> dict[str, int | None]:
+def usd_amount(value: Any, name: str) -> Decimal:
+    """A dollar budget: more than 0, in whole micro-dollars (6 decimals at most)."""
+    try:
+        amount = Decimal(str(value)) if not isinstance(value, bool) else Decimal("nan")
+    except InvalidOperation:
+        amount = Decimal("nan")
+    if not amount.is_finite() or amount <= 0 or amount > 10**9 or (amount * MICROS) % 1:
+        raise KeyAdminError(f"{name} must be an amount of US dollars > 0 with at most 6 "
+                            "decimals, or None for unlimited")
+    return amount
+
+
+def check_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(limits) - set(LIMIT_NAMES)
     if unknown:
         raise KeyAdminError(f"unknown limits: {sorted(unknown)}")
+    checked: dict[str, Any] = {}
     for name, value in limits.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and name in USD_LIMITS:
+            value = usd_amount(value, name)
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                    or value < 1):
             raise KeyAdminError(f"{name} must be a whole number >= 1, or None for unlimited")
-    return dict(limits)
+        checked[name] = value
+    return checked
 
 
 class KeyStore:
@@ -168,7 +196,7 @@ class KeyStore:
     def set_limits(self, key_id: str, changes: Mapping[str, int | None],
                    reset: tuple[str, ...] = ()) -> None:
         """Set limits (None = unlimited); names in ``reset`` return to the default."""
-        check_limits(changes)
+        changes = check_limits(changes)
         check_limits({name: 1 for name in reset})
         key_hash = self._hash_of(key_id)
         record = self._get(key_hash)

@@ -19,6 +19,19 @@ says why that holds). So settling only ever gives tokens back, and no prompt,
 however token-dense, spends past a key's limits. The exact count loads a 2 MB
 tokenizer once per process, so it is made only for a key with limits:
 ``admit`` takes the size as a function it calls only then.
+
+Budgets in US dollars (``usd_per_day``, ``usd_per_month``) are held the same
+way, in integer micro-dollars (``usd``), never floats: the request reserves
+its worst-case cost (``worst_micros``: the prompt's reserved tokens at the
+higher of the input and cache-write prices, ``max_tokens`` at the output
+price) and settles to what Bedrock's counts cost, rounded up to the micro-
+dollar. The day's ``usd`` sits on the day item beside the tokens, so a day
+budget is one more condition on the same update. A month budget needs the
+key's month item (``month_pk``) too: then the reservation is one
+TransactWriteItems over both items (all conditions hold or nothing is
+written) and so is the settle, still two round trips. Every settle adds
+``usd`` to the day item, so a day budget set mid-day counts the whole day; a
+month item that does not exist yet starts from the month's day items.
 """
 from __future__ import annotations
 
@@ -26,6 +39,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -33,11 +47,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.tenancy.auth import Caller
 from chalicelib.chat import ChatRequest, LimitStatus
-from chalicelib.errors import (LimiterUnavailableError, RateLimitExceededError,
-                               RequestExceedsLimitError)
+from chalicelib.errors import (InvalidRequestError, LimiterUnavailableError,
+                               RateLimitExceededError, RequestExceedsLimitError)
 from chalicelib.models import converse, tokens
 from chalicelib.models.prompting import may_repair, render
+from chalicelib.models.pricing import DEFAULT_CACHE_PRICES, DEFAULT_PRICES, Prices, base_model
 from chalicelib.models.registry import get_model
+from chalicelib.tenancy.keys import MICROS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,6 +63,56 @@ DAY = 86_400
 # Day items are kept a week after their day (accounting), then DynamoDB's
 # TTL deletes them.
 DAY_ITEM_TTL = 8 * DAY
+# A month item outlives its month by a few days (a late settle, /usage).
+MONTH_ITEM_TTL = 35 * DAY
+
+
+@dataclass(frozen=True)
+class Need:
+    """A request's worst case: the tokens it may send and receive, on ``model``."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def worst_micros(need: Need, prices: Prices,
+                 cache_prices: Prices = DEFAULT_CACHE_PRICES) -> int | None:
+    """The most ``need`` can cost, in micro-dollars (None: the model has no
+    price): every input token at the higher of the input and cache-write
+    prices (a prompt cache write costs more than plain input), every output
+    token at the output price. Prices are per million tokens, so a token costs
+    its price in micro-dollars."""
+    base = base_model(need.model)
+    price = prices.get(base)
+    if price is None:
+        return None
+    input_price, output_price = price
+    write_price = cache_prices.get(base, (input_price, input_price))[0]
+    return math.ceil(need.input_tokens * max(input_price, write_price)
+                     + need.output_tokens * output_price)
+
+
+def micros(cost: Decimal | None) -> int:
+    """A settled cost in whole micro-dollars, rounded up (never under the spend)."""
+    return 0 if not cost else max(0, math.ceil(cost * MICROS))
+
+
+def utc_month(now: float) -> tuple[str, int]:
+    """The UTC calendar month of ``now`` ("2026-12") and the seconds to its end."""
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    end = datetime(year, month, 1, tzinfo=timezone.utc).timestamp()
+    return moment.strftime("%Y-%m"), max(1, math.ceil(end - now))
+
+
+def month_pk(key_id: str, month: str) -> str:
+    """A key's spend in one UTC calendar month (``usd``), for its month budget."""
+    return f"{key_id}#m#{month}"
 
 
 @dataclass(frozen=True)
@@ -58,6 +124,8 @@ class Reservation:
     held: bool  # tokens were reserved (a limited key) and must be settled or released
     status: tuple[LimitStatus, ...]
     stale: tuple[str, ...] = ()  # counters of past minutes, dropped when settling
+    micros: int = 0  # the worst-case cost reserved (a key with a dollar budget)
+    month_pk: str | None = None  # the month item that holds it too (a month budget)
 
 
 def day_pk(key_id: str, day: int) -> str:
@@ -81,12 +149,19 @@ def prompt_estimate(request: ChatRequest) -> int:
     return tokens.llama3_tokens(render(request).text)
 
 
-def reservation_size(request: ChatRequest) -> int:
+def need_of(request: ChatRequest) -> Need:
     """The worst case: the prompt (tool definitions and schemas included)
     plus every token asked for, twice when the answer may need a repair
-    attempt (a second call with the first answer in its prompt)."""
-    once = prompt_estimate(request) + request.max_tokens
-    return once * 2 + request.max_tokens if may_repair(request) else once
+    attempt (a second call with the first prompt and answer in its prompt)."""
+    prompt, answer = prompt_estimate(request), request.max_tokens
+    if may_repair(request):
+        return Need(request.model, 2 * prompt + answer, 2 * answer)
+    return Need(request.model, prompt, answer)
+
+
+def reservation_size(request: ChatRequest) -> int:
+    """The worst case in tokens (``need_of``)."""
+    return need_of(request).tokens
 
 
 def minute_names(minute: int) -> tuple[str, str]:
@@ -112,17 +187,28 @@ def _stale(item: dict[str, Any], minute: int) -> tuple[str, ...]:
     return tuple(sorted(old))
 
 
+Size = int | Need | Callable[[], int | Need]
+
+
+def _need(size: Size) -> Need:
+    value = size() if callable(size) else size
+    return value if isinstance(value, Need) else Need("", value, 0)
+
+
 class Limiter:
-    def __init__(self, client: Any, table: str, clock: Callable[[], float]) -> None:
+    def __init__(self, client: Any, table: str, clock: Callable[[], float],
+                 prices: Prices = DEFAULT_PRICES) -> None:
         self._client = client
         self._table = table
         self._clock = clock
+        self._prices = prices
 
-    def admit(self, caller: Caller, size: int | Callable[[], int]) -> Reservation:
-        """Reserve ``size`` tokens for one request, or raise the limit that
-        trips. ``size`` may be a function (``lambda: reservation_size(r)``):
-        it is called only for a key with limits, so a key without them never
-        pays for counting (nothing is reserved for it)."""
+    def admit(self, caller: Caller, size: Size) -> Reservation:
+        """Reserve ``size`` (tokens, or a ``Need``, which a dollar budget
+        prices) for one request, or raise the limit that trips. ``size`` may
+        be a function (``lambda: need_of(r)``): it is called only for a key
+        with limits, so a key without them never pays for counting (nothing
+        is reserved for it)."""
         now = self._clock()
         minute, day = int(now // MINUTE), int(now // DAY)
         key = caller.key_id
@@ -130,7 +216,8 @@ class Limiter:
         limits = caller.limits
         if limits.unlimited:
             return Reservation(key, pk, minute, size if isinstance(size, int) else 0, False, ())
-        tokens = size if isinstance(size, int) else size()
+        need = _need(size)
+        tokens = need.tokens
         for name, limit in (("tokens_per_minute", limits.tokens_per_minute),
                             ("tokens_per_day", limits.tokens_per_day)):
             if limit is not None and tokens > limit:
@@ -138,11 +225,73 @@ class Limiter:
                     f"This request reserves {tokens} tokens (prompt estimate plus max_tokens), "
                     f"more than this key's {name.replace('_', ' ')} limit of {limit}: "
                     "lower max_tokens or shorten the prompt.", param="max_tokens")
+        cost = self._worst_cost(need, caller)
+        month, month_reset = utc_month(now)
+        attempt = self._reserve(caller, pk, month_pk(key, month) if limits.usd_per_month else None,
+                                minute, tokens, cost, now)
+        if attempt is None:  # the month item did not exist: start it, then once more
+            self._start_month(key, month, day)
+            attempt = self._reserve(caller, pk, month_pk(key, month), minute, tokens, cost, now)
+        if attempt is None:
+            raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.")
+        new, month_spent = attempt
+        minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
+        day_reset = max(1, math.ceil((day + 1) * DAY - now))
+        rpm, tpm, tpd = limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day
+        mr, mt = minute_names(minute)
+        status: list[LimitStatus] = []
+        if rpm is not None:
+            status.append(LimitStatus("requests", rpm, max(0, rpm - _count(new, mr)), minute_reset))
+        if tpm is not None:
+            status.append(LimitStatus("tokens", tpm, max(0, tpm - _count(new, mt)), minute_reset))
+        if tpd is not None:
+            status.append(LimitStatus("tokens-day", tpd, max(0, tpd - _count(new, "tokens")),
+                                      day_reset))
+        if limits.usd_per_day is not None:
+            budget = int(limits.usd_per_day * MICROS)
+            status.append(LimitStatus("usd-day", budget, max(0, budget - _count(new, "usd")),
+                                      day_reset))
+        if limits.usd_per_month is not None:
+            budget = int(limits.usd_per_month * MICROS)
+            status.append(LimitStatus("usd-month", budget, max(0, budget - month_spent),
+                                      month_reset))
+        return Reservation(key, pk, minute, tokens, True, tuple(status), _stale(new, minute),
+                           micros=cost, month_pk=month_pk(key, month) if limits.usd_per_month
+                           else None)
+
+    def _worst_cost(self, need: Need, caller: Caller) -> int:
+        """The micro-dollars to reserve: 0 for a key without a dollar budget;
+        a request that could never fit one is refused outright."""
+        limits = caller.limits
+        budgets = [(name, amount) for name, amount in (("usd_per_day", limits.usd_per_day),
+                                                       ("usd_per_month", limits.usd_per_month))
+                   if amount is not None]
+        if not budgets:
+            return 0
+        cost = worst_micros(need, self._prices)
+        if cost is None:
+            raise InvalidRequestError(
+                f"This key has a budget in US dollars and the model '{need.model}' has no price "
+                "configured (MODEL_PRICES), so its cost cannot be bounded: use a priced model.",
+                param="model", code="model_not_priced")
+        for name, amount in budgets:
+            if cost > amount * MICROS:
+                raise RequestExceedsLimitError(
+                    f"This request may cost up to ${Decimal(cost) / MICROS} (its prompt estimate "
+                    f"and max_tokens at the model's prices), more than this key's "
+                    f"{name.replace('_', ' ')} budget of ${amount}: lower max_tokens or shorten "
+                    "the prompt.", param="max_tokens", code="request_exceeds_budget")
+        return cost
+
+    def _day_update(self, caller: Caller, pk: str, minute: int, tokens: int, cost: int,
+                    now: float) -> dict[str, Any]:
+        limits = caller.limits
         rpm, tpm, tpd = limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day
         mr, mt = minute_names(minute)
         clauses = []
         values: dict[str, Any] = {":one": _n(1), ":t": _n(tokens),
                                   ":e": _n(int(now) + DAY_ITEM_TTL)}
+        adds = "ADD requests :one, tokens :t, #mr :one, #mt :t"
         if rpm is not None:
             clauses.append("(attribute_not_exists(#mr) OR #mr < :rpm)")
             values[":rpm"] = _n(rpm)
@@ -152,52 +301,114 @@ class Limiter:
         if tpd is not None:
             clauses.append("(attribute_not_exists(tokens) OR tokens <= :tpd_room)")
             values[":tpd_room"] = _n(tpd - tokens)
+        if cost:
+            adds += ", usd :u"
+            values[":u"] = _n(cost)
+        if limits.usd_per_day is not None:
+            clauses.append("(attribute_not_exists(usd) OR usd <= :usd_room)")
+            values[":usd_room"] = _n(int(limits.usd_per_day * MICROS) - cost)
+        update: dict[str, Any] = {
+            "TableName": self._table, "Key": {"pk": {"S": pk}},
+            "UpdateExpression": adds + " SET expires_at = :e",
+            "ExpressionAttributeNames": {"#mr": mr, "#mt": mt},
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        if clauses:
+            update["ConditionExpression"] = " AND ".join(clauses)
+        return update
+
+    def _reserve(self, caller: Caller, pk: str, month: str | None, minute: int, tokens: int,
+                 cost: int, now: float) -> tuple[dict[str, Any], int] | None:
+        """The day item after the reservation and the month's spend (0 without
+        a month budget); None when the month item does not exist yet."""
+        day = self._day_update(caller, pk, minute, tokens, cost, now)
         try:
-            new = self._client.update_item(
-                TableName=self._table, Key={"pk": {"S": pk}},
-                UpdateExpression="ADD requests :one, tokens :t, #mr :one, #mt :t "
-                                 "SET expires_at = :e",
-                ConditionExpression=" AND ".join(clauses),
-                ExpressionAttributeNames={"#mr": mr, "#mt": mt},
-                ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD")["Attributes"]
+            if month is None:
+                new = self._client.update_item(**day, ReturnValues="ALL_NEW")["Attributes"]
+                return new, 0
+            budget = int((caller.limits.usd_per_month or 0) * MICROS)
+            self._client.transact_write_items(TransactItems=[{"Update": day}, {"Update": {
+                "TableName": self._table, "Key": {"pk": {"S": month}},
+                "UpdateExpression": "ADD usd :u SET expires_at = :e",
+                "ConditionExpression": "usd <= :room",  # absent: the month is not started yet
+                "ExpressionAttributeValues": {":u": _n(cost), ":room": _n(budget - cost),
+                                              ":e": _n(int(now) + MONTH_ITEM_TTL)},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}])
+            # A transaction returns no values: read both back (consistent, one call).
+            read = self._client.batch_get_item(RequestItems={self._table: {
+                "Keys": [{"pk": {"S": pk}}, {"pk": {"S": month}}], "ConsistentRead": True}})
+            items = {i["pk"]["S"]: i for i in read.get("Responses", {}).get(self._table, [])}
+            return items.get(pk, {}), _count(items.get(month), "usd")
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise self._tripped(exc.response.get("Item"), caller, tokens, now) from None
+            code = _code(exc)
+            if code == "ConditionalCheckFailedException":
+                raise self._tripped(exc.response.get("Item"), None, caller, tokens, cost,
+                                    now) from None
+            if code == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or [{}, {}]
+                day_reason, month_reason = (list(reasons) + [{}, {}])[:2]
+                if day_reason.get("Code") == "ConditionalCheckFailed":
+                    raise self._tripped(day_reason.get("Item"), None, caller, tokens, cost,
+                                        now) from None
+                if month_reason.get("Code") == "ConditionalCheckFailed":
+                    if "Item" not in month_reason:
+                        return None
+                    raise self._tripped(None, month_reason["Item"], caller, tokens, cost,
+                                        now) from None
             log.error("limiter unavailable: %s", exc)
             raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.") from exc
         except BotoCoreError as exc:
             log.error("limiter unavailable: %s", exc)
             raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.") from exc
-        minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
-        day_reset = max(1, math.ceil((day + 1) * DAY - now))
-        status: list[LimitStatus] = []
-        if rpm is not None:
-            status.append(LimitStatus("requests", rpm, max(0, rpm - _count(new, mr)), minute_reset))
-        if tpm is not None:
-            status.append(LimitStatus("tokens", tpm, max(0, tpm - _count(new, mt)), minute_reset))
-        if tpd is not None:
-            status.append(LimitStatus("tokens-day", tpd, max(0, tpd - _count(new, "tokens")),
-                                      day_reset))
-        return Reservation(key, pk, minute, tokens, True, tuple(status), _stale(new, minute))
 
-    def _tripped(self, old: dict[str, Any] | None, caller: Caller, tokens: int,
-                 now: float) -> RateLimitExceededError:
-        """Which limit refused the update, from the item as it was."""
+    def _start_month(self, key: str, month: str, today: int) -> None:
+        """Create a key's month item from the month's day items (their ``usd``),
+        so that a month budget set mid-month counts the month's spend so far.
+        Another request may have made it first: then that one stands."""
+        first = int(datetime.strptime(month + "-01", "%Y-%m-%d")
+                    .replace(tzinfo=timezone.utc).timestamp() // DAY)
+        keys = [{"pk": {"S": day_pk(key, d)}} for d in range(first, today + 1)]
+        spent = 0
+        try:
+            read = self._client.batch_get_item(RequestItems={self._table: {
+                "Keys": keys, "ConsistentRead": True, "ProjectionExpression": "usd"}})
+            spent = sum(_count(item, "usd") for item in read.get("Responses", {}).get(self._table, []))
+            self._client.put_item(
+                TableName=self._table,
+                Item={"pk": {"S": month_pk(key, month)}, "usd": _n(spent),
+                      "expires_at": _n(int(self._clock()) + MONTH_ITEM_TTL)},
+                ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                log.error("could not start the month of %s: %s", key, exc)
+        except BotoCoreError as exc:
+            log.error("could not start the month of %s: %s", key, exc)
+
+    def _tripped(self, old: dict[str, Any] | None, old_month: dict[str, Any] | None,
+                 caller: Caller, tokens: int, cost: int, now: float) -> RateLimitExceededError:
+        """Which limit refused the reservation, from the items as they were."""
         limits = caller.limits
         minute, day = int(now // MINUTE), int(now // DAY)
         mr, mt = minute_names(minute)
         minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
         day_reset = max(1, math.ceil((day + 1) * DAY - now))
+        if old_month is not None:
+            return _over_budget("usd_per_month", limits.usd_per_month or Decimal(0),
+                                utc_month(now)[1])
         rpm, tpm, tpd = limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day
         if rpm is not None and _count(old, mr) >= rpm:
             return _exceeded("requests_per_minute", rpm, minute_reset)
         if tpm is not None and _count(old, mt) > tpm - tokens:
             return _exceeded("tokens_per_minute", tpm, minute_reset)
-        return _exceeded("tokens_per_day", tpd or 0, day_reset)
+        if tpd is not None and _count(old, "tokens") > tpd - tokens:
+            return _exceeded("tokens_per_day", tpd, day_reset)
+        return _over_budget("usd_per_day", limits.usd_per_day or Decimal(0), day_reset)
 
-    def _update(self, reservation: Reservation, *, requests: int, tokens: int,
-                cost: Decimal | None = None, remove: tuple[str, ...] = ()) -> None:
+    def _writes(self, reservation: Reservation, *, requests: int, tokens: int,
+                cost: int = 0, usd: Decimal | None = None,
+                remove: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """The updates that settle, charge or release: the day item's, and the
+        month item's when the reservation holds a month budget."""
         adds = ["tokens :t"]
         values: dict[str, Any] = {":t": _n(tokens)}
         names: dict[str, str] = {}
@@ -207,10 +418,13 @@ class Limiter:
         if reservation.held:
             adds.append("#mt :t")
             names["#mt"] = minute_names(reservation.minute)[1]
-        if cost:
+        if usd:
             adds.append("cost_usd :c")
             # Plain digits: str(Decimal) may write "2E-7", which moto cannot read.
-            values[":c"] = {"N": format(cost, "f")}
+            values[":c"] = {"N": format(usd, "f")}
+        if cost:
+            adds.append("usd :u")
+            values[":u"] = _n(cost)
         expression = "ADD " + ", ".join(adds)
         if not reservation.held:  # the key's first write of the day may be this one
             # A week after the latest write (within its day): the day's item
@@ -220,21 +434,36 @@ class Limiter:
         if remove:
             names.update({f"#x{i}": name for i, name in enumerate(remove)})
             expression += " REMOVE " + ", ".join(f"#x{i}" for i in range(len(remove)))
-        kwargs: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
-        self._client.update_item(TableName=self._table, Key={"pk": {"S": reservation.day_pk}},
-                                 UpdateExpression=expression, ExpressionAttributeValues=values,
-                                 **kwargs)
+        day: dict[str, Any] = {"TableName": self._table, "Key": {"pk": {"S": reservation.day_pk}},
+                               "UpdateExpression": expression, "ExpressionAttributeValues": values}
+        if names:
+            day["ExpressionAttributeNames"] = names
+        writes = [day]
+        if reservation.month_pk is not None and cost:
+            writes.append({"TableName": self._table, "Key": {"pk": {"S": reservation.month_pk}},
+                           "UpdateExpression": "ADD usd :u",
+                           "ExpressionAttributeValues": {":u": _n(cost)}})
+        return writes
+
+    def _update(self, reservation: Reservation, **change: Any) -> None:
+        writes = self._writes(reservation, **change)
+        if len(writes) == 1:
+            self._client.update_item(**writes[0])
+        else:  # both items or neither, in one round trip
+            self._client.transact_write_items(TransactItems=[{"Update": w} for w in writes])
 
     def settle(self, reservation: Reservation, used_tokens: int,
                cost: Decimal | None = None) -> None:
         """Replace the reservation by what was used, and add its cost to the
-        key's day, in one update (never fails the request)."""
+        key's day (and month), in one round trip (never fails the request)."""
         try:
             if reservation.held:
                 self._update(reservation, requests=0, tokens=used_tokens - reservation.tokens,
-                             cost=cost, remove=reservation.stale)
+                             cost=micros(cost) - reservation.micros, usd=cost,
+                             remove=reservation.stale)
             else:  # unlimited key: nothing reserved, usage still counted per day
-                self._update(reservation, requests=1, tokens=used_tokens, cost=cost)
+                self._update(reservation, requests=1, tokens=used_tokens, cost=micros(cost),
+                             usd=cost)
         except (ClientError, BotoCoreError):
             log.error("could not settle usage of %s on %s", reservation.key_id, reservation.day_pk)
 
@@ -242,16 +471,18 @@ class Limiter:
         """Add tokens a failed attempt generated, leaving the reservation held
         (a job that is retried keeps its reservation for the next attempt)."""
         try:
-            self._update(reservation, requests=0, tokens=tokens, cost=cost)
+            self._update(reservation, requests=0, tokens=tokens, cost=micros(cost), usd=cost)
         except (ClientError, BotoCoreError):
             log.error("could not charge %s tokens to %s", tokens, reservation.key_id)
 
     def release(self, reservation: Reservation) -> None:
-        """Give back the tokens of a request that failed; it still counts as a request."""
+        """Give back the tokens (and dollars) of a request that failed; it
+        still counts as a request."""
         if not reservation.held:
             return
         try:
-            self._update(reservation, requests=0, tokens=-reservation.tokens)
+            self._update(reservation, requests=0, tokens=-reservation.tokens,
+                         cost=-reservation.micros)
         except (ClientError, BotoCoreError):
             log.error("could not release %s tokens on %s", reservation.tokens, reservation.day_pk)
 
@@ -265,7 +496,7 @@ class Limiter:
         else:
             self.release(reservation)
 
-    def run(self, caller: Caller, tokens: int | Callable[[], int], call: Callable[[], T],
+    def run(self, caller: Caller, tokens: Size, call: Callable[[], T],
             used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
         """Admit, call, settle to ``used(result)`` (tokens, cost). A call that
         fails after Bedrock generated tokens (cut at its deadline, broken off,
@@ -288,6 +519,16 @@ def _exceeded(tripped: str, limit: int, retry_after: int) -> RateLimitExceededEr
         f"This key's limit of {limit} {tripped.replace('_', ' ')} is reached; "
         f"retry after {retry_after} s.", code=f"{tripped}_exceeded",
         retry_after=retry_after, status=(status,))
+
+
+def _over_budget(tripped: str, amount: Decimal, retry_after: int) -> RateLimitExceededError:
+    """A dollar budget is spent for its window (the message names which)."""
+    window = "day" if tripped == "usd_per_day" else "month"
+    status = LimitStatus(f"usd-{window}", int(amount * MICROS), 0, retry_after)
+    return RateLimitExceededError(
+        f"This key's budget of ${amount} per UTC {window} is spent (requests in flight count "
+        f"at their worst case until they settle); retry after {retry_after} s.",
+        code="budget_exceeded", retry_after=retry_after, status=(status,))
 
 
 def _code(exc: ClientError) -> str:

@@ -8,7 +8,9 @@ read its own key's items. ``render_usage`` is the pure translation to JSON.
 
 A limited key's tokens include requests still in flight at their reserved
 worst case (they are settled to what Bedrock reported when they end), so
-today's figure is what the daily budget sees.
+today's figure is what the daily budget sees. The same read takes the key's
+month item (``limits.month_pk``) for a month budget; ``budgets`` says what
+each dollar budget has left (in-flight requests at their worst case).
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.tenancy.auth import Caller
 from chalicelib.errors import LimiterUnavailableError
-from chalicelib.tenancy.keys import LIMIT_NAMES
-from chalicelib.tenancy.limits import DAY, day_pk
+from chalicelib.tenancy.keys import LIMIT_NAMES, MICROS, USD_LIMITS
+from chalicelib.tenancy.limits import DAY, day_pk, month_pk, utc_month
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class DayUsage:
     requests: int = 0
     tokens: int = 0
     cost_usd: Decimal = Decimal(0)
+    usd_micros: int = 0  # what the day budget counts (in-flight requests at their worst case)
 
     @property
     def date(self) -> str:
@@ -60,7 +63,8 @@ def day_usage(day: int, item: Mapping[str, Any] | None) -> DayUsage:
     # show a transiently negative count.
     return DayUsage(day, requests=max(0, int(item.get("requests", {}).get("N", 0))),
                     tokens=max(0, int(item.get("tokens", {}).get("N", 0))),
-                    cost_usd=max(Decimal(0), Decimal(item.get("cost_usd", {}).get("N", "0"))))
+                    cost_usd=max(Decimal(0), Decimal(item.get("cost_usd", {}).get("N", "0"))),
+                    usd_micros=max(0, int(item.get("usd", {}).get("N", 0))))
 
 
 class UsageReader:
@@ -74,11 +78,18 @@ class UsageReader:
         self._sleep = sleep
 
     def last_week(self, key_id: str) -> list[DayUsage]:
-        days = last_days(self._clock())
+        return self.week_and_month(key_id)[0]
+
+    def week_and_month(self, key_id: str) -> tuple[list[DayUsage], int]:
+        """The last seven days and the month's spend in micro-dollars (0 when
+        the key has no month item), in one BatchGetItem."""
+        now = self._clock()
+        days = last_days(now)
         by_pk = {day_pk(key_id, day): day for day in days}
+        month = month_pk(key_id, utc_month(now)[0])
         items: dict[str, Mapping[str, Any]] = {}
         request: dict[str, Any] = {self._table: {
-            "Keys": [{"pk": {"S": pk}} for pk in by_pk], "ConsistentRead": True}}
+            "Keys": [{"pk": {"S": pk}} for pk in (*by_pk, month)], "ConsistentRead": True}}
         try:
             for attempt in range(BATCH_ATTEMPTS):
                 response = self._client.batch_get_item(RequestItems=request)
@@ -93,7 +104,8 @@ class UsageReader:
             raise LimiterUnavailableError("Usage cannot be read right now; retry shortly.") from exc
         if request:
             raise LimiterUnavailableError("Usage cannot be read right now; retry shortly.")
-        return [day_usage(day, items.get(pk)) for pk, day in by_pk.items()]
+        spent = int(items.get(month, {}).get("usd", {}).get("N", 0))
+        return [day_usage(day, items.get(pk)) for pk, day in by_pk.items()], max(0, spent)
 
 
 def _day_json(usage: DayUsage) -> dict[str, Any]:
@@ -101,13 +113,33 @@ def _day_json(usage: DayUsage) -> dict[str, Any]:
             "cost_usd": round(float(usage.cost_usd), 8)}
 
 
-def render_usage(caller: Caller, days: list[DayUsage]) -> dict[str, Any]:
-    """``GET /usage``: the key, its limits (null = unlimited), today, the last 7 days."""
+def _dollars(micros: int) -> float:
+    return float(Decimal(micros) / MICROS)
+
+
+def _limit_json(name: str, value: Any) -> Any:
+    return float(value) if value is not None and name in USD_LIMITS else value
+
+
+def _budget(amount: Decimal | None, spent: int) -> dict[str, float] | None:
+    if amount is None:
+        return None
+    limit = int(amount * MICROS)
+    return {"limit_usd": _dollars(limit), "spent_usd": _dollars(spent),
+            "remaining_usd": _dollars(max(0, limit - spent))}
+
+
+def render_usage(caller: Caller, days: list[DayUsage], month_micros: int = 0) -> dict[str, Any]:
+    """``GET /usage``: the key, its limits (null = unlimited), its dollar
+    budgets' state (null: no such budget), today, the last 7 days."""
+    limits = caller.limits
     return {
         "object": "usage",
         "tenant": caller.tenant,
         "key_id": caller.key_id,
-        "limits": {name: getattr(caller.limits, name) for name in LIMIT_NAMES},
+        "limits": {name: _limit_json(name, getattr(limits, name)) for name in LIMIT_NAMES},
+        "budgets": {"day": _budget(limits.usd_per_day, days[-1].usd_micros),
+                    "month": _budget(limits.usd_per_month, month_micros)},
         "today": _day_json(days[-1]),
         "days": [_day_json(day) for day in days],
     }

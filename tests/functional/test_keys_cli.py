@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,17 @@ def test_revoke_and_set_limits(key_store: KeyStore) -> None:
     assert f"{key_id}  tenant=acme  revoked" in run(key_store, "list")
 
 
+def test_dollar_budgets(key_store: KeyStore) -> None:
+    out = run(key_store, "create", "--tenant", "acme", "--usd-day", "2", "--usd-month", "$25.50")
+    key_id = re.search(r"key id: (\S+)", out).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"key:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    record = key_store.lookup(secret)
+    assert record is not None and record.limits == {"usd_per_day": 2, "usd_per_month": Decimal("25.5")}
+    assert "usd-day=2 usd-month=25.5" in run(key_store, "list")
+    run(key_store, "set-limits", key_id, "--usd-day", "none", "--usd-month", "default")
+    assert key_store.lookup(secret).limits == {"usd_per_day": None}  # type: ignore[union-attr]
+
+
 def test_create_and_set_models(key_store: KeyStore) -> None:
     claude = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
     out = run(key_store, "create", "--tenant", "acme", "--models", f"{claude}, amazon.titan-embed-text-v2:0")
@@ -118,6 +130,8 @@ MOTO = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REG
     (["--local", "create", "--tenant", "a", "--rpm", "0"], {}, "a limit is a whole number >= 1"),
     (["--local", "set-limits"], {}, "the following arguments are required: key_id"),
     (["--local", "set-models", "key_1"], {}, "the following arguments are required: --models"),
+    (["--local", "create", "--tenant", "a", "--usd-day", "0"], {}, "a budget is US dollars > 0"),
+    (["--local", "create", "--tenant", "a", "--usd-month", "1.0000001"], {}, "at most 6 decimals"),
     (["--local", "create", "--tenant", "a", "--models", ","], {}, "give model ids separated"),
     (["--local", "frobnicate"], {}, "invalid choice: 'frobnicate'"),
 ])

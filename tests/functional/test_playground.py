@@ -113,7 +113,7 @@ def test_usage_counts_the_callers_own_requests_tokens_and_cost(make_api: ApiFact
     body = json.loads(first.body)
     assert body["tenant"] == "tests" and body["key_id"].startswith("key_")
     assert body["limits"] == {"requests_per_minute": None, "tokens_per_minute": None,
-                              "tokens_per_day": None}
+                              "tokens_per_day": None, "usd_per_day": None, "usd_per_month": None}
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert [d["date"] for d in body["days"]][-1] == body["today"]["date"] == today
     assert body["today"] == {"date": today, "requests": 0, "tokens": 0, "cost_usd": 0}
@@ -134,7 +134,7 @@ def test_usage_shows_nothing_of_another_key(make_api: ApiFactory, key_store: Key
     body = json.loads(make_api(key=other).http.get("/usage").body)
     assert (body["tenant"], body["key_id"]) == ("someone-else", record.key_id)
     assert body["limits"] == {"requests_per_minute": 5, "tokens_per_minute": None,
-                              "tokens_per_day": 9000}
+                              "tokens_per_day": 9000, "usd_per_day": None, "usd_per_month": None}
     assert all(d["requests"] == d["tokens"] == 0 for d in body["days"])
 
 

@@ -49,9 +49,23 @@ def test_render_usage() -> None:
     today = {"date": "2024-10-04", "requests": 4, "tokens": 400, "cost_usd": 0.0001}
     assert body == {
         "object": "usage", "tenant": "acme", "key_id": "key_0123",
-        "limits": {"requests_per_minute": 60, "tokens_per_minute": None, "tokens_per_day": 1000},
+        "limits": {"requests_per_minute": 60, "tokens_per_minute": None, "tokens_per_day": 1000,
+                   "usd_per_day": None, "usd_per_month": None},
+        "budgets": {"day": None, "month": None},
         "today": today,
         "days": [{"date": date, "requests": 0, "tokens": 0, "cost_usd": 0.0} for date in (
             "2024-09-28", "2024-09-29", "2024-09-30", "2024-10-01", "2024-10-02", "2024-10-03")]
         + [today],
     }
+
+
+def test_render_usage_with_dollar_budgets() -> None:
+    caller = Caller("acme", "key_0123", Limits(usd_per_day=Decimal("1.5"),
+                                               usd_per_month=Decimal("5")))
+    days = [DayUsage(19_994 + i) for i in range(6)] + [DayUsage(20_000, 1, 9, Decimal("0.25"),
+                                                                usd_micros=250_001)]
+    body = render_usage(caller, days, month_micros=4_900_000)
+    assert body["limits"]["usd_per_day"] == 1.5 and body["limits"]["usd_per_month"] == 5.0
+    assert body["budgets"] == {
+        "day": {"limit_usd": 1.5, "spent_usd": 0.250001, "remaining_usd": 1.249999},
+        "month": {"limit_usd": 5.0, "spent_usd": 4.9, "remaining_usd": 0.1}}
