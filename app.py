@@ -154,7 +154,7 @@ def limit_headers(status: tuple[LimitStatus, ...]) -> dict[str, str]:
     in dollars with six decimals."""
     headers = {}
     for item in status:
-        shown = (lambda n: f"{Decimal(n) / 1_000_000:.6f}") if item.name.startswith("usd") else str
+        shown = (lambda n: f"{Decimal(n) / 1_000_000:.6f}") if "usd" in item.name else str
         headers[f"x-ratelimit-limit-{item.name}"] = shown(item.limit)
         headers[f"x-ratelimit-remaining-{item.name}"] = shown(item.remaining)
         headers[f"x-ratelimit-reset-{item.name}"] = f"{item.reset_seconds}s"

@@ -7,10 +7,11 @@ the keys table, prints the time per key check (p50, p99):
 
 1. a warm function, key seen within the TTL: the in-process cache answers,
    no round trip (what nearly every request of an active key pays);
-2. a key not seen within the TTL (first request, or every 30 s): one GetItem;
+2. a key not seen within the TTL (first request, or every 30 s): two GetItems
+   (the key, then its tenant's limits);
 3. for comparison, what a REQUEST authorizer without caching (the only
    API Gateway authorizer that takes either header) would add on every
-   request: the same GetItem, plus one authorizer Lambda invocation that this
+   request: the same GetItems, plus one authorizer Lambda invocation that this
    cannot measure offline (API Gateway's own overhead; AWS prices it as one
    more Lambda request a request).
 
@@ -69,7 +70,7 @@ def main() -> int:
         KeyCache(30).caller(headers, store, time.time(), Limits())
         cold.append(time.perf_counter() - started)
     print(f"key check, cached (within the TTL):   {_figures(warm)}   0 round trips")
-    print(f"key check, not cached (one GetItem):  {_figures(cold)}   1 round trip")
+    print(f"key check, not cached (two GetItems): {_figures(cold)}   2 round trips")
     print("REQUEST authorizer without caching:   the uncached figure on every request, plus one "
           "authorizer Lambda invocation")
     server.shutdown()

@@ -24,8 +24,9 @@ policy per function:
   the stream, so that a call cut at its deadline knows its tokens; so does
   ConverseStream), plus InvokeModel only when the stage allows a model that
   needs it (Converse, embeddings),
-  usage/jobs/cache tables (the API function also BatchGetItem on the usage
-  table, for GET /usage), send to the queue, and GetItem on the keys table
+  usage/jobs/cache tables (BatchGetItem and PutItem on the usage table too: a
+  reservation over a tenant's or a month's items reads them back and may start
+  a month item; GET /usage), send to the queue, and GetItem on the keys table
   (the Messages routes check the key themselves: tenancy/header_auth.py);
 - auth (api_key_auth): GetItem on the keys table, nothing else;
 - worker (process_job): Bedrock InvokeModelWithResponseStream, usage/jobs/
@@ -142,9 +143,12 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
                 f"arn:aws:bedrock:*::foundation-model/{REGISTRY[m].base_id or m}"
                 for m in counted}))] if function is None and counted else []),
             *shared_tables,
-            # GET /usage is served by the API function only.
-            *([statement("ReadUsage", ["dynamodb:BatchGetItem"], [table(env["USAGE_TABLE"])])]
-              if function is None else []),
+            # A reservation over several usage items (a tenant's limits, a month
+            # budget) reads them back and may start a month item; GET /usage
+            # (the API function) reads a key's items too. A transaction's
+            # updates are authorised as UpdateItem (CountUsage).
+            statement("ReserveUsage", ["dynamodb:BatchGetItem", "dynamodb:PutItem"],
+                      [table(env["USAGE_TABLE"])]),
             statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                       [table(env["JOBS_TABLE"])]),
             statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),

@@ -42,7 +42,8 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from chalicelib.aws import session  # noqa: E402
 from chalicelib.dynamo import make_dynamodb_client  # noqa: E402
-from chalicelib.tenancy.keys import KeyAdminError, KeyRecord, KeyStore, usd_amount  # noqa: E402
+from chalicelib.tenancy.keys import (KeyAdminError, KeyRecord, KeyStore, Limits,  # noqa: E402
+                                     usd_amount)
 from devstack import stack_state  # noqa: E402
 
 FLAGS = {"rpm": "requests_per_minute", "tpm": "tokens_per_minute", "tpd": "tokens_per_day",
@@ -58,6 +59,8 @@ examples:
     keys.py --local create --tenant acme \
         --models us.meta.llama3-1-8b-instruct-v1:0,amazon.titan-embed-text-v2:0
     keys.py --local set-models key_0123abcd --models all
+    keys.py --local set-tenant-limits acme --usd-month 5 --rpm 600   # shared by acme's keys
+    keys.py --local tenant acme
     keys.py --local revoke key_0123abcd
     keys.py --local usage --day 2026-11-25
   a deployed stage (AWS credentials and region from the environment):
@@ -72,6 +75,8 @@ limits (create and set-limits):
   --usd-day US dollars per UTC day, --usd-month US dollars per UTC calendar month; each takes
     USD      an amount > 0 with at most 6 decimals (5, 0.25)
     none, default  as above
+  set-tenant-limits takes the same flags for a tenant's own limits, which all its keys share
+  (a request must pass both its key's and its tenant's); a tenant's default is unlimited.
 
 models (create and set-models):
   --models a,b  the model ids the key may use (of those the stage serves); any other
@@ -191,6 +196,13 @@ def describe(record: KeyRecord) -> str:
             f"  expires={_when(record.expires_at)}  {limits}  models={models}")
 
 
+def describe_limits(limits: Limits) -> str:
+    """A tenant's limits as ``set-tenant-limits`` takes them (none: unlimited)."""
+    return " ".join(f"{flag.replace('_', '-')}="
+                    f"{'none' if getattr(limits, name) is None else getattr(limits, name)}"
+                    for flag, name in FLAGS.items())
+
+
 def parser() -> argparse.ArgumentParser:
     root = Parser(prog="keys", description="Manage the API keys of a stage or of the local stack.",
                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,7 +226,13 @@ def parser() -> argparse.ArgumentParser:
     change = commands.add_parser("set-limits", help="change a key's limits",
                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     change.add_argument("key_id")
-    for sub in (create, change):
+    team = commands.add_parser("set-tenant-limits",
+                               help="change a tenant's own limits, shared by all its keys",
+                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    team.add_argument("tenant")
+    show = commands.add_parser("tenant", help="show a tenant's own limits")
+    show.add_argument("tenant")
+    for sub in (create, change, team):
         for flag, name in FLAGS.items():
             dollars = name.startswith("usd")
             sub.add_argument(f"--{flag.replace('_', '-')}", dest=flag,
@@ -238,7 +256,8 @@ def usage_by_tenant(store: KeyStore, client: Any, usage_table: str,
     for page in client.get_paginator("scan").paginate(TableName=usage_table):
         for item in page.get("Items", []):
             key_id, kind, index = item["pk"]["S"].rsplit("#", 2)
-            if kind != "d" or int(index) != day_index:
+            # A tenant's own items (its shared limits) would count its keys twice.
+            if kind != "d" or int(index) != day_index or not key_id.startswith("key_"):
                 continue
             row = totals.setdefault(tenants.get(key_id, "?"), {"requests": 0, "tokens": 0,
                                                                "cost_usd": Decimal(0)})
@@ -277,6 +296,16 @@ def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> Non
                            "--usd-month")
         store.set_limits(args.key_id, changes, reset)
         print(f"limits of {args.key_id} changed", file=out)
+    elif args.command == "set-tenant-limits":
+        changes, reset = limit_changes(args)
+        if not changes and not reset:
+            raise CliError("set-tenant-limits needs at least one of --rpm, --tpm, --tpd, "
+                           "--usd-day, --usd-month")
+        limits = store.set_tenant_limits(args.tenant, changes, reset)
+        print(f"tenant {args.tenant}: {describe_limits(limits)}", file=out)
+    elif args.command == "tenant":
+        print(f"tenant {args.tenant}: {describe_limits(store.tenant_limits(args.tenant))}",
+              file=out)
     elif args.command == "set-models":
         store.set_models(args.key_id, args.models)
         shown = "all of the stage's" if args.models is None else ", ".join(args.models)

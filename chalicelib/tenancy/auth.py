@@ -27,6 +27,7 @@ class Caller:
     key_id: str
     limits: Limits
     models: tuple[str, ...] | None = None  # the models the key may use; None: all the stage's
+    tenant_limits: Limits = Limits()  # the tenant's own, shared by all its keys
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -50,8 +51,14 @@ def authenticate(header: str | None, store: KeyStore, now: float, defaults: Limi
         raise AuthUnavailableError("API keys cannot be checked right now; retry shortly.") from exc
     if record is None or not record.usable_at(now):
         return None
+    try:
+        shared = store.tenant_limits(record.tenant)
+    except Exception as exc:  # as for the key: fail closed, retryable
+        log.exception("tenant lookup failed")
+        raise AuthUnavailableError("API keys cannot be checked right now; retry shortly.") from exc
     return Caller(tenant=record.tenant, key_id=record.key_id,
-                  limits=record.effective_limits(defaults), models=record.models)
+                  limits=record.effective_limits(defaults), models=record.models,
+                  tenant_limits=shared)
 
 
 # API Gateway passes the authorizer's context to the route as strings.
@@ -63,13 +70,17 @@ def caller_to_context(caller: Caller) -> dict[str, str]:
     for name in LIMIT_NAMES:
         value = getattr(caller.limits, name)
         context[name] = "" if value is None else str(value)
+        shared = getattr(caller.tenant_limits, name)
+        context["tenant_" + name] = "" if shared is None else str(shared)
     return context
 
 
 def caller_from_context(context: Mapping[str, Any]) -> Caller:
-    limits: dict[str, Any] = {
-        name: (Decimal if name in USD_LIMITS else int)(context[name])
-        if context.get(name) not in (None, "") else None for name in LIMIT_NAMES}
+    def limits(prefix: str) -> Limits:
+        return Limits(**{name: (Decimal if name in USD_LIMITS else int)(context[prefix + name])
+                         if context.get(prefix + name) not in (None, "") else None
+                         for name in LIMIT_NAMES})
     models = str(context.get("models") or "")
     return Caller(tenant=str(context["tenant"]), key_id=str(context["key_id"]),
-                  limits=Limits(**limits), models=tuple(models.split(",")) if models else None)
+                  limits=limits(""), models=tuple(models.split(",")) if models else None,
+                  tenant_limits=limits("tenant_"))

@@ -6,6 +6,11 @@ finds a key with one GetItem. Limits are stored per key: a number is a limit,
 null means unlimited, and an absent limit takes the stage's default. A key may
 name the models it may use (``models``); without that list it may use all of
 the stage's (``chalicelib.tenancy.access`` narrows a request to them).
+
+A tenant (team) may have limits of its own, shared by all its keys: they are
+stored in the same table under ``tenant#<name>`` (no key's hash looks like
+that: hashes are hex), so the authorizer reads them with one more GetItem. A
+tenant's absent limit is unlimited (stage defaults are per key).
 """
 from __future__ import annotations
 
@@ -68,6 +73,19 @@ class KeyRecord:
 
     def usable_at(self, now: float) -> bool:
         return self.enabled and (self.expires_at is None or now < self.expires_at)
+
+
+def tenant_item(tenant: str) -> str:
+    """The keys table's item of a tenant's limits."""
+    return f"tenant#{tenant}"
+
+
+def _limits(stored: Mapping[str, Any]) -> Limits:
+    values = {name: stored.get(name) for name in LIMIT_NAMES}
+    for name in USD_LIMITS:
+        if values[name] is not None:
+            values[name] = Decimal(values[name])
+    return Limits(**values)
 
 
 def new_secret() -> str:
@@ -174,9 +192,33 @@ class KeyStore:
         return _record(item) if item else None
 
     def _items(self) -> Iterator[Mapping[str, Any]]:
+        """The keys' items (a tenant's limits share the table; they are skipped)."""
         paginator = self._client.get_paginator("scan")
         for page in paginator.paginate(TableName=self._table):
-            yield from page.get("Items", [])
+            yield from (item for item in page.get("Items", []) if "key_id" in item)
+
+    def tenant_limits(self, tenant: str) -> Limits:
+        """A tenant's own limits (unlimited where unset). One GetItem."""
+        item = self._client.get_item(TableName=self._table,
+                                     Key={"key_hash": {"S": tenant_item(tenant)}}).get("Item")
+        stored = decode_item(item).get("limits") or {} if item else {}
+        return _limits(stored)
+
+    def set_tenant_limits(self, tenant: str, changes: Mapping[str, Any],
+                          reset: tuple[str, ...] = ()) -> Limits:
+        """Set a tenant's limits (None or a name in ``reset``: unlimited)."""
+        if TENANT_PATTERN.fullmatch(tenant) is None:
+            raise KeyAdminError("tenant must be 1-64 letters, digits, '.', '_' or '-'")
+        changes = check_limits(changes)
+        check_limits({name: 1 for name in reset})
+        item = self._client.get_item(TableName=self._table,
+                                     Key={"key_hash": {"S": tenant_item(tenant)}}).get("Item")
+        stored = (decode_item(item).get("limits") or {}) if item else {}
+        limits = {k: v for k, v in {**stored, **changes}.items()
+                  if k not in reset and v is not None}
+        self._client.put_item(TableName=self._table, Item=encode_item(
+            {"key_hash": tenant_item(tenant), "tenant": tenant, "limits": limits}))
+        return _limits(limits)
 
     def list(self) -> list[KeyRecord]:
         return sorted((_record(item) for item in self._items()), key=lambda r: r.created_at)

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import logging
 import math
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -53,7 +55,7 @@ from chalicelib.models import converse, tokens
 from chalicelib.models.prompting import may_repair, render
 from chalicelib.models.pricing import DEFAULT_CACHE_PRICES, DEFAULT_PRICES, Prices, base_model
 from chalicelib.models.registry import get_model
-from chalicelib.tenancy.keys import MICROS
+from chalicelib.tenancy.keys import MICROS, Limits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +67,7 @@ DAY = 86_400
 DAY_ITEM_TTL = 8 * DAY
 # A month item outlives its month by a few days (a late settle, /usage).
 MONTH_ITEM_TTL = 35 * DAY
+TRANSACT_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,11 @@ class Reservation:
     held: bool  # tokens were reserved (a limited key) and must be settled or released
     status: tuple[LimitStatus, ...]
     stale: tuple[str, ...] = ()  # counters of past minutes, dropped when settling
-    micros: int = 0  # the worst-case cost reserved (a key with a dollar budget)
-    month_pk: str | None = None  # the month item that holds it too (a month budget)
+    micros: int = 0  # the worst-case cost reserved (a dollar budget)
+    month_pk: str | None = None  # (unused since tenants: see ``others``)
+    # The other items that hold this reservation: (pk, "day" | "month", stale
+    # minute counters of a day item), for the tenant's limits and month budgets.
+    others: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
 
 def day_pk(key_id: str, day: int) -> str:
@@ -205,66 +211,76 @@ class Limiter:
 
     def admit(self, caller: Caller, size: Size) -> Reservation:
         """Reserve ``size`` (tokens, or a ``Need``, which a dollar budget
-        prices) for one request, or raise the limit that trips. ``size`` may
-        be a function (``lambda: need_of(r)``): it is called only for a key
-        with limits, so a key without them never pays for counting (nothing
-        is reserved for it)."""
+        prices) for one request under the key's limits and its tenant's, or
+        raise the limit that trips. ``size`` may be a function (``lambda:
+        need_of(r)``): it is called only when there are limits, so a key
+        without them never pays for counting (nothing is reserved for it)."""
         now = self._clock()
         minute, day = int(now // MINUTE), int(now // DAY)
         key = caller.key_id
         pk = day_pk(key, day)
-        limits = caller.limits
-        if limits.unlimited:
+        if caller.limits.unlimited and caller.tenant_limits.unlimited:
             return Reservation(key, pk, minute, size if isinstance(size, int) else 0, False, ())
         need = _need(size)
         tokens = need.tokens
-        for name, limit in (("tokens_per_minute", limits.tokens_per_minute),
-                            ("tokens_per_day", limits.tokens_per_day)):
-            if limit is not None and tokens > limit:
-                raise RequestExceedsLimitError(
-                    f"This request reserves {tokens} tokens (prompt estimate plus max_tokens), "
-                    f"more than this key's {name.replace('_', ' ')} limit of {limit}: "
-                    "lower max_tokens or shorten the prompt.", param="max_tokens")
+        for whose, limits in (("key", caller.limits), ("tenant", caller.tenant_limits)):
+            for name, limit in (("tokens_per_minute", limits.tokens_per_minute),
+                                ("tokens_per_day", limits.tokens_per_day)):
+                if limit is not None and tokens > limit:
+                    raise RequestExceedsLimitError(
+                        f"This request reserves {tokens} tokens (prompt estimate plus "
+                        f"max_tokens), more than this {whose}'s {name.replace('_', ' ')} limit "
+                        f"of {limit}: lower max_tokens or shorten the prompt.", param="max_tokens")
         cost = self._worst_cost(need, caller)
         month, month_reset = utc_month(now)
-        attempt = self._reserve(caller, pk, month_pk(key, month) if limits.usd_per_month else None,
-                                minute, tokens, cost, now)
-        if attempt is None:  # the month item did not exist: start it, then once more
-            self._start_month(key, month, day)
-            attempt = self._reserve(caller, pk, month_pk(key, month), minute, tokens, cost, now)
-        if attempt is None:
+        buckets = _buckets(caller, day, month)
+        found = self._reserve(buckets, minute, tokens, cost, now)
+        for _ in buckets:  # a month item that did not exist: start it, then once more
+            if not isinstance(found, Bucket):
+                break
+            self._start_month(found, month, day)
+            found = self._reserve(buckets, minute, tokens, cost, now)
+        if isinstance(found, Bucket):
             raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.")
-        new, month_spent = attempt
         minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
         day_reset = max(1, math.ceil((day + 1) * DAY - now))
-        rpm, tpm, tpd = limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day
         mr, mt = minute_names(minute)
         status: list[LimitStatus] = []
-        if rpm is not None:
-            status.append(LimitStatus("requests", rpm, max(0, rpm - _count(new, mr)), minute_reset))
-        if tpm is not None:
-            status.append(LimitStatus("tokens", tpm, max(0, tpm - _count(new, mt)), minute_reset))
-        if tpd is not None:
-            status.append(LimitStatus("tokens-day", tpd, max(0, tpd - _count(new, "tokens")),
-                                      day_reset))
-        if limits.usd_per_day is not None:
-            budget = int(limits.usd_per_day * MICROS)
-            status.append(LimitStatus("usd-day", budget, max(0, budget - _count(new, "usd")),
-                                      day_reset))
-        if limits.usd_per_month is not None:
-            budget = int(limits.usd_per_month * MICROS)
-            status.append(LimitStatus("usd-month", budget, max(0, budget - month_spent),
-                                      month_reset))
-        return Reservation(key, pk, minute, tokens, True, tuple(status), _stale(new, minute),
-                           micros=cost, month_pk=month_pk(key, month) if limits.usd_per_month
-                           else None)
+        for bucket, new in zip(buckets, found):
+            limits, prefix = bucket.limits, "" if bucket.whose == "key" else "tenant-"
+            if bucket.kind == "month":
+                budget = int((limits.usd_per_month or 0) * MICROS)
+                status.append(LimitStatus(prefix + "usd-month", budget,
+                                          max(0, budget - _count(new, "usd")), month_reset))
+                continue
+            rpm, tpm, tpd = (limits.requests_per_minute, limits.tokens_per_minute,
+                             limits.tokens_per_day)
+            if rpm is not None:
+                status.append(LimitStatus(prefix + "requests", rpm,
+                                          max(0, rpm - _count(new, mr)), minute_reset))
+            if tpm is not None:
+                status.append(LimitStatus(prefix + "tokens", tpm,
+                                          max(0, tpm - _count(new, mt)), minute_reset))
+            if tpd is not None:
+                status.append(LimitStatus(prefix + "tokens-day", tpd,
+                                          max(0, tpd - _count(new, "tokens")), day_reset))
+            if limits.usd_per_day is not None:
+                budget = int(limits.usd_per_day * MICROS)
+                status.append(LimitStatus(prefix + "usd-day", budget,
+                                          max(0, budget - _count(new, "usd")), day_reset))
+        # The key's day item is the reservation's own; the others hold it too.
+        others = tuple((b.pk, b.kind, _stale(new, minute) if b.kind == "day" else ())
+                       for b, new in zip(buckets[1:], found[1:]))
+        return Reservation(key, pk, minute, tokens, True, tuple(status), _stale(found[0], minute),
+                           micros=cost, month_pk=None, others=others)
 
     def _worst_cost(self, need: Need, caller: Caller) -> int:
-        """The micro-dollars to reserve: 0 for a key without a dollar budget;
-        a request that could never fit one is refused outright."""
-        limits = caller.limits
-        budgets = [(name, amount) for name, amount in (("usd_per_day", limits.usd_per_day),
-                                                       ("usd_per_month", limits.usd_per_month))
+        """The micro-dollars to reserve: 0 without a dollar budget (the key's
+        or its tenant's); a request that could never fit one is refused."""
+        budgets = [(whose, name, amount)
+                   for whose, limits in (("key", caller.limits), ("tenant", caller.tenant_limits))
+                   for name, amount in (("usd_per_day", limits.usd_per_day),
+                                        ("usd_per_month", limits.usd_per_month))
                    if amount is not None]
         if not budgets:
             return 0
@@ -274,18 +290,27 @@ class Limiter:
                 f"This key has a budget in US dollars and the model '{need.model}' has no price "
                 "configured (MODEL_PRICES), so its cost cannot be bounded: use a priced model.",
                 param="model", code="model_not_priced")
-        for name, amount in budgets:
+        for whose, name, amount in budgets:
             if cost > amount * MICROS:
                 raise RequestExceedsLimitError(
                     f"This request may cost up to ${Decimal(cost) / MICROS} (its prompt estimate "
-                    f"and max_tokens at the model's prices), more than this key's "
+                    f"and max_tokens at the model's prices), more than this {whose}'s "
                     f"{name.replace('_', ' ')} budget of ${amount}: lower max_tokens or shorten "
                     "the prompt.", param="max_tokens", code="request_exceeds_budget")
         return cost
 
-    def _day_update(self, caller: Caller, pk: str, minute: int, tokens: int, cost: int,
-                    now: float) -> dict[str, Any]:
-        limits = caller.limits
+    def _bucket_update(self, bucket: Bucket, minute: int, tokens: int, cost: int,
+                       now: float) -> dict[str, Any]:
+        """The conditional update that reserves ``tokens`` and ``cost`` on one item."""
+        limits = bucket.limits
+        if bucket.kind == "month":
+            budget = int((limits.usd_per_month or 0) * MICROS)
+            return {"TableName": self._table, "Key": {"pk": {"S": bucket.pk}},
+                    "UpdateExpression": "ADD usd :u SET expires_at = :e",
+                    "ConditionExpression": "usd <= :room",  # absent: the month is not started
+                    "ExpressionAttributeValues": {":u": _n(cost), ":room": _n(budget - cost),
+                                                  ":e": _n(int(now) + MONTH_ITEM_TTL)},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
         rpm, tpm, tpd = limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day
         mr, mt = minute_names(minute)
         clauses = []
@@ -308,7 +333,7 @@ class Limiter:
             clauses.append("(attribute_not_exists(usd) OR usd <= :usd_room)")
             values[":usd_room"] = _n(int(limits.usd_per_day * MICROS) - cost)
         update: dict[str, Any] = {
-            "TableName": self._table, "Key": {"pk": {"S": pk}},
+            "TableName": self._table, "Key": {"pk": {"S": bucket.pk}},
             "UpdateExpression": adds + " SET expires_at = :e",
             "ExpressionAttributeNames": {"#mr": mr, "#mt": mt},
             "ExpressionAttributeValues": values,
@@ -317,98 +342,101 @@ class Limiter:
             update["ConditionExpression"] = " AND ".join(clauses)
         return update
 
-    def _reserve(self, caller: Caller, pk: str, month: str | None, minute: int, tokens: int,
-                 cost: int, now: float) -> tuple[dict[str, Any], int] | None:
-        """The day item after the reservation and the month's spend (0 without
-        a month budget); None when the month item does not exist yet."""
-        day = self._day_update(caller, pk, minute, tokens, cost, now)
+    def _reserve(self, buckets: tuple[Bucket, ...], minute: int, tokens: int, cost: int,
+                 now: float) -> list[dict[str, Any]] | Bucket:
+        """Each bucket's item after the reservation, in one conditional write;
+        or the month bucket whose item does not exist yet."""
+        updates = [self._bucket_update(b, minute, tokens, cost, now) for b in buckets]
         try:
-            if month is None:
-                new = self._client.update_item(**day, ReturnValues="ALL_NEW")["Attributes"]
-                return new, 0
-            budget = int((caller.limits.usd_per_month or 0) * MICROS)
-            self._client.transact_write_items(TransactItems=[{"Update": day}, {"Update": {
-                "TableName": self._table, "Key": {"pk": {"S": month}},
-                "UpdateExpression": "ADD usd :u SET expires_at = :e",
-                "ConditionExpression": "usd <= :room",  # absent: the month is not started yet
-                "ExpressionAttributeValues": {":u": _n(cost), ":room": _n(budget - cost),
-                                              ":e": _n(int(now) + MONTH_ITEM_TTL)},
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}])
-            # A transaction returns no values: read both back (consistent, one call).
+            if len(updates) == 1:
+                return [self._client.update_item(**updates[0], ReturnValues="ALL_NEW")["Attributes"]]
+            self._transact([{"Update": u} for u in updates])
+            # A transaction returns no values: read the items back (consistent, one call).
+            keys = [{"pk": {"S": b.pk}} for b in buckets]
             read = self._client.batch_get_item(RequestItems={self._table: {
-                "Keys": [{"pk": {"S": pk}}, {"pk": {"S": month}}], "ConsistentRead": True}})
+                "Keys": keys, "ConsistentRead": True}})
             items = {i["pk"]["S"]: i for i in read.get("Responses", {}).get(self._table, [])}
-            return items.get(pk, {}), _count(items.get(month), "usd")
+            return [items.get(b.pk, {}) for b in buckets]
         except ClientError as exc:
             code = _code(exc)
             if code == "ConditionalCheckFailedException":
-                raise self._tripped(exc.response.get("Item"), None, caller, tokens, cost,
-                                    now) from None
+                raise self._tripped(buckets[0], exc.response.get("Item"), tokens, now) from None
             if code == "TransactionCanceledException":
-                reasons = exc.response.get("CancellationReasons") or [{}, {}]
-                day_reason, month_reason = (list(reasons) + [{}, {}])[:2]
-                if day_reason.get("Code") == "ConditionalCheckFailed":
-                    raise self._tripped(day_reason.get("Item"), None, caller, tokens, cost,
-                                        now) from None
-                if month_reason.get("Code") == "ConditionalCheckFailed":
-                    if "Item" not in month_reason:
-                        return None
-                    raise self._tripped(None, month_reason["Item"], caller, tokens, cost,
-                                        now) from None
+                reasons = list(exc.response.get("CancellationReasons") or [])
+                for bucket, reason in zip(buckets, reasons):
+                    if reason.get("Code") != "ConditionalCheckFailed":
+                        continue
+                    if bucket.kind == "month" and "Item" not in reason:
+                        return bucket
+                    raise self._tripped(bucket, reason.get("Item"), tokens, now) from None
             log.error("limiter unavailable: %s", exc)
             raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.") from exc
         except BotoCoreError as exc:
             log.error("limiter unavailable: %s", exc)
             raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.") from exc
 
-    def _start_month(self, key: str, month: str, today: int) -> None:
-        """Create a key's month item from the month's day items (their ``usd``),
-        so that a month budget set mid-month counts the month's spend so far.
+    def _start_month(self, bucket: Bucket, month: str, today: int) -> None:
+        """Create a month item from the month's day items (their ``usd``), so
+        that a month budget set mid-month counts the month's spend so far.
         Another request may have made it first: then that one stands."""
+        owner = bucket.pk.rsplit("#", 2)[0]
         first = int(datetime.strptime(month + "-01", "%Y-%m-%d")
                     .replace(tzinfo=timezone.utc).timestamp() // DAY)
-        keys = [{"pk": {"S": day_pk(key, d)}} for d in range(first, today + 1)]
-        spent = 0
+        keys = [{"pk": {"S": day_pk(owner, d)}} for d in range(first, today + 1)]
         try:
             read = self._client.batch_get_item(RequestItems={self._table: {
                 "Keys": keys, "ConsistentRead": True, "ProjectionExpression": "usd"}})
             spent = sum(_count(item, "usd") for item in read.get("Responses", {}).get(self._table, []))
             self._client.put_item(
                 TableName=self._table,
-                Item={"pk": {"S": month_pk(key, month)}, "usd": _n(spent),
+                Item={"pk": {"S": bucket.pk}, "usd": _n(spent),
                       "expires_at": _n(int(self._clock()) + MONTH_ITEM_TTL)},
                 ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
-                log.error("could not start the month of %s: %s", key, exc)
+                log.error("could not start the month of %s: %s", owner, exc)
         except BotoCoreError as exc:
-            log.error("could not start the month of %s: %s", key, exc)
+            log.error("could not start the month of %s: %s", owner, exc)
 
-    def _tripped(self, old: dict[str, Any] | None, old_month: dict[str, Any] | None,
-                 caller: Caller, tokens: int, cost: int, now: float) -> RateLimitExceededError:
-        """Which limit refused the reservation, from the items as they were."""
-        limits = caller.limits
+    def _tripped(self, bucket: Bucket, old: dict[str, Any] | None, tokens: int,
+                 now: float) -> RateLimitExceededError:
+        """Which limit of ``bucket`` refused the reservation, from its item as it was."""
+        limits, whose = bucket.limits, bucket.whose
         minute, day = int(now // MINUTE), int(now // DAY)
         mr, mt = minute_names(minute)
         minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
         day_reset = max(1, math.ceil((day + 1) * DAY - now))
-        if old_month is not None:
-            return _over_budget("usd_per_month", limits.usd_per_month or Decimal(0),
+        if bucket.kind == "month":
+            return _over_budget(whose, "usd_per_month", limits.usd_per_month or Decimal(0),
                                 utc_month(now)[1])
         rpm, tpm, tpd = limits.requests_per_minute, limits.tokens_per_minute, limits.tokens_per_day
         if rpm is not None and _count(old, mr) >= rpm:
-            return _exceeded("requests_per_minute", rpm, minute_reset)
+            return _exceeded(whose, "requests_per_minute", rpm, minute_reset)
         if tpm is not None and _count(old, mt) > tpm - tokens:
-            return _exceeded("tokens_per_minute", tpm, minute_reset)
+            return _exceeded(whose, "tokens_per_minute", tpm, minute_reset)
         if tpd is not None and _count(old, "tokens") > tpd - tokens:
-            return _exceeded("tokens_per_day", tpd, day_reset)
-        return _over_budget("usd_per_day", limits.usd_per_day or Decimal(0), day_reset)
+            return _exceeded(whose, "tokens_per_day", tpd, day_reset)
+        return _over_budget(whose, "usd_per_day", limits.usd_per_day or Decimal(0), day_reset)
 
     def _writes(self, reservation: Reservation, *, requests: int, tokens: int,
-                cost: int = 0, usd: Decimal | None = None,
-                remove: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """The updates that settle, charge or release: the day item's, and the
-        month item's when the reservation holds a month budget."""
+                cost: int = 0, usd: Decimal | None = None, remove: tuple[str, ...] = (),
+                prune: bool = False) -> list[dict[str, Any]]:
+        """The updates that settle, charge or release: the key's day item's,
+        and those of the other items that hold the reservation."""
+        writes = [self._day_write(reservation, reservation.day_pk, requests=requests,
+                                  tokens=tokens, cost=cost, usd=usd, remove=remove)]
+        for pk, kind, stale in reservation.others:
+            if kind == "day":
+                writes.append(self._day_write(reservation, pk, requests=requests, tokens=tokens,
+                                              cost=cost, usd=usd, remove=stale if prune else ()))
+            elif cost:
+                writes.append({"TableName": self._table, "Key": {"pk": {"S": pk}},
+                               "UpdateExpression": "ADD usd :u",
+                               "ExpressionAttributeValues": {":u": _n(cost)}})
+        return writes
+
+    def _day_write(self, reservation: Reservation, pk: str, *, requests: int, tokens: int,
+                   cost: int, usd: Decimal | None, remove: tuple[str, ...]) -> dict[str, Any]:
         adds = ["tokens :t"]
         values: dict[str, Any] = {":t": _n(tokens)}
         names: dict[str, str] = {}
@@ -434,23 +462,35 @@ class Limiter:
         if remove:
             names.update({f"#x{i}": name for i, name in enumerate(remove)})
             expression += " REMOVE " + ", ".join(f"#x{i}" for i in range(len(remove)))
-        day: dict[str, Any] = {"TableName": self._table, "Key": {"pk": {"S": reservation.day_pk}},
-                               "UpdateExpression": expression, "ExpressionAttributeValues": values}
+        write: dict[str, Any] = {"TableName": self._table, "Key": {"pk": {"S": pk}},
+                                 "UpdateExpression": expression,
+                                 "ExpressionAttributeValues": values}
         if names:
-            day["ExpressionAttributeNames"] = names
-        writes = [day]
-        if reservation.month_pk is not None and cost:
-            writes.append({"TableName": self._table, "Key": {"pk": {"S": reservation.month_pk}},
-                           "UpdateExpression": "ADD usd :u",
-                           "ExpressionAttributeValues": {":u": _n(cost)}})
-        return writes
+            write["ExpressionAttributeNames"] = names
+        return write
 
     def _update(self, reservation: Reservation, **change: Any) -> None:
         writes = self._writes(reservation, **change)
         if len(writes) == 1:
             self._client.update_item(**writes[0])
-        else:  # both items or neither, in one round trip
-            self._client.transact_write_items(TransactItems=[{"Update": w} for w in writes])
+        else:  # every item or none, in one round trip
+            self._transact([{"Update": w} for w in writes])
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """TransactWriteItems, again when it lost a race with another
+        transaction on the same items (DynamoDB cancels one of two such
+        transactions, ``TransactionConflict``: the tenant's items are shared)."""
+        for attempt in range(TRANSACT_ATTEMPTS):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return
+            except ClientError as exc:
+                reasons = exc.response.get("CancellationReasons") or []
+                conflict = any(r.get("Code") == "TransactionConflict" for r in reasons) and not any(
+                    r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+                if not conflict or attempt == TRANSACT_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.005, 0.02) * 2 ** attempt)
 
     def settle(self, reservation: Reservation, used_tokens: int,
                cost: Decimal | None = None) -> None:
@@ -460,7 +500,7 @@ class Limiter:
             if reservation.held:
                 self._update(reservation, requests=0, tokens=used_tokens - reservation.tokens,
                              cost=micros(cost) - reservation.micros, usd=cost,
-                             remove=reservation.stale)
+                             remove=reservation.stale, prune=True)
             else:  # unlimited key: nothing reserved, usage still counted per day
                 self._update(reservation, requests=1, tokens=used_tokens, cost=micros(cost),
                              usd=cost)
@@ -512,21 +552,57 @@ class Limiter:
         return result, reservation
 
 
-def _exceeded(tripped: str, limit: int, retry_after: int) -> RateLimitExceededError:
-    status = LimitStatus({"requests_per_minute": "requests", "tokens_per_minute": "tokens",
-                          "tokens_per_day": "tokens-day"}[tripped], limit, 0, retry_after)
+@dataclass(frozen=True)
+class Bucket:
+    """One usage item a reservation must fit in, under ``limits``."""
+
+    pk: str
+    kind: str  # "day": requests, tokens, minute counters, usd | "month": usd
+    limits: Limits
+    whose: str  # "key" | "tenant"
+
+
+def tenant_owner(tenant: str) -> str:
+    """The usage items' owner name of a tenant (key ids start with ``key_``)."""
+    return f"tenant:{tenant}"
+
+
+def _buckets(caller: Caller, day: int, month: str) -> tuple[Bucket, ...]:
+    """The items a reservation must fit in: the key's day always (it counts
+    the key's usage), its month with a month budget, and the same for the
+    tenant when the tenant has limits."""
+    buckets = [Bucket(day_pk(caller.key_id, day), "day", caller.limits, "key")]
+    shared = caller.tenant_limits
+    if not shared.unlimited:
+        owner = tenant_owner(caller.tenant)
+        buckets.append(Bucket(day_pk(owner, day), "day", shared, "tenant"))
+        if shared.usd_per_month is not None:
+            buckets.append(Bucket(month_pk(owner, month), "month", shared, "tenant"))
+    if caller.limits.usd_per_month is not None:
+        buckets.append(Bucket(month_pk(caller.key_id, month), "month", caller.limits, "key"))
+    return tuple(buckets)
+
+
+def _exceeded(whose: str, tripped: str, limit: int, retry_after: int) -> RateLimitExceededError:
+    prefix = "" if whose == "key" else "tenant-"
+    status = LimitStatus(prefix + {"requests_per_minute": "requests", "tokens_per_minute": "tokens",
+                                   "tokens_per_day": "tokens-day"}[tripped], limit, 0, retry_after)
+    owner = "This key's" if whose == "key" else "This key's tenant's (shared by its keys)"
     return RateLimitExceededError(
-        f"This key's limit of {limit} {tripped.replace('_', ' ')} is reached; "
+        f"{owner} limit of {limit} {tripped.replace('_', ' ')} is reached; "
         f"retry after {retry_after} s.", code=f"{tripped}_exceeded",
         retry_after=retry_after, status=(status,))
 
 
-def _over_budget(tripped: str, amount: Decimal, retry_after: int) -> RateLimitExceededError:
-    """A dollar budget is spent for its window (the message names which)."""
+def _over_budget(whose: str, tripped: str, amount: Decimal,
+                 retry_after: int) -> RateLimitExceededError:
+    """A dollar budget is spent for its window (the message names whose and which)."""
     window = "day" if tripped == "usd_per_day" else "month"
-    status = LimitStatus(f"usd-{window}", int(amount * MICROS), 0, retry_after)
+    prefix = "" if whose == "key" else "tenant-"
+    status = LimitStatus(f"{prefix}usd-{window}", int(amount * MICROS), 0, retry_after)
+    owner = "This key's" if whose == "key" else "This key's tenant's (shared by its keys)"
     return RateLimitExceededError(
-        f"This key's budget of ${amount} per UTC {window} is spent (requests in flight count "
+        f"{owner} budget of ${amount} per UTC {window} is spent (requests in flight count "
         f"at their worst case until they settle); retry after {retry_after} s.",
         code="budget_exceeded", retry_after=retry_after, status=(status,))
 

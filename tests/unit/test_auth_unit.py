@@ -38,6 +38,11 @@ class FakeStore:
         self.looked_up.append(secret)
         return self.record
 
+    def tenant_limits(self, tenant: str) -> Limits:
+        return self.shared
+
+    shared = Limits()
+
 
 def record(**changes: Any) -> KeyRecord:
     base = dict(key_id="key_1", tenant="acme", enabled=True, created_at=0, expires_at=None,
@@ -71,7 +76,9 @@ def test_malformed_keys_cost_no_lookup() -> None:
     (Limits(None, 50, None), ("us.anthropic.claude-haiku-4-5-20251001-v1:0",
                               "amazon.titan-embed-text-v2:0"))])
 def test_context_round_trip(limits: Limits, models: tuple[str, ...] | None) -> None:
-    caller = Caller("acme", "key_1", limits, models)
+    from decimal import Decimal
+    caller = Caller("acme", "key_1", limits, models,
+                    Limits(requests_per_minute=9, usd_per_month=Decimal("5.25")))
     context = caller_to_context(caller)
     assert all(isinstance(v, str) for v in context.values())
     assert caller_from_context({**context, "principalId": "acme"}) == caller
@@ -102,3 +109,10 @@ def test_a_key_sees_the_stage_narrowed_to_its_models(stage: tuple[str, ...], def
     seen = settings_for(settings, caller)
     assert seen.allowed_models == tuple(ids[m] for m in allowed)
     assert seen.default_model == ids[chosen]
+
+
+def test_the_tenants_limits_come_with_the_key() -> None:
+    store = FakeStore(record())
+    store.shared = Limits(tokens_per_day=1000)
+    caller = authenticate("Bearer " + "k" * 40, store, 100, DEFAULTS)  # type: ignore[arg-type]
+    assert caller is not None and caller.tenant_limits == Limits(tokens_per_day=1000)

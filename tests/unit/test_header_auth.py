@@ -29,6 +29,9 @@ class FakeStore:
             return None
         return KeyRecord("key-1", "acme", self.enabled, 0, None, {})
 
+    def tenant_limits(self, tenant: str) -> Limits:
+        return Limits()
+
 
 @pytest.mark.parametrize("headers, key", [
     ({"x-api-key": "a"}, "a"),

@@ -8,7 +8,7 @@ with ``store: true`` (its default: the answer is written to DynamoDB before
 ``response.completed``) and with ``store: false``. Prints p50 and p90 of each.
 
 Target (issue 20): the first token arrives as soon as on /v1/chat/completions.
-Run: ``.venv/bin/python bench/responses.py [--requests N]``.
+Run: ``.venv/bin/python bench/responses_ttft.py [--requests N]``.
 """
 from __future__ import annotations
 
