@@ -29,11 +29,14 @@ from chalice.app import AuthRequest, Request, SQSEvent
 from chalicelib import counting, deadline, errors
 from chalicelib.observe import callstats
 from chalicelib.observe.callstats import Outcome
-from chalicelib.tenancy.auth import Caller, authenticate, caller_from_context, caller_to_context
+from chalicelib.tenancy.auth import (Caller, authenticate, caller_from_context, caller_to_context,
+                                     for_admin, for_models)
 from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.jobs.store import Job
 from chalicelib.jobs.api import (answer_or_defer, base_url, find, render_job, status_url,
                                  submit)
+from chalicelib.admin import api as admin_api
+from chalicelib.admin import usage as admin_spend
 from chalicelib.tenancy.access import settings_for
 from chalicelib.tenancy.header_auth import KeyCache
 from chalicelib.tenancy.limits import Need, need_of
@@ -64,6 +67,7 @@ log.setLevel(logging.INFO)
 STATUS: dict[type[errors.ApiError], int] = {
     errors.InvalidRequestError: 400,
     errors.AuthenticationError: 401,
+    errors.PermissionDeniedError: 403,
     errors.RequestTooLargeError: 413,
     errors.UnsupportedMediaTypeError: 415,
     errors.ModelNotFoundError: 404,
@@ -269,12 +273,16 @@ def api_key_auth(auth_request: AuthRequest) -> AuthResponse:
 
 
 def current_caller() -> Caller:
-    return caller_from_context(app.current_request.context["authorizer"])
+    """The caller of a model route (an admin key is refused: 403)."""
+    return for_models(caller_from_context(app.current_request.context["authorizer"]))
 
 
 def json_body() -> dict[str, Any]:
     request = app.current_request
     return decode_json_object(request.raw_body, get_runtime().settings.max_body_bytes)
+
+
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def json_response(body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -310,8 +318,10 @@ def static_asset(name: str) -> Response:
 def usage() -> Response:
     """The caller's own key: its limits, today and the last 7 UTC days."""
     caller = current_caller()
-    days, month = get_runtime().usage.week_and_month(caller.key_id)
-    return json_response(render_usage(caller, days, month), {"Cache-Control": "no-store"})
+    shared = None if caller.tenant_limits.unlimited else caller.tenant
+    days, month, tenant_spent = get_runtime().usage.week_and_month(caller.key_id, shared)
+    return json_response(render_usage(caller, days, month, tenant_spent),
+                         {"Cache-Control": "no-store"})
 
 
 def prefers_async() -> bool:
@@ -462,8 +472,8 @@ def key_caller(headers: Mapping[str, str]) -> Caller:
     runtime = get_runtime()
     if _key_cache is None:
         _key_cache = KeyCache(AUTH_CACHE_TTL_S)
-    return _key_cache.caller(headers, runtime.keys, runtime.clock(),
-                             runtime.settings.default_limits)
+    return for_models(_key_cache.caller(headers, runtime.keys, runtime.clock(),
+                                        runtime.settings.default_limits))
 
 
 def messages_caller() -> Caller:
@@ -585,6 +595,81 @@ def retrieve_model(model_id: str) -> dict[str, Any]:
     return render_model(model_field(unquote(model_id), settings))
 
 
+# --- The admin API (chalicelib/admin/): keys, tenants and spend, behind admin
+# keys, which keys.py alone creates. Every change is an audit line.
+
+
+def admin_caller() -> Caller:
+    return for_admin(caller_from_context(app.current_request.context["authorizer"]))
+
+
+def admin_body() -> Any:
+    request = app.current_request
+    if not request.raw_body:
+        return {}
+    return decode_json_object(request.raw_body, get_runtime().settings.max_body_bytes)
+
+
+@app.route("/admin/keys", methods=["GET", "POST"], authorizer=api_key_auth)
+@api_view
+def admin_keys() -> Response:
+    actor, runtime = admin_caller(), get_runtime()
+    if app.current_request.method == "GET":
+        tenant = (app.current_request.query_params or {}).get("tenant")
+        return json_response(admin_api.list_keys(runtime.keys, tenant), NO_STORE)
+    created = admin_api.create_key(runtime.keys, actor, admin_body(), runtime.clock())
+    return Response(body=created, status_code=201,
+                    headers={"Content-Type": "application/json", **NO_STORE})
+
+
+@app.route("/admin/keys/{key_id}", methods=["GET", "PATCH", "DELETE"], authorizer=api_key_auth)
+@api_view
+def admin_key(key_id: str) -> Response:
+    actor, runtime = admin_caller(), get_runtime()
+    method = app.current_request.method
+    if method == "GET":
+        return json_response(admin_api.get_key(runtime.keys, key_id), NO_STORE)
+    if method == "PATCH":
+        return json_response(admin_api.update_key(runtime.keys, actor, key_id, admin_body(),
+                                                  runtime.clock()), NO_STORE)
+    return json_response(admin_api.revoke_key(runtime.keys, actor, key_id, runtime.clock()),
+                         NO_STORE)
+
+
+@app.route("/admin/keys/{key_id}/rotate", methods=["POST"], authorizer=api_key_auth)
+@api_view
+def admin_rotate_key(key_id: str) -> Response:
+    actor, runtime = admin_caller(), get_runtime()
+    return json_response(admin_api.rotate_key(runtime.keys, actor, key_id, admin_body(),
+                                              runtime.clock()), NO_STORE)
+
+
+@app.route("/admin/tenants/{tenant}", methods=["GET", "PUT"], authorizer=api_key_auth)
+@api_view
+def admin_tenant(tenant: str) -> Response:
+    actor, runtime = admin_caller(), get_runtime()
+    if app.current_request.method == "GET":
+        return json_response(admin_api.get_tenant(runtime.keys, tenant), NO_STORE)
+    return json_response(admin_api.put_tenant(runtime.keys, actor, tenant, admin_body(),
+                                              runtime.clock()), NO_STORE)
+
+
+@app.route("/admin/usage", methods=["GET"], authorizer=api_key_auth)
+@api_view
+def admin_usage() -> Response:
+    admin_caller()
+    runtime = get_runtime()
+    first, last, group, fmt = admin_spend.parse_query(
+        dict(app.current_request.query_params or {}), runtime.clock())
+    rows = admin_spend.spend(runtime.dynamodb, runtime.settings.usage_table, runtime.keys,
+                             first, last, group)
+    if fmt == "csv":
+        return Response(body=admin_spend.as_csv(rows, group), status_code=200, headers={
+            "Content-Type": "text/csv; charset=utf-8", **NO_STORE,
+            "Content-Disposition": f'attachment; filename="usage-by-{group}.csv"'})
+    return json_response(admin_spend.render(rows, first, last, group), NO_STORE)
+
+
 # --- Real streaming. ``serve`` is the entry point of whatever can stream: the
 # local server (devstack/app_server.py) and, once deployed, the stream_handler
 # function behind API Gateway's response streaming (its Runtime API loop is
@@ -666,21 +751,21 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
             chunks = messages_stream.render_events(events, message_id(request_id), request.model,
                                                    request_id)
         elif route == "/chat":
-            caller = caller_from_context(authorizer)
+            caller = for_models(caller_from_context(authorizer))
             request = parse_chat_request(native_stream.split_stream_flag(payload)[0],
                                          settings_for(runtime.settings, caller))
             live = open_stream(request, caller)
             events = live.events()
             chunks = native_stream.render_events(events, request_id, request.model)
         elif route == "/v1/responses":
-            caller = caller_from_context(authorizer)
+            caller = for_models(caller_from_context(authorizer))
             prepared = responses_api.prepare(runtime, caller, payload)
             live = open_stream(prepared.request, caller)
             events = live.events()
             chunks = responses_api.streamed(runtime, caller, prepared, events)
         else:
             parse, id_prefix, _, render_chunks = OPENAI_ROUTES[route]
-            caller = caller_from_context(authorizer)
+            caller = for_models(caller_from_context(authorizer))
             request, options = parse(payload, settings_for(runtime.settings, caller))
             live = open_stream(request, caller)
             events = live.events()

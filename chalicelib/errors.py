@@ -184,6 +184,14 @@ class AuthenticationError(ApiError):
     type = "invalid_request_error"
 
 
+class PermissionDeniedError(ApiError):
+    """A key used outside its scope: an admin key on a model route, a model
+    key on ``/admin``."""
+
+    code = "permission_denied"
+    type = "invalid_request_error"
+
+
 class AuthUnavailableError(ApiError):
     """The keys table cannot be read: the key is neither accepted nor refused.
 

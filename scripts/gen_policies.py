@@ -27,7 +27,9 @@ policy per function:
   usage/jobs/cache tables (BatchGetItem and PutItem on the usage table too: a
   reservation over a tenant's or a month's items reads them back and may start
   a month item; GET /usage), send to the queue, and GetItem on the keys table
-  (the Messages routes check the key themselves: tenancy/header_auth.py);
+  (the Messages routes check the key themselves: tenancy/header_auth.py); the
+  API function alone also PutItem, UpdateItem and Scan on the keys table and
+  Scan on the usage table, for the /admin routes;
 - auth (api_key_auth): GetItem on the keys table, nothing else;
 - worker (process_job): Bedrock InvokeModelWithResponseStream, usage/jobs/
   cache tables, and the queue actions of Lambda's SQS event source plus
@@ -152,8 +154,15 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
             statement("Jobs", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                       [table(env["JOBS_TABLE"])]),
             statement("QueueJobs", ["sqs:GetQueueUrl", "sqs:SendMessage"], [queue]),
-            # The Messages routes check the key themselves (x-api-key or Bearer).
-            statement("ReadKeys", ["dynamodb:GetItem"], [table(env["KEYS_TABLE"])]),
+            # The Messages routes check the key themselves (x-api-key or Bearer);
+            # the /admin routes (API function only) manage keys and tenants and
+            # read spend.
+            *([statement("ReadKeys", ["dynamodb:GetItem"], [table(env["KEYS_TABLE"])])]
+              if function is not None else
+              [statement("ManageKeys", ["dynamodb:GetItem", "dynamodb:PutItem",
+                                        "dynamodb:Scan", "dynamodb:UpdateItem"],
+                         [table(env["KEYS_TABLE"])]),
+               statement("ReadSpend", ["dynamodb:Scan"], [table(env["USAGE_TABLE"])])]),
             # POST/GET/DELETE /v1/responses: a record's head, pieces and item index.
             statement("StoredResponses", ["dynamodb:BatchGetItem", "dynamodb:DeleteItem",
                                           "dynamodb:PutItem"], [table(env["RESPONSES_TABLE"])]),

@@ -61,6 +61,7 @@ examples:
     keys.py --local set-models key_0123abcd --models all
     keys.py --local set-tenant-limits acme --usd-month 5 --rpm 600   # shared by acme's keys
     keys.py --local tenant acme
+    keys.py --local create-admin --name ops        # a key for the /admin API and page
     keys.py --local revoke key_0123abcd
     keys.py --local usage --day 2026-11-25
   a deployed stage (AWS credentials and region from the environment):
@@ -189,6 +190,8 @@ def describe(record: KeyRecord) -> str:
         return "none" if value is None else str(value)
     limits = " ".join(f"{flag.replace('_', '-')}={shown(name)}" for flag, name in FLAGS.items())
     state = "enabled" if record.enabled else "revoked"
+    if record.scope == "admin":
+        state += " admin"
     if record.enabled and record.expires_at is not None and record.expires_at <= time.time():
         state = "expired"
     models = "all" if record.models is None else ",".join(record.models)
@@ -232,6 +235,13 @@ def parser() -> argparse.ArgumentParser:
     team.add_argument("tenant")
     show = commands.add_parser("tenant", help="show a tenant's own limits")
     show.add_argument("tenant")
+    admin = commands.add_parser("create-admin",
+                                help="create an admin key for the /admin API and page "
+                                     "(it cannot call models); printed once",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    admin.add_argument("--name", default="admin", help="who holds it (its tenant label)")
+    admin.add_argument("--expires-in-days", type=days_ahead, metavar="DAYS",
+                       help="the key stops working after DAYS (> 0; default: never)")
     for sub in (create, change, team):
         for flag, name in FLAGS.items():
             dollars = name.startswith("usd")
@@ -296,6 +306,13 @@ def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> Non
                            "--usd-month")
         store.set_limits(args.key_id, changes, reset)
         print(f"limits of {args.key_id} changed", file=out)
+    elif args.command == "create-admin":
+        now = int(time.time())
+        expires = None if args.expires_in_days is None else now + int(args.expires_in_days * 86400)
+        secret, record = store.create(args.name, now=now, expires_at=expires, scope="admin")
+        print(f"admin key: {secret}", file=out)
+        print(f"key id:    {record.key_id}  (shown only now; it manages keys on /admin and "
+              "cannot call models)", file=out)
     elif args.command == "set-tenant-limits":
         changes, reset = limit_changes(args)
         if not changes and not reset:

@@ -30,7 +30,7 @@ def _decode_text(value: Any, **_: Any) -> Any:
 SPEC = OpenAPI.from_file_path(
     str(SPEC_PATH), config=Config(extra_media_type_deserializers={
         media: _decode_text for media in ("text/event-stream", "text/css", "text/javascript",
-                                          "image/svg+xml")}))
+                                          "image/svg+xml", "text/csv")}))
 _DOCUMENT = yaml.safe_load(SPEC_PATH.read_text())
 _REGISTRY = Registry().with_resource(
     "urn:openapi", Resource.from_contents(_DOCUMENT, default_specification=DRAFT202012))

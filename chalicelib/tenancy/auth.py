@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.errors import AuthUnavailableError
+from chalicelib.errors import AuthUnavailableError, PermissionDeniedError
 from chalicelib.tenancy.keys import LIMIT_NAMES, USD_LIMITS, KeyStore, Limits, well_formed
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class Caller:
     limits: Limits
     models: tuple[str, ...] | None = None  # the models the key may use; None: all the stage's
     tenant_limits: Limits = Limits()  # the tenant's own, shared by all its keys
+    scope: str = "model"  # "admin": the /admin routes only
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -58,14 +59,14 @@ def authenticate(header: str | None, store: KeyStore, now: float, defaults: Limi
         raise AuthUnavailableError("API keys cannot be checked right now; retry shortly.") from exc
     return Caller(tenant=record.tenant, key_id=record.key_id,
                   limits=record.effective_limits(defaults), models=record.models,
-                  tenant_limits=shared)
+                  tenant_limits=shared, scope=record.scope)
 
 
 # API Gateway passes the authorizer's context to the route as strings.
 
 def caller_to_context(caller: Caller) -> dict[str, str]:
     # Model ids hold no comma; "" is a key without a list (every model of the stage).
-    context = {"tenant": caller.tenant, "key_id": caller.key_id,
+    context = {"tenant": caller.tenant, "key_id": caller.key_id, "scope": caller.scope,
                "models": ",".join(caller.models) if caller.models is not None else ""}
     for name in LIMIT_NAMES:
         value = getattr(caller.limits, name)
@@ -83,4 +84,20 @@ def caller_from_context(context: Mapping[str, Any]) -> Caller:
     models = str(context.get("models") or "")
     return Caller(tenant=str(context["tenant"]), key_id=str(context["key_id"]),
                   limits=limits(""), models=tuple(models.split(",")) if models else None,
-                  tenant_limits=limits("tenant_"))
+                  tenant_limits=limits("tenant_"), scope=str(context.get("scope") or "model"))
+
+
+def for_models(caller: Caller) -> Caller:
+    """The caller of a model route: an admin key has no business there."""
+    if caller.scope != "model":
+        raise PermissionDeniedError("This is an admin key: it manages keys on /admin and "
+                                    "cannot call models. Use a model key.")
+    return caller
+
+
+def for_admin(caller: Caller) -> Caller:
+    """The caller of an ``/admin`` route: only an admin key (made by scripts/keys.py)."""
+    if caller.scope != "admin":
+        raise PermissionDeniedError("The /admin routes take an admin key (scripts/keys.py "
+                                    "create-admin); this key may only call models.")
+    return caller

@@ -28,6 +28,7 @@ from chalicelib.models.registry import REGISTRY
 KEY_PREFIX = "llm_"
 # What a well-formed secret looks like; anything else is rejected before I/O.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-.~+/=]{20,200}")
+USD_PATTERN = re.compile(r"[0-9]{1,10}(\.[0-9]{1,12})?", re.ASCII)
 TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
 TOKEN_LIMITS = ("requests_per_minute", "tokens_per_minute", "tokens_per_day")
 # Budgets in US dollars: a UTC day's and a UTC calendar month's spend.
@@ -62,6 +63,8 @@ class KeyRecord:
     expires_at: int | None
     limits: Mapping[str, int | None]  # as stored: absent = stage default
     models: tuple[str, ...] | None = None  # the models it may use; None: all the stage's
+    scope: str = "model"  # "model": the model routes | "admin": /admin only (keys.py makes them)
+    superseded: bool = False  # rotated away: works until ``expires_at``, no longer listed
 
     def effective_limits(self, defaults: Limits) -> Limits:
         chosen = {name: self.limits[name] if name in self.limits else getattr(defaults, name)
@@ -105,7 +108,8 @@ def _record(item: Mapping[str, Any]) -> KeyRecord:
     return KeyRecord(key_id=data["key_id"], tenant=data["tenant"], enabled=bool(data["enabled"]),
                      created_at=int(data["created_at"]), expires_at=data.get("expires_at"),
                      limits=data.get("limits") or {},
-                     models=tuple(data["models"]) if data.get("models") else None)
+                     models=tuple(data["models"]) if data.get("models") else None,
+                     scope=data.get("scope", "model"), superseded=bool(data.get("superseded")))
 
 
 def check_models(models: Any) -> tuple[str, ...] | None:
@@ -118,7 +122,8 @@ def check_models(models: Any) -> tuple[str, ...] | None:
         raise KeyAdminError("models must be a non-empty list of model ids, or None for all")
     unknown = [m for m in models if not isinstance(m, str) or m not in REGISTRY]
     if unknown:
-        raise KeyAdminError(f"unknown models: {unknown[:5]}; known: {sorted(REGISTRY)}")
+        shown = [m[:80] if isinstance(m, str) else m for m in unknown[:3]]
+        raise KeyAdminError(f"unknown models: {shown}; known: {sorted(REGISTRY)}")
     if len(set(models)) != len(models):
         raise KeyAdminError("models names a model twice")
     return tuple(models)
@@ -126,8 +131,11 @@ def check_models(models: Any) -> tuple[str, ...] | None:
 
 def usd_amount(value: Any, name: str) -> Decimal:
     """A dollar budget: more than 0, in whole micro-dollars (6 decimals at most)."""
+    text = str(value) if isinstance(value, (int, str, Decimal, float)) else ""
+    if isinstance(value, bool) or not USD_PATTERN.fullmatch(text):
+        text = "nan"  # only plain ASCII decimals ("5", "0.25"): not "5_000" nor other digits
     try:
-        amount = Decimal(str(value)) if not isinstance(value, bool) else Decimal("nan")
+        amount = Decimal(text)
     except InvalidOperation:
         amount = Decimal("nan")
     if not amount.is_finite() or amount <= 0 or amount > 10**9 or (amount * MICROS) % 1:
@@ -164,18 +172,24 @@ class KeyStore:
 
     def create(self, tenant: str, *, now: int, limits: Mapping[str, int | None] | None = None,
                expires_at: int | None = None, secret: str | None = None,
-               models: Any = None) -> tuple[str, KeyRecord]:
+               models: Any = None, scope: str = "model") -> tuple[str, KeyRecord]:
         """Store a new key; returns the secret (never stored) and the record."""
         if TENANT_PATTERN.fullmatch(tenant) is None:
             raise KeyAdminError("tenant must be 1-64 letters, digits, '.', '_' or '-'")
         secret = secret or new_secret()
         if not well_formed(secret):
             raise KeyAdminError("a key must be 20-200 characters of A-Z a-z 0-9 _ - . ~ + / =")
+        if scope not in ("model", "admin"):
+            raise KeyAdminError("scope is 'model' or 'admin'")
+        if expires_at is not None and expires_at <= now:
+            raise KeyAdminError("a key must expire in the future")
         record = KeyRecord(key_id="key_" + secrets.token_hex(8), tenant=tenant, enabled=True,
                            created_at=now, expires_at=expires_at,
-                           limits=check_limits(limits or {}), models=check_models(models))
+                           limits=check_limits(limits or {}), models=check_models(models),
+                           scope=scope)
         item = {"key_hash": hash_secret(secret), "key_id": record.key_id, "tenant": tenant,
-                "enabled": True, "created_at": now, "limits": dict(record.limits)}
+                "enabled": True, "created_at": now, "limits": dict(record.limits),
+                "scope": scope}
         if expires_at is not None:
             item["expires_at"] = expires_at
         if record.models is not None:
@@ -199,6 +213,8 @@ class KeyStore:
 
     def tenant_limits(self, tenant: str) -> Limits:
         """A tenant's own limits (unlimited where unset). One GetItem."""
+        if TENANT_PATTERN.fullmatch(tenant) is None:
+            raise KeyAdminError("tenant must be 1-64 letters, digits, '.', '_' or '-'")
         item = self._client.get_item(TableName=self._table,
                                      Key={"key_hash": {"S": tenant_item(tenant)}}).get("Item")
         stored = decode_item(item).get("limits") or {} if item else {}
@@ -221,14 +237,48 @@ class KeyStore:
         return _limits(limits)
 
     def list(self) -> list[KeyRecord]:
-        return sorted((_record(item) for item in self._items()), key=lambda r: r.created_at)
+        """Every key (not the rotated-away secrets of one), oldest first."""
+        return sorted((r for r in map(_record, self._items()) if not r.superseded),
+                      key=lambda r: r.created_at)
 
     def _hash_of(self, key_id: str) -> str:
         # Operator path only: a scan of a small table, never on a request.
         for item in self._items():
-            if item["key_id"]["S"] == key_id:
+            if item["key_id"]["S"] == key_id and not item.get("superseded", {}).get("BOOL"):
                 return str(item["key_hash"]["S"])
         raise KeyAdminError(f"no key with id {key_id}")
+
+    def get(self, key_id: str) -> KeyRecord:
+        return self._get(self._hash_of(key_id))
+
+    def set_expiry(self, key_id: str, expires_at: int | None) -> None:
+        key = {"key_hash": {"S": self._hash_of(key_id)}}
+        if expires_at is None:
+            self._client.update_item(TableName=self._table, Key=key,
+                                     UpdateExpression="REMOVE expires_at")
+        else:
+            self._client.update_item(TableName=self._table, Key=key,
+                                     UpdateExpression="SET expires_at = :e",
+                                     ExpressionAttributeValues={":e": encode(expires_at)})
+
+    def rotate(self, key_id: str, *, now: int, grace_s: int) -> tuple[str, KeyRecord]:
+        """A new secret for the same key (same id, tenant, limits, models and
+        usage); the old secret keeps working for ``grace_s`` seconds (0: not
+        at all), then stops, and is never listed again."""
+        old_hash = self._hash_of(key_id)
+        item = self._client.get_item(TableName=self._table,
+                                     Key={"key_hash": {"S": old_hash}})["Item"]
+        secret = new_secret()
+        fresh = {**item, "key_hash": {"S": hash_secret(secret)}}
+        self._client.put_item(TableName=self._table, Item=fresh,
+                              ConditionExpression="attribute_not_exists(key_hash)")
+        old_expiry = decode_item(item).get("expires_at")
+        until = now + grace_s if old_expiry is None else min(int(old_expiry), now + grace_s)
+        self._client.update_item(
+            TableName=self._table, Key={"key_hash": {"S": old_hash}},
+            UpdateExpression="SET superseded = :t, expires_at = :e",
+            ExpressionAttributeValues={":t": encode(True), ":e": encode(until)})
+        return secret, _record(fresh)
 
     def revoke(self, key_id: str) -> None:
         self._client.update_item(

@@ -62,9 +62,10 @@ T = TypeVar("T")
 
 MINUTE = 60
 DAY = 86_400
-# Day items are kept a week after their day (accounting), then DynamoDB's
-# TTL deletes them.
-DAY_ITEM_TTL = 8 * DAY
+# Day items are kept 40 days after their day (a month budget starts from a
+# month's day items; /admin/usage reports up to 31 days), then DynamoDB's TTL
+# deletes them.
+DAY_ITEM_TTL = 40 * DAY
 # A month item outlives its month by a few days (a late settle, /usage).
 MONTH_ITEM_TTL = 35 * DAY
 TRANSACT_ATTEMPTS = 4

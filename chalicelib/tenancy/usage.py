@@ -2,7 +2,7 @@
 
 Nothing new is counted for this: the limiter already keeps one item per key
 and UTC day (``limits.day_pk``) holding the day's requests, tokens and cost,
-kept for a week. This reads the last seven with one BatchGetItem, keyed by the
+kept 40 days. This reads the last seven with one BatchGetItem, keyed by the
 caller's own key id, which comes from the authorizer: a caller can only ever
 read its own key's items. ``render_usage`` is the pure translation to JSON.
 
@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.tenancy.auth import Caller
 from chalicelib.errors import LimiterUnavailableError
 from chalicelib.tenancy.keys import LIMIT_NAMES, MICROS, USD_LIMITS
-from chalicelib.tenancy.limits import DAY, day_pk, month_pk, utc_month
+from chalicelib.tenancy.limits import DAY, day_pk, month_pk, tenant_owner, utc_month
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,22 @@ class UsageReader:
     def last_week(self, key_id: str) -> list[DayUsage]:
         return self.week_and_month(key_id)[0]
 
-    def week_and_month(self, key_id: str) -> tuple[list[DayUsage], int]:
-        """The last seven days and the month's spend in micro-dollars (0 when
-        the key has no month item), in one BatchGetItem."""
+    def week_and_month(self, key_id: str, tenant: str | None = None
+                       ) -> tuple[list[DayUsage], int, tuple[int, int]]:
+        """The last seven days, the month's spend in micro-dollars (0 when
+        the key has no month item), and the tenant's day and month spend when
+        ``tenant`` is named (its limits are shared), in one BatchGetItem."""
         now = self._clock()
         days = last_days(now)
         by_pk = {day_pk(key_id, day): day for day in days}
-        month = month_pk(key_id, utc_month(now)[0])
+        label = utc_month(now)[0]
+        month = month_pk(key_id, label)
+        shared = ((day_pk(tenant_owner(tenant), days[-1]), month_pk(tenant_owner(tenant), label))
+                  if tenant is not None else ())
         items: dict[str, Mapping[str, Any]] = {}
         request: dict[str, Any] = {self._table: {
-            "Keys": [{"pk": {"S": pk}} for pk in (*by_pk, month)], "ConsistentRead": True}}
+            "Keys": [{"pk": {"S": pk}} for pk in (*by_pk, month, *shared)],
+            "ConsistentRead": True}}
         try:
             for attempt in range(BATCH_ATTEMPTS):
                 response = self._client.batch_get_item(RequestItems=request)
@@ -104,8 +110,11 @@ class UsageReader:
             raise LimiterUnavailableError("Usage cannot be read right now; retry shortly.") from exc
         if request:
             raise LimiterUnavailableError("Usage cannot be read right now; retry shortly.")
-        spent = int(items.get(month, {}).get("usd", {}).get("N", 0))
-        return [day_usage(day, items.get(pk)) for pk, day in by_pk.items()], max(0, spent)
+
+        def usd(pk: str) -> int:
+            return max(0, int(items.get(pk, {}).get("usd", {}).get("N", 0)))
+        team = (usd(shared[0]), usd(shared[1])) if shared else (0, 0)
+        return [day_usage(day, items.get(pk)) for pk, day in by_pk.items()], usd(month), team
 
 
 def _day_json(usage: DayUsage) -> dict[str, Any]:
@@ -129,10 +138,11 @@ def _budget(amount: Decimal | None, spent: int) -> dict[str, float] | None:
             "remaining_usd": _dollars(max(0, limit - spent))}
 
 
-def render_usage(caller: Caller, days: list[DayUsage], month_micros: int = 0) -> dict[str, Any]:
+def render_usage(caller: Caller, days: list[DayUsage], month_micros: int = 0,
+                 tenant_micros: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """``GET /usage``: the key, its limits (null = unlimited), its dollar
-    budgets' state (null: no such budget), today, the last 7 days."""
-    limits = caller.limits
+    budgets' state (null: no such budget) and its tenant's, today, the last 7 days."""
+    limits, shared = caller.limits, caller.tenant_limits
     return {
         "object": "usage",
         "tenant": caller.tenant,
@@ -140,6 +150,9 @@ def render_usage(caller: Caller, days: list[DayUsage], month_micros: int = 0) ->
         "limits": {name: _limit_json(name, getattr(limits, name)) for name in LIMIT_NAMES},
         "budgets": {"day": _budget(limits.usd_per_day, days[-1].usd_micros),
                     "month": _budget(limits.usd_per_month, month_micros)},
+        "tenant_limits": {name: _limit_json(name, getattr(shared, name)) for name in LIMIT_NAMES},
+        "tenant_budgets": {"day": _budget(shared.usd_per_day, tenant_micros[0]),
+                           "month": _budget(shared.usd_per_month, tenant_micros[1])},
         "today": _day_json(days[-1]),
         "days": [_day_json(day) for day in days],
     }

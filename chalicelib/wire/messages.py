@@ -93,6 +93,7 @@ ERROR_TYPES: dict[type[errors.ApiError], str] = {
     errors.ModelNotFoundError: "not_found_error",
     errors.NotFoundError: "not_found_error",
     errors.AuthenticationError: "authentication_error",
+    errors.PermissionDeniedError: "permission_error",
     errors.UpstreamThrottledError: "rate_limit_error",
     errors.RateLimitExceededError: "rate_limit_error",
     errors.UpstreamTimeoutError: "timeout_error",

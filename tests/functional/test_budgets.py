@@ -224,8 +224,10 @@ def test_a_budget_through_the_app(make_api: ApiFactory, key_store: KeyStore,
 def test_a_jobs_reservation_keeps_its_dollars() -> None:
     from chalicelib.jobs.store import reservation_from_json, reservation_to_json
     from chalicelib.tenancy.limits import Reservation
+    others = (("tenant:t#d#1", "day", ("r4", "t4")), ("key_1#m#2027-01", "month", ()))
     held = Reservation("key_1", "key_1#d#1", 7, 300, True, (), ("r5",), micros=1100,
-                       month_pk="key_1#m#2027-01")
+                       others=others)
+    # A job's worker settles every item the reservation holds: the tenant's and the month's too.
     assert reservation_from_json(reservation_to_json(held)) == held
     old = '{"key_id":"k","day_pk":"k#d#1","minute":1,"tokens":3,"held":true}'  # before budgets
     assert reservation_from_json(old) == Reservation("k", "k#d#1", 1, 3, True, ())

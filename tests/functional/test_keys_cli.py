@@ -70,6 +70,15 @@ def test_revoke_and_set_limits(key_store: KeyStore) -> None:
     assert f"{key_id}  tenant=acme  revoked" in run(key_store, "list")
 
 
+def test_create_admin_makes_a_key_of_the_admin_scope(key_store: KeyStore) -> None:
+    out = run(key_store, "create-admin", "--name", "ops")
+    secret = re.search(r"admin key: (\S+)", out).group(1)  # type: ignore[union-attr]
+    record = key_store.lookup(secret)
+    assert record is not None and record.scope == "admin" and record.tenant == "ops"
+    assert "cannot call models" in out
+    assert f"{record.key_id}  tenant=ops  enabled admin" in run(key_store, "list")
+
+
 def test_dollar_budgets(key_store: KeyStore) -> None:
     out = run(key_store, "create", "--tenant", "acme", "--usd-day", "2", "--usd-month", "$25.50")
     key_id = re.search(r"key id: (\S+)", out).group(1)  # type: ignore[union-attr]
@@ -132,6 +141,8 @@ MOTO = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REG
     (["--local", "set-models", "key_1"], {}, "the following arguments are required: --models"),
     (["--local", "create", "--tenant", "a", "--usd-day", "0"], {}, "a budget is US dollars > 0"),
     (["--local", "create", "--tenant", "a", "--usd-month", "1.0000001"], {}, "at most 6 decimals"),
+    (["--local", "create", "--tenant", "a", "--usd-month", "5_000"], {}, "a budget is US dollars"),
+    (["--local", "create", "--tenant", "a", "--usd-month", "\u0661\u0662"], {}, "a budget is US"),
     (["--local", "create", "--tenant", "a", "--models", ","], {}, "give model ids separated"),
     (["--local", "frobnicate"], {}, "invalid choice: 'frobnicate'"),
 ])

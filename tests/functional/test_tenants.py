@@ -179,6 +179,8 @@ def test_a_tenant_budget_through_the_app(make_api: ApiFactory, key_store: KeySto
             break
         spent += 1
     assert answer.status_code == 429 and spent < 40
+    report = json.loads(api.http.get("/usage").body)["tenant_budgets"]["day"]
+    assert report["limit_usd"] == 0.0005 and report["spent_usd"] <= 0.0005
     error = json.loads(answer.body)["error"]
     assert error["code"] == "budget_exceeded" and "tenant's" in error["message"]
     assert usd_of(dynamodb, day_pk(tenant_owner(tenant), int(time.time() // DAY))) <= 500

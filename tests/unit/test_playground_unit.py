@@ -52,6 +52,9 @@ def test_render_usage() -> None:
         "limits": {"requests_per_minute": 60, "tokens_per_minute": None, "tokens_per_day": 1000,
                    "usd_per_day": None, "usd_per_month": None},
         "budgets": {"day": None, "month": None},
+        "tenant_limits": {"requests_per_minute": None, "tokens_per_minute": None,
+                          "tokens_per_day": None, "usd_per_day": None, "usd_per_month": None},
+        "tenant_budgets": {"day": None, "month": None},
         "today": today,
         "days": [{"date": date, "requests": 0, "tokens": 0, "cost_usd": 0.0} for date in (
             "2024-09-28", "2024-09-29", "2024-09-30", "2024-10-01", "2024-10-02", "2024-10-03")]
@@ -61,10 +64,14 @@ def test_render_usage() -> None:
 
 def test_render_usage_with_dollar_budgets() -> None:
     caller = Caller("acme", "key_0123", Limits(usd_per_day=Decimal("1.5"),
-                                               usd_per_month=Decimal("5")))
+                                               usd_per_month=Decimal("5")),
+                    tenant_limits=Limits(usd_per_month=Decimal("20")))
     days = [DayUsage(19_994 + i) for i in range(6)] + [DayUsage(20_000, 1, 9, Decimal("0.25"),
                                                                 usd_micros=250_001)]
-    body = render_usage(caller, days, month_micros=4_900_000)
+    body = render_usage(caller, days, month_micros=4_900_000, tenant_micros=(0, 19_000_000))
+    assert body["tenant_limits"]["usd_per_month"] == 20.0
+    assert body["tenant_budgets"] == {"day": None, "month": {
+        "limit_usd": 20.0, "spent_usd": 19.0, "remaining_usd": 1.0}}
     assert body["limits"]["usd_per_day"] == 1.5 and body["limits"]["usd_per_month"] == 5.0
     assert body["budgets"] == {
         "day": {"limit_usd": 1.5, "spent_usd": 0.250001, "remaining_usd": 1.249999},

@@ -1,0 +1,1 @@
+"""The admin API: keys, tenants and spend, behind admin keys."""
