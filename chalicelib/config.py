@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from chalicelib.tenancy.keys import Limits
+from chalicelib.tenancy.keys import KeyAdminError, Limits, usd_amount
 from chalicelib.models.registry import REGISTRY
 from chalicelib.models.pricing import DEFAULT_PRICES
 
@@ -48,6 +48,8 @@ DEFAULT_LIMITS = {
     "tokens_per_minute": "DEFAULT_TOKENS_PER_MINUTE",
     "tokens_per_day": "DEFAULT_TOKENS_PER_DAY",
 }
+# Dollar budgets for keys that set none (empty: none).
+DEFAULT_BUDGETS = {"usd_per_day": "DEFAULT_USD_PER_DAY", "usd_per_month": "DEFAULT_USD_PER_MONTH"}
 
 
 class ConfigError(ValueError):
@@ -150,6 +152,17 @@ def _optional_int(env: Mapping[str, str], name: str) -> int | None:
     return _int(env, name, 0, 1)
 
 
+def _optional_usd(env: Mapping[str, str], name: str) -> Decimal | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return usd_amount(raw, name)
+    except KeyAdminError:
+        raise ConfigError(f"{name} must be US dollars > 0 with at most 6 decimals, got "
+                          f"{raw[:40]!r}") from None
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -206,7 +219,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keys_table=env.get(KEYS_TABLE) or base.keys_table,
         usage_table=env.get(USAGE_TABLE) or base.usage_table,
         default_limits=Limits(**{field: _optional_int(env, name)
-                                 for field, name in DEFAULT_LIMITS.items()}),
+                                 for field, name in DEFAULT_LIMITS.items()},
+                              **{field: _optional_usd(env, name)
+                                 for field, name in DEFAULT_BUDGETS.items()}),
         jobs_table=env.get(JOBS_TABLE) or base.jobs_table,
         cache_table=env.get(CACHE_TABLE) or base.cache_table,
         jobs_queue=env.get(JOBS_QUEUE) or base.jobs_queue,

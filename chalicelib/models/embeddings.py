@@ -38,6 +38,7 @@ from chalicelib.observe import callstats
 from chalicelib.cache import ResponseCache
 from chalicelib.chat import Usage
 from chalicelib.errors import InvalidRequestError, ModelNotFoundError, UpstreamError
+from chalicelib.models import tokens
 from chalicelib.models.registry import REGISTRY, ModelSpec
 from chalicelib.models.pricing import Prices, cost_usd
 from chalicelib.wire.validation import reject_unknown
@@ -207,9 +208,16 @@ def render(result: Embeddings, encoding_format: str) -> dict[str, Any]:
                       "total_tokens": result.usage.input_tokens, "cost_usd": cost}}
 
 
+# Start and end markers an embedding model may add to each text it reads.
+SPECIAL_TOKENS_PER_INPUT = 2
+
+
 def reservation_size(request: EmbeddingRequest) -> int:
-    """The limiter's worst case: three UTF-8 bytes a token, as for chat prompts."""
-    return sum(math.ceil(len(t.encode("utf-8")) / 3) for t in request.inputs)
+    """The limiter's worst case: at most a token per UTF-8 byte of each text
+    (true of any byte-level tokenizer, Titan's and Cohere's included; the
+    old three bytes a token was beaten by digits, base64 or CJK text), plus
+    its markers. Settling gives back what Bedrock did not count."""
+    return sum(tokens.byte_bound(t) + SPECIAL_TOKENS_PER_INPUT for t in request.inputs)
 
 
 def billable(result: Embeddings) -> tuple[int, Decimal | None]:

@@ -44,3 +44,12 @@ def test_worst_case_sync_request_fits_api_gateway() -> None:
     backoff = sum(2 ** i for i in range(s.bedrock_max_attempts - 1))
     worst = s.bedrock_max_attempts * s.bedrock_connect_timeout_s + backoff + s.bedrock_read_timeout_s
     assert worst < 29
+
+
+def test_default_dollar_budgets() -> None:
+    from decimal import Decimal
+    limits = load_settings({"DEFAULT_USD_PER_DAY": "2.5", "DEFAULT_USD_PER_MONTH": ""}).default_limits
+    assert (limits.usd_per_day, limits.usd_per_month) == (Decimal("2.5"), None)
+    for bad in ("0", "-1", "five", "1.0000001"):
+        with pytest.raises(ConfigError, match="DEFAULT_USD_PER_MONTH"):
+            load_settings({"DEFAULT_USD_PER_MONTH": bad})
