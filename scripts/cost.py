@@ -100,8 +100,11 @@ def read_template(path: Path = RESOURCES) -> Template:
     for name, resource in resources.items():
         kind, props = resource["Type"], resource.get("Properties", {})
         if kind == "AWS::CloudWatch::Alarm":
-            # A metric-math alarm is billed per metric it evaluates, not per expression.
-            alarms[name] = sum(1 for m in props["Metrics"] if "MetricStat" in m) if "Metrics" in props else 1
+            # A metric-math alarm is billed per metric it evaluates, not per expression;
+            # a Metrics Insights query (no MetricStat) per series it reads: one per
+            # model the stage serves, counted here as one (most stages serve one).
+            alarms[name] = (max(1, sum(1 for m in props["Metrics"] if "MetricStat" in m))
+                            if "Metrics" in props else 1)
         elif kind == "AWS::CloudWatch::Dashboard":
             dashboards += 1
         elif kind == "AWS::DynamoDB::Table":

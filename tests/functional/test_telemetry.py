@@ -215,6 +215,13 @@ def test_alarms_watch_what_the_app_emits() -> None:
             assert {d["Name"] for d in alarm["Dimensions"]} == emitted_dims, name
             assert alarm["MetricName"] in emitted_metrics, name
             assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    # The cost-anomaly alarm sums CostUSD over every model of the stage (Metrics Insights).
+    (spend,) = alarms["HourlyCostAlarm"]["Metrics"]
+    query = spend["Expression"]["Fn::Sub"]
+    assert spend["Period"] == 3600 and f"SUM({'CostUSD'})" in query
+    assert f"SCHEMA({NAMESPACE}, {', '.join(sorted(emitted_dims))})" in query
+    assert "CostUSD" in emitted_metrics and alarms["HourlyCostAlarm"]["AlarmActions"] == [
+        {"Ref": "AlarmTopic"}]
     assert template["Parameters"]["AppName"]["Default"] == SERVICE
     body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
     assert json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
