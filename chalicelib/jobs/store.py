@@ -74,7 +74,6 @@ def reservation_from_json(text: str | None) -> Reservation | None:
     return Reservation(key_id=data["key_id"], day_pk=data["day_pk"], minute=data["minute"],
                        tokens=data["tokens"], held=data["held"], status=(),
                        stale=tuple(data.get("stale", ())), micros=data.get("micros", 0),
-                       month_pk=data.get("month_pk"),
                        others=tuple((pk, kind, tuple(stale))
                                     for pk, kind, stale in data.get("others", ())))
 

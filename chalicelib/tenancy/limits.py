@@ -129,7 +129,6 @@ class Reservation:
     status: tuple[LimitStatus, ...]
     stale: tuple[str, ...] = ()  # counters of past minutes, dropped when settling
     micros: int = 0  # the worst-case cost reserved (a dollar budget)
-    month_pk: str | None = None  # (unused since tenants: see ``others``)
     # The other items that hold this reservation: (pk, "day" | "month", stale
     # minute counters of a day item), for the tenant's limits and month budgets.
     others: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
@@ -273,7 +272,7 @@ class Limiter:
         others = tuple((b.pk, b.kind, _stale(new, minute) if b.kind == "day" else ())
                        for b, new in zip(buckets[1:], found[1:]))
         return Reservation(key, pk, minute, tokens, True, tuple(status), _stale(found[0], minute),
-                           micros=cost, month_pk=None, others=others)
+                           micros=cost, others=others)
 
     def _worst_cost(self, need: Need, caller: Caller) -> int:
         """The micro-dollars to reserve: 0 without a dollar budget (the key's
