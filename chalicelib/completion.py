@@ -35,8 +35,7 @@ from typing import Any, TypeVar
 from chalicelib import deadline
 from chalicelib.observe import callstats
 from chalicelib.models import converse
-from chalicelib.models.answers import (Shaped, find_stop, first_stop, repair_request, shape,
-                                       unreadable)
+from chalicelib.models.answers import Shaped, first_stop, repair_request, shape, unreadable
 from chalicelib.models.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
@@ -61,7 +60,7 @@ def billable(answer: Completion | StreamedCompletion) -> tuple[int, Decimal | No
     return completion.usage.total_tokens, completion.cost_usd
 
 
-__all__ = ["ChatService", "billable", "find_stop"]
+__all__ = ["ChatService", "billable"]
 
 
 class ChatService:

@@ -66,11 +66,6 @@ class Shaped:
     stop_sequence: str | None = None  # the stop sequence the text was cut at
 
 
-def find_stop(text: str, stops: tuple[str, ...]) -> int:
-    """Index of the earliest stop sequence in ``text``, or -1."""
-    return first_stop(text, stops)[0]
-
-
 def first_stop(text: str, stops: tuple[str, ...]) -> tuple[int, str | None]:
     """The earliest stop sequence in ``text`` and where it starts, or (-1, None).
     Of sequences starting at the same place, the first listed wins, so the one

@@ -67,12 +67,8 @@ class KeyRecord:
     superseded: bool = False  # rotated away: works until ``expires_at``, no longer listed
 
     def effective_limits(self, defaults: Limits) -> Limits:
-        chosen = {name: self.limits[name] if name in self.limits else getattr(defaults, name)
-                  for name in LIMIT_NAMES}
-        for name in USD_LIMITS:
-            if chosen[name] is not None:
-                chosen[name] = Decimal(chosen[name])
-        return Limits(**chosen)
+        return _limits({name: self.limits[name] if name in self.limits else getattr(defaults, name)
+                        for name in LIMIT_NAMES})
 
     def usable_at(self, now: float) -> bool:
         return self.enabled and (self.expires_at is None or now < self.expires_at)
@@ -213,23 +209,22 @@ class KeyStore:
 
     def tenant_limits(self, tenant: str) -> Limits:
         """A tenant's own limits (unlimited where unset). One GetItem."""
+        return _limits(self._tenant_stored(tenant))
+
+    def _tenant_stored(self, tenant: str) -> dict[str, Any]:
+        """A tenant's limits as stored (absent: none set)."""
         if TENANT_PATTERN.fullmatch(tenant) is None:
             raise KeyAdminError("tenant must be 1-64 letters, digits, '.', '_' or '-'")
         item = self._client.get_item(TableName=self._table,
                                      Key={"key_hash": {"S": tenant_item(tenant)}}).get("Item")
-        stored = decode_item(item).get("limits") or {} if item else {}
-        return _limits(stored)
+        return (decode_item(item).get("limits") or {}) if item else {}
 
     def set_tenant_limits(self, tenant: str, changes: Mapping[str, Any],
                           reset: tuple[str, ...] = ()) -> Limits:
         """Set a tenant's limits (None or a name in ``reset``: unlimited)."""
-        if TENANT_PATTERN.fullmatch(tenant) is None:
-            raise KeyAdminError("tenant must be 1-64 letters, digits, '.', '_' or '-'")
         changes = check_limits(changes)
         check_limits({name: 1 for name in reset})
-        item = self._client.get_item(TableName=self._table,
-                                     Key={"key_hash": {"S": tenant_item(tenant)}}).get("Item")
-        stored = (decode_item(item).get("limits") or {}) if item else {}
+        stored = self._tenant_stored(tenant)
         limits = {k: v for k, v in {**stored, **changes}.items()
                   if k not in reset and v is not None}
         self._client.put_item(TableName=self._table, Item=encode_item(

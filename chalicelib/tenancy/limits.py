@@ -247,7 +247,7 @@ class Limiter:
         mr, mt = minute_names(minute)
         status: list[LimitStatus] = []
         for bucket, new in zip(buckets, found):
-            limits, prefix = bucket.limits, "" if bucket.whose == "key" else "tenant-"
+            limits, prefix = bucket.limits, _whose(bucket.whose)[0]
             if bucket.kind == "month":
                 budget = int((limits.usd_per_month or 0) * MICROS)
                 status.append(LimitStatus(prefix + "usd-month", budget,
@@ -583,11 +583,17 @@ def _buckets(caller: Caller, day: int, month: str) -> tuple[Bucket, ...]:
     return tuple(buckets)
 
 
+def _whose(whose: str) -> tuple[str, str]:
+    """A limit's header prefix and how a message names its owner."""
+    if whose == "key":
+        return "", "This key's"
+    return "tenant-", "This key's tenant's (shared by its keys)"
+
+
 def _exceeded(whose: str, tripped: str, limit: int, retry_after: int) -> RateLimitExceededError:
-    prefix = "" if whose == "key" else "tenant-"
+    prefix, owner = _whose(whose)
     status = LimitStatus(prefix + {"requests_per_minute": "requests", "tokens_per_minute": "tokens",
                                    "tokens_per_day": "tokens-day"}[tripped], limit, 0, retry_after)
-    owner = "This key's" if whose == "key" else "This key's tenant's (shared by its keys)"
     return RateLimitExceededError(
         f"{owner} limit of {limit} {tripped.replace('_', ' ')} is reached; "
         f"retry after {retry_after} s.", code=f"{tripped}_exceeded",
@@ -598,9 +604,8 @@ def _over_budget(whose: str, tripped: str, amount: Decimal,
                  retry_after: int) -> RateLimitExceededError:
     """A dollar budget is spent for its window (the message names whose and which)."""
     window = "day" if tripped == "usd_per_day" else "month"
-    prefix = "" if whose == "key" else "tenant-"
+    prefix, owner = _whose(whose)
     status = LimitStatus(f"{prefix}usd-{window}", int(amount * MICROS), 0, retry_after)
-    owner = "This key's" if whose == "key" else "This key's tenant's (shared by its keys)"
     return RateLimitExceededError(
         f"{owner} budget of ${amount} per UTC {window} is spent (requests in flight count "
         f"at their worst case until they settle); retry after {retry_after} s.",
