@@ -3,8 +3,8 @@
 This is the only module that knows HTTP status codes: domain errors from
 ``chalicelib.errors`` become statuses here, in the OpenAI error envelope
 ``{"error": {"message", "type", "code", "param"}}``. Every answer carries an
-``x-request-id`` header. Every route but ``/health`` and the playground page
-(``/`` and ``/static/{name}``, which carry no data) sits behind the built-in
+``x-request-id`` header. Every route but ``/health`` and the pages
+(``/``, ``/admin`` and ``/static/{name}``, which carry no data) sits behind the built-in
 authorizer ``api_key_auth``. Nothing here calls AWS at import: clients are
 built on first use by the Runtime (tests swap it with ``set_runtime``).
 """
@@ -310,6 +310,17 @@ def playground() -> Response:
 @api_view
 def static_asset(name: str) -> Response:
     body, headers = asset(name)
+    return Response(body=body, status_code=200, headers=headers)
+
+
+@app.route("/admin", methods=["GET"])
+@api_view
+def admin_page() -> Response:
+    """The admin page; like the playground it needs no key (an admin key is pasted into it)."""
+    if str(app.current_request.context.get("path", "")).endswith("/"):
+        # At /admin/ the page's relative asset URLs would resolve under /admin/static/.
+        return Response(body="", status_code=301, headers={"Location": "../admin"})
+    body, headers = asset("admin.html")
     return Response(body=body, status_code=200, headers=headers)
 
 

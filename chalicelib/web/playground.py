@@ -1,6 +1,8 @@
-"""The playground page: ``GET /`` and its assets, served from ``chalicelib/web/static/``.
+"""The pages, ``GET /`` (the playground) and ``GET /admin``, and their assets,
+served from ``chalicelib/web/static/``.
 
-The page is one HTML file, one script, one stylesheet and an icon, read on
+The playground is one HTML file, one script, one stylesheet and an icon (the
+admin page adds its own three on top of the stylesheet), read on
 first use and then kept (a warm Lambda serves them from memory; together they
 are a few kilobytes, packaged with chalicelib). Every answer carries a
 Content-Security-Policy that allows script, style, images and fetches from the
@@ -23,6 +25,10 @@ ASSETS: dict[str, str] = {
     "playground.js": "text/javascript; charset=utf-8",
     "playground.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
+    # The admin page (GET /admin): the same rules, its own script and styles.
+    "admin.html": "text/html; charset=utf-8",
+    "admin.js": "text/javascript; charset=utf-8",
+    "admin.css": "text/css; charset=utf-8",
 }
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "

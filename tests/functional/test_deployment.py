@@ -23,8 +23,8 @@ VENV_BIN = Path(sys.executable).parent
 CHECKOV = PROJECT_DIR / ".venv-checkov" / "bin" / "checkov"
 CONFIG = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
 STAGES = sorted(CONFIG["stages"])
-# The playground page and its files carry no data; the page asks for a key.
-PUBLIC_ROUTES = {"/health", "/", "/static/{name}"}
+# The pages (playground, admin) and their files carry no data; each asks for a key.
+PUBLIC_ROUTES = {"/health", "/", "/admin", "/static/{name}"}
 # Anthropic's clients send the key as x-api-key or as Bearer: these routes
 # check it in the function (chalicelib/tenancy/header_auth.py says why).
 KEY_CHECKED_IN_APP = {"/v1/messages", "/v1/messages/count_tokens"}

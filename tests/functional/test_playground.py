@@ -1,7 +1,8 @@
-"""GET / (the playground page and its files) and GET /usage, through the app.
+"""GET / and GET /admin (the pages and their files) and GET /usage, through the app.
 
 Every exchange is validated against openapi.yaml by the ``api`` client. The
-page's behaviour in a browser is in tests/e2e/test_playground.py.
+pages' behaviour in a browser is in tests/e2e/test_playground.py and
+tests/e2e/test_admin_page.py.
 """
 from __future__ import annotations
 
@@ -69,6 +70,28 @@ def test_the_page_needs_no_key_and_forbids_inline_and_outside_sources(make_api: 
         assert lowered(asset.headers)["x-content-type-options"] == "nosniff"
 
 
+def test_the_admin_page_needs_no_key_and_links_only_its_own_files(make_api: ApiFactory) -> None:
+    api = make_api(key=None)
+    response = api.http.get("/admin")
+    headers = lowered(response.headers)
+    assert response.status_code == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert {k: headers[k] for k in SECURITY} == SECURITY
+    links = Links()
+    links.feed(response.body.decode("utf-8"))
+    assert links.inline_scripts == 0
+    # Relative to /admin (or /dev/admin): static/... is the page's sibling, as for "/".
+    assert sorted(links.urls) == ["static/admin.css", "static/admin.js", "static/favicon.svg",
+                                  "static/playground.css"]
+    for url in links.urls:
+        assert api.http.get("/" + url).status_code == 200, url
+    # At /admin/ the relative URLs would miss their files: it is sent to /admin.
+    slash = api.http.get("/admin/")
+    assert (slash.status_code, lowered(slash.headers)["location"]) == (301, "../admin")
+    # The page does not shadow the admin API beside it, which still wants an admin key.
+    assert api.http.get("/admin/keys").status_code in (401, 403)
+
+
 @pytest.mark.parametrize("name", sorted(ASSETS))
 def test_each_asset_is_served_with_its_type_and_the_security_headers(
         make_api: ApiFactory, name: str) -> None:
@@ -87,9 +110,10 @@ def test_only_listed_files_are_served(make_api: ApiFactory, name: str) -> None:
     assert json.loads(response.body)["error"]["code"] == "not_found"
 
 
-def test_the_script_builds_no_markup_from_strings() -> None:
+@pytest.mark.parametrize("name", ["playground.js", "admin.js"])
+def test_the_script_builds_no_markup_from_strings(name: str) -> None:
     from chalicelib.web.playground import STATIC_DIR
-    script = (STATIC_DIR / "playground.js").read_text()
+    script = (STATIC_DIR / name).read_text()
     # Everything the server or model sends is set as text: no HTML parsing sinks.
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
                  "new Function", "http://", "https://"):
