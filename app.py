@@ -628,7 +628,8 @@ def admin_keys() -> Response:
     if app.current_request.method == "GET":
         tenant = (app.current_request.query_params or {}).get("tenant")
         return json_response(admin_api.list_keys(runtime.keys, tenant), NO_STORE)
-    created = admin_api.create_key(runtime.keys, actor, admin_body(), runtime.clock())
+    created = admin_api.create_key(runtime.keys, actor, admin_body(), runtime.clock(),
+                                   runtime.settings.guardrails)
     return Response(body=created, status_code=201,
                     headers={"Content-Type": "application/json", **NO_STORE})
 
@@ -642,7 +643,8 @@ def admin_key(key_id: str) -> Response:
         return json_response(admin_api.get_key(runtime.keys, key_id), NO_STORE)
     if method == "PATCH":
         return json_response(admin_api.update_key(runtime.keys, actor, key_id, admin_body(),
-                                                  runtime.clock()), NO_STORE)
+                                                  runtime.clock(), runtime.settings.guardrails),
+                             NO_STORE)
     return json_response(admin_api.revoke_key(runtime.keys, actor, key_id, runtime.clock()),
                          NO_STORE)
 
@@ -662,7 +664,8 @@ def admin_tenant(tenant: str) -> Response:
     if app.current_request.method == "GET":
         return json_response(admin_api.get_tenant(runtime.keys, tenant), NO_STORE)
     return json_response(admin_api.put_tenant(runtime.keys, actor, tenant, admin_body(),
-                                              runtime.clock()), NO_STORE)
+                                              runtime.clock(), runtime.settings.guardrails),
+                         NO_STORE)
 
 
 @app.route("/admin/usage", methods=["GET"], authorizer=api_key_auth)

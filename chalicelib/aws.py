@@ -39,3 +39,18 @@ def make_sqs_client() -> Any:
     return session().create_client("sqs", config=Config(
         retries={"mode": "standard", "total_max_attempts": 3},
         connect_timeout=1, read_timeout=5, tcp_keepalive=True))
+
+
+def make_sns_client() -> Any:
+    """For budget alerts (tenancy/alerts.py): a short timeout, a request waits on it."""
+    from botocore.config import Config
+    return session().create_client("sns", config=Config(
+        retries={"mode": "standard", "total_max_attempts": 2},
+        connect_timeout=1, read_timeout=3, tcp_keepalive=True))
+
+
+def make_sts_client() -> Any:
+    """GetCallerIdentity, once, for the account of the alerts topic's ARN."""
+    from botocore.config import Config
+    return session().create_client("sts", config=Config(
+        retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=1, read_timeout=3))

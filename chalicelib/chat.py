@@ -69,6 +69,18 @@ class ResponseFormat:
 
 
 @dataclass(frozen=True)
+class Guardrail:
+    """An Amazon Bedrock guardrail: its id (not its ARN) and version
+    (``DRAFT`` or a number), as ``id:version`` in settings and key records."""
+
+    id: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.id}:{self.version}"
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     """A validated request, independent of the wire shape it came in."""
 
@@ -83,6 +95,9 @@ class ChatRequest:
     parallel_tool_calls: bool = True
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     tools_cache_point: bool = False  # a prompt cache point after the tool definitions
+    # The caller's guardrail (its key's, its tenant's or the stage's), applied
+    # by Bedrock to the prompt and the answer; part of the cache key too.
+    guardrail: Guardrail | None = None
 
 
 @dataclass(frozen=True)

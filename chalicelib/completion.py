@@ -40,7 +40,8 @@ from chalicelib.models.bedrock import BedrockGateway
 from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
                              TextDelta, Usage)
-from chalicelib.errors import ApiError, DeadlineExceededError, UnusableAnswerError, UpstreamError
+from chalicelib.errors import (ApiError, ContentFilteredError, DeadlineExceededError,
+                               UnusableAnswerError, UpstreamError)
 from chalicelib.models.registry import RawChunk, adapter_for, get_model
 from chalicelib.models.prompting import may_repair, offers_tools, render
 from chalicelib.models.tool_stream import completion_events, detect_calls
@@ -127,7 +128,22 @@ class ChatService:
             answer, usage = self._converse_answer(request)
         else:
             answer, usage = self._llama_answer(request)
-        return self._completion(request, answer, usage)
+        return self._unblocked(request, self._completion(request, answer, usage))
+
+    def _unblocked(self, request: ChatRequest, completion: Completion) -> Completion:
+        """``completion``, unless the guardrail blocked the prompt: then
+        ContentFilteredError, billed what Bedrock reported (a blocked prompt
+        generates nothing, so it is never cached either). An answer the
+        guardrail blocked or masked after generating is an answer, ending
+        with ``content_filter``."""
+        if completion.stop_reason != "content_filter" or completion.usage.output_tokens:
+            return completion
+        priced = self._priced(request, completion, None)
+        error = ContentFilteredError("The request was blocked by a guardrail: "
+                                     + (completion.text.strip()[:500] or "no reason given."),
+                                     param="messages")
+        error.spent = billable(priced)
+        raise error
 
     def _completion(self, request: ChatRequest, answer: Shaped, usage: Usage) -> Completion:
         if answer.problem is not None and answer.fatal:
@@ -195,9 +211,9 @@ class ChatService:
         answer (as ``_generate`` for Llama), so that a call cut short knows
         what it generated; a plain Converse call where ConverseStream refuses
         the request."""
-        body = converse.build_request(request)
         if offers_tools(request) and not get_model(request.model).stream_tools:
-            return self._converse_whole(request, body)
+            return self._converse_whole(request, converse.build_request(request, stream=False))
+        body = converse.build_request(request)
         meter = _Meter()
         end: Completion | None = None
         try:
@@ -244,7 +260,8 @@ class ChatService:
 
     def _chunks(self, request: ChatRequest, meter: _Meter) -> Iterator[RawChunk]:
         adapter = adapter_for(request.model)
-        payloads = self._gateway.invoke_stream(request.model, adapter.build_body(request))
+        payloads = self._gateway.invoke_stream(request.model, adapter.build_body(request),
+                                               request.guardrail)
         for payload in meter.watch(payloads):
             chunk = adapter.parse_chunk(payload)
             meter.add(chunk)
@@ -296,6 +313,29 @@ class ChatService:
         a JSON format: it may need a repair) is made as a plain call, under
         the same deadline, and sent as events once done."""
         callstats.current().model = request.model  # failures count under it too
+        events = self._events(request)
+        yield from events if request.guardrail is None else self._guarded(request, events)
+
+    def _guarded(self, request: ChatRequest, events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
+        """A guardrailed stream, its first delta held back until a second
+        event shows the model is generating: a blocked prompt's stream is the
+        guardrail's message and its end, and must raise ContentFilteredError
+        (an HTTP 400, or the stream's error event) with nothing sent."""
+        held: TextDelta | None = None
+        generating = False
+        for event in events:
+            if isinstance(event, StreamEnd):
+                self._unblocked(request, event.completion)  # raises for a blocked prompt
+            elif not generating and held is None and isinstance(event, TextDelta):
+                held = event
+                continue
+            generating = True
+            if held is not None:
+                yield held
+                held = None
+            yield event
+
+    def _events(self, request: ChatRequest) -> Iterator[StreamEvent]:
         is_converse = get_model(request.model).api == "converse"
         if is_converse:
             if converse.streams_whole(request):
@@ -431,7 +471,9 @@ class _Meter:
         self.generated_tokens = max(self.generated_tokens, self.chunks
                                     if chunk.generated_tokens is None else chunk.generated_tokens)
         self.final = chunk.usage or self.final
-        self.reason = chunk.stop_reason or self.reason
+        # A guardrail's intervention stands, whatever a later chunk says.
+        if self.reason != "content_filter":
+            self.reason = chunk.stop_reason or self.reason
 
     def add_delta(self, event: StreamEvent) -> None:
         """A Converse text or tool call piece (whatever its kind)."""

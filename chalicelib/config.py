@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from chalicelib.chat import Guardrail
+from chalicelib.models.guardrails import parse_guardrail
 from chalicelib.tenancy.keys import KeyAdminError, Limits, usd_amount
 from chalicelib.models.registry import REGISTRY
 from chalicelib.models.pricing import DEFAULT_PRICES
@@ -43,6 +45,13 @@ CACHE_TTL_S = "CACHE_TTL_S"
 STAGE = "STAGE"
 LOG_PROMPTS = "LOG_PROMPTS"
 MODEL_PRICES = "MODEL_PRICES"
+# The Bedrock guardrails keys and tenants may name (id:version, comma
+# separated; the IAM policy grants ApplyGuardrail on exactly these), and the
+# one every request gets unless its key or tenant names another.
+GUARDRAILS = "GUARDRAILS"
+# The stack's SNS topic (its name) for budget alerts; empty: none are sent.
+BUDGET_ALERTS_TOPIC = "BUDGET_ALERTS_TOPIC"
+DEFAULT_GUARDRAIL = "DEFAULT_GUARDRAIL"
 DEFAULT_LIMITS = {
     "requests_per_minute": "DEFAULT_REQUESTS_PER_MINUTE",
     "tokens_per_minute": "DEFAULT_TOKENS_PER_MINUTE",
@@ -107,6 +116,12 @@ class Settings:
     # USD per million tokens (input, output), by base model id.
     model_prices: Mapping[str, tuple[Decimal, Decimal]] = field(
         default_factory=lambda: dict(DEFAULT_PRICES))
+    # The guardrails keys may name, and the one a request gets (the key's,
+    # else its tenant's, else the stage's: tenancy/access.py).
+    guardrails: tuple[Guardrail, ...] = ()
+    guardrail: Guardrail | None = None
+    # The SNS topic budget alerts go to (tenancy/alerts.py); "" sends none.
+    budget_alerts_topic: str = ""
 
 
 def call_deadline_s(settings: Settings, read_timeout_s: float | None = None) -> float:
@@ -163,6 +178,28 @@ def _optional_usd(env: Mapping[str, str], name: str) -> Decimal | None:
                           f"{raw[:40]!r}") from None
 
 
+def _guardrails(env: Mapping[str, str]) -> tuple[tuple[Guardrail, ...], Guardrail | None]:
+    """The stage's guardrails, and its default (one of them)."""
+    listed: list[Guardrail] = []
+    for text in (t.strip() for t in (env.get(GUARDRAILS) or "").split(",")):
+        if not text:
+            continue
+        try:
+            listed.append(parse_guardrail(text))
+        except ValueError as exc:
+            raise ConfigError(f"{GUARDRAILS}: {text[:80]!r}: {exc}") from None
+    raw = (env.get(DEFAULT_GUARDRAIL) or "").strip()
+    if not raw:
+        return tuple(listed), None
+    try:
+        default = parse_guardrail(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{DEFAULT_GUARDRAIL}: {exc}") from None
+    if default not in listed:
+        raise ConfigError(f"{DEFAULT_GUARDRAIL} {default} is not in {GUARDRAILS}")
+    return tuple(listed), default
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -206,6 +243,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{DEFAULT_MODEL} {default_model} is not in {ALLOWED_MODELS}")
     if REGISTRY[default_model].kind != "chat":
         raise ConfigError(f"{DEFAULT_MODEL} {default_model} is not a chat model")
+    guardrails, default_guardrail = _guardrails(env)
     return Settings(
         default_model=default_model,
         allowed_models=allowed,
@@ -238,4 +276,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stage=env.get(STAGE) or base.stage,
         log_prompts=_bool(env, LOG_PROMPTS, base.log_prompts),
         model_prices=_prices(env),
+        guardrails=guardrails,
+        guardrail=default_guardrail,
+        budget_alerts_topic=(env.get(BUDGET_ALERTS_TOPIC) or "").strip(),
     )

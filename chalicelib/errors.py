@@ -48,6 +48,13 @@ class InvalidRequestError(ApiError):
     type = "invalid_request_error"
 
 
+class ContentFilteredError(InvalidRequestError):
+    """The caller's Bedrock guardrail blocked the prompt: nothing was generated.
+    The message carries the guardrail's own text for blocked input."""
+
+    code = "content_filtered"
+
+
 class UnsupportedParameterError(InvalidRequestError):
     """A well-formed parameter that this backend cannot honour."""
 

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from chalicelib.aws import make_sqs_client
+from chalicelib.aws import make_sns_client, make_sqs_client, make_sts_client
+from chalicelib.tenancy.alerts import BudgetAlerts, SnsNotifier
 from chalicelib.models.bedrock import BedrockGateway, make_client
 from chalicelib.cache import ResponseCache
 from chalicelib.completion import ChatService
@@ -137,4 +138,17 @@ class Runtime:
     def limiter(self) -> Limiter:
         return self._once("limiter",
                           lambda: Limiter(self.dynamodb, self.settings.usage_table, self.clock,
-                                          self.settings.model_prices))
+                                          self.settings.model_prices, self.budget_alerts))
+
+    @property
+    def budget_alerts(self) -> BudgetAlerts | None:
+        """Budget alerts to the stack's topic (None without one). The SNS and
+        STS clients are built only when a first alert is sent."""
+        topic = self.settings.budget_alerts_topic
+        if not topic:
+            return None
+        return self._once("budget_alerts", lambda: BudgetAlerts(
+            self.dynamodb, self.settings.usage_table,
+            SnsNotifier(lambda: self._once("sns", make_sns_client),
+                        lambda: self._once("sts", make_sts_client), topic),
+            self.settings.stage, self.clock))

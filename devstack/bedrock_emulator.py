@@ -39,9 +39,10 @@ from urllib.parse import unquote, urlsplit
 from chalicelib.models.registry import REGISTRY
 from devstack.bedrock_wire import (ERROR_STATUS, STREAM_EXCEPTIONS, Answer, BedrockError,
                                    apply_stop, check_model, parse_llama_body)
+from devstack import guardrail_filter
 from devstack.converse_wire import embed, parse_converse, response_fields
 from devstack.emulator_state import ControlError, State
-from devstack.generator import generate, scripted
+from devstack.generator import count_tokens, generate, scripted
 from devstack.prompt_tokens import count_prompt_tokens
 
 CHUNKS_BEFORE_CONNECTION_FAULT = 2
@@ -52,6 +53,18 @@ OPERATIONS = {
     "converse-stream": "ConverseStream",
     "count-tokens": "CountTokens",
 }
+
+
+def _checked_answer(guard: guardrail_filter.Spec,
+                    pieces: list[str]) -> tuple[list[str], tuple[str, int]]:
+    """A generated answer after the guardrail (synchronous mode: checked whole
+    before any of it is sent), with its verdict: the action Bedrock reports
+    and the tokens the model generated, billed whatever is sent."""
+    text = "".join(pieces)
+    verdict, sent = guardrail_filter.assess_output(guard, text)
+    if verdict == guardrail_filter.NONE:
+        return pieces, ("NONE", count_tokens(text))
+    return [sent], ("INTERVENED", count_tokens(text))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -166,7 +179,9 @@ class Handler(BaseHTTPRequestHandler):
             recorded: Any = json.loads(raw)
         except (ValueError, RecursionError):
             recorded = raw.decode("utf-8", "replace")
-        state.record(operation, model_id, recorded)
+        state.record(operation, model_id, recorded,
+                     {k: v for k, v in self.headers.items()
+                      if k.lower().startswith("x-amzn-bedrock-guardrail")})
         if operation == "CountTokens":
             self._count_tokens(model_id, recorded)
             return
@@ -192,6 +207,9 @@ class Handler(BaseHTTPRequestHandler):
                     "ValidationException",
                     f"This model's maximum context length is {context} tokens. "
                     "Please reduce the length of the prompt.")
+            named = guardrail_filter.named(operation, self.headers, recorded)
+            guard = (None if named is None
+                     else guardrail_filter.find(state.config.guardrails, *named))
         except BedrockError as err:
             state.count_error(err.name)
             self._error(err)
@@ -217,7 +235,13 @@ class Handler(BaseHTTPRequestHandler):
             if cfg.latency_ms:
                 time.sleep(cfg.latency_ms / 1000)
             tool_use = None
-            if cfg.respond_next:  # a scripted answer, taken by admit()
+            verdict = None
+            if guard is not None and guardrail_filter.assess_input(
+                    guard, guardrail_filter.prompt_text(operation, recorded, body["prompt"])):
+                # Blocked before the model: nothing generated, nothing billed.
+                gen = scripted(guard.blocked_input_message, body["max_gen_len"])
+                prompt_tokens, verdict = 0, ("INTERVENED", 0)
+            elif cfg.respond_next:  # a scripted answer, taken by admit()
                 gen = scripted(cfg.respond_next[0], body["max_gen_len"])
             elif converse and body.get("tool_use"):
                 tool_use = body["tool_use"]
@@ -228,13 +252,15 @@ class Handler(BaseHTTPRequestHandler):
             pieces = list(gen.pieces)
             stop_reason = gen.stop_reason
             extra = None
-            if converse:
+            if converse and verdict is None:
                 pieces, stop_reason, matched = apply_stop(pieces, stop_reason, body["stop"])
                 extra = response_fields(model_id, body["response_fields"], matched)
+            if guard is not None and verdict is None and tool_use is None:
+                pieces, verdict = _checked_answer(guard, pieces)
             cache = (state.cache_prefixes(body["cache_points"], spec.cache_min_tokens)
                      if converse and body.get("cache_points") else None)
             answer = Answer(operation, pieces, stop_reason, prompt_tokens, cfg, tool_use, cache,
-                            extra)
+                            extra, verdict)
             if streaming:
                 self._start_stream()
                 answer.stream(_FaultySink(self, cfg), injected if in_stream else None)

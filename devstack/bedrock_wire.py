@@ -195,7 +195,8 @@ class Answer:
                  prompt_tokens: int, cfg: Config,
                  tool_use: tuple[str, str, dict[str, Any]] | None = None,
                  cache: tuple[int, int] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None,
+                 guardrail: tuple[str, int] | None = None) -> None:
         self.operation = operation
         self.pieces = pieces
         self.text = "".join(pieces)
@@ -213,6 +214,14 @@ class Answer:
         self.cache = cache
         # Converse's additionalModelResponseFields: the model's own fields asked for.
         self.extra = extra
+        # A guardrail's verdict: its guardrailAction (INTERVENED or NONE) and
+        # the tokens the model generated (the text sent may be its message).
+        self.guardrail_action = None
+        if guardrail is not None:
+            self.guardrail_action, self.output_tokens = guardrail
+            if self.guardrail_action == "INTERVENED":
+                self.stop_reason = "guardrail_intervened" if operation.startswith(
+                    "Converse") else "stop"
 
     def _stop_event(self, reason: str) -> dict[str, Any]:
         event: dict[str, Any] = {"stopReason": reason}
@@ -255,6 +264,8 @@ class Answer:
         else:
             payload = {"generation": self.text, "prompt_token_count": self.prompt_tokens,
                        "generation_token_count": self.output_tokens, "stop_reason": self.stop_reason}
+            if self.guardrail_action is not None:
+                payload["amazon-bedrock-guardrailAction"] = self.guardrail_action
         return json.dumps(payload).encode(), {
             "Content-Type": "application/json",
             "X-Amzn-Bedrock-Input-Token-Count": str(self.prompt_tokens),
@@ -316,6 +327,8 @@ class Answer:
                                  "stop_reason": self.stop_reason if last else None}
         if index == 0:
             chunk["prompt_token_count"] = self.prompt_tokens
+        if last and self.guardrail_action is not None:
+            chunk["amazon-bedrock-guardrailAction"] = self.guardrail_action
         if last:
             chunk["amazon-bedrock-invocationMetrics"] = {
                 "inputTokenCount": self.prompt_tokens, "outputTokenCount": self.output_tokens,

@@ -85,3 +85,25 @@ def create_queues(client: Any, stage: str, app_name: str = "llm-endpoint") -> di
             QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         urls[name] = url
     return urls
+
+
+def create_topics(client: Any, stage: str, app_name: str = "llm-endpoint") -> dict[str, str]:
+    """Every SNS topic of the template (alarms, budget alerts); name -> ARN."""
+    params = {"AppName": app_name, "Stage": stage}
+    arns = {}
+    for resource in _template()["Resources"].values():
+        if resource["Type"] == "AWS::SNS::Topic":
+            name = _sub(resource["Properties"]["TopicName"], params)
+            arns[name] = client.create_topic(Name=name)["TopicArn"]
+    return arns
+
+
+def subscribe_inbox(sns: Any, sqs: Any, topic_arn: str) -> str:
+    """A queue ``<topic>-inbox`` subscribed to the topic (raw messages), so
+    that what the stack publishes can be read locally; its URL."""
+    name = topic_arn.rsplit(":", 1)[1] + "-inbox"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn,
+                  Attributes={"RawMessageDelivery": "false"})
+    return str(url)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devstack.bedrock_wire import ERROR_STATUS
+from devstack.guardrail_filter import GuardrailConfigError, parse_guardrails
 
 MAX_RECORDED = 50_000
 
@@ -38,6 +39,8 @@ class Config:
     # ``match`` (so other traffic on a shared emulator cannot take it). In the
     # snapshot that admit() hands an invocation: only the text it answers.
     respond_next: list[Any] = field(default_factory=list)
+    # Bedrock guardrails by id (devstack/guardrail_filter.py).
+    guardrails: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         return {"latency_ms": self.latency_ms, "tokens_per_second": self.tokens_per_second,
@@ -46,7 +49,8 @@ class Config:
                 "seed": self.seed, "stall_in_stream_ms": self.stall_in_stream_ms,
                 "reset_in_stream": self.reset_in_stream,
                 "malformed_in_stream": self.malformed_in_stream,
-                "respond_next": [dict(v) if isinstance(v, dict) else v for v in self.respond_next]}
+                "respond_next": [dict(v) if isinstance(v, dict) else v for v in self.respond_next],
+                "guardrails": {k: dict(v) for k, v in self.guardrails.items()}}
 
 
 def _number(key: str, value: Any, low: float, integer: bool) -> float:
@@ -107,6 +111,11 @@ def apply_config(config: Config, changes: Any) -> None:
                 raise ControlError('respond_next must be a list of texts to answer, each a string '
                                    'or {"text": ..., "match": ...} (strings)')
             new[key] = [dict(v) if isinstance(v, dict) else v for v in value]
+        elif key == "guardrails":
+            try:
+                new[key] = parse_guardrails(value)
+            except GuardrailConfigError as exc:
+                raise ControlError(str(exc)) from None
         elif key == "fault_rate":
             if not isinstance(value, dict):
                 raise ControlError("fault_rate must map error names to probabilities")
@@ -171,10 +180,16 @@ class State:
                     "max_in_flight": self.max_in_flight, "throttled": self.throttled,
                     "errors": dict(self.errors)}
 
-    def record(self, operation: str, model_id: str, body: Any) -> None:
+    def record(self, operation: str, model_id: str, body: Any,
+               headers: dict[str, str] | None = None) -> None:
+        """One invocation as it arrived: its body, and the Bedrock headers
+        that change its meaning (InvokeModel's guardrail), when there are any."""
         with self.lock:
             self.invocations += 1
-            self.requests.append({"operation": operation, "modelId": model_id, "body": body})
+            entry = {"operation": operation, "modelId": model_id, "body": body}
+            if headers:
+                entry["headers"] = headers
+            self.requests.append(entry)
 
     def count_error(self, name: str) -> None:
         with self.lock:

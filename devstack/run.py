@@ -75,6 +75,8 @@ def local_environment(env: Mapping[str, str], emulator_port: int, aws_port: int)
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": f"http://{HOST}:{emulator_port}",
         "AWS_ENDPOINT_URL_DYNAMODB": f"http://{HOST}:{aws_port}",
         "AWS_ENDPOINT_URL_SQS": f"http://{HOST}:{aws_port}",
+        "AWS_ENDPOINT_URL_SNS": f"http://{HOST}:{aws_port}",
+        "AWS_ENDPOINT_URL_STS": f"http://{HOST}:{aws_port}",
         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
         "AWS_EC2_METADATA_DISABLED": "true",
@@ -149,7 +151,7 @@ def bootstrap(env: Mapping[str, str], aws_port: int) -> str:
     import botocore.session
 
     from chalicelib.tenancy.keys import KeyStore, well_formed
-    from devstack.bootstrap import create_queues, create_tables
+    from devstack.bootstrap import create_queues, create_tables, create_topics, subscribe_inbox
 
     secret = env.get("LOCAL_API_KEY") or None
     if secret is not None and not well_formed(secret):
@@ -162,6 +164,11 @@ def bootstrap(env: Mapping[str, str], aws_port: int) -> str:
         "sqs", endpoint_url=f"http://{HOST}:{aws_port}", region_name="us-east-1",
         aws_access_key_id="local", aws_secret_access_key="local")
     create_queues(sqs, STAGE)
+    sns: Any = botocore.session.get_session().create_client(
+        "sns", endpoint_url=f"http://{HOST}:{aws_port}", region_name="us-east-1",
+        aws_access_key_id="local", aws_secret_access_key="local")
+    for arn in create_topics(sns, STAGE).values():
+        subscribe_inbox(sns, sqs, arn)  # read what the stack publishes (docs/keys.md)
     keys_table = next(t for t in tables if t.endswith("-api-keys"))
     limits = {"requests_per_minute": None, "tokens_per_minute": None, "tokens_per_day": None}
     store = KeyStore(client, keys_table)
@@ -176,8 +183,9 @@ def banner(app_port: int, emulator_port: int, aws_port: int, key: str) -> str:
         "Local stack is up (Bedrock is the local emulator; no AWS account is used):",
         f"  API               {base}  (Chalice local server, stage {STAGE})",
         f"  Playground        {base}/  (open it in a browser and paste the key below)",
+        f"  Admin page        {base}/admin  (paste a key from scripts/keys.py --local create-admin)",
         f"  Bedrock emulator  http://{HOST}:{emulator_port}  (control API: /_emulator/stats)",
-        f"  AWS emulator      http://{HOST}:{aws_port}  (moto: DynamoDB, SQS)",
+        f"  AWS emulator      http://{HOST}:{aws_port}  (moto: DynamoDB, SQS, SNS)",
         "  Jobs worker       SQS poller running the app's process_job handler",
         "",
         f"API key (local, no limits): {key}",

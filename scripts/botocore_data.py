@@ -55,7 +55,7 @@ OUT = Path(__file__).resolve().parent.parent / "chalicelib" / "awsdata"
 # what botocore's own credential providers create on the same session when a
 # profile (say, for `chalice local` against real Bedrock) assumes a role,
 # signs in with SSO or with `aws login` (signin).
-SERVICES = ("bedrock-runtime", "dynamodb", "sqs", "sts", "sso", "sso-oidc", "signin")
+SERVICES = ("bedrock-runtime", "dynamodb", "sns", "sqs", "sts", "sso", "sso-oidc", "signin")
 SHARED = ("partitions", "_retry", "sdk-default-configuration")
 DOC_KEYS = ("documentation", "documentationUrl")
 

@@ -30,6 +30,9 @@ policy per function:
   (the Messages routes check the key themselves: tenancy/header_auth.py); the
   API function alone also PutItem, UpdateItem and Scan on the keys table and
   Scan on the usage table, for the /admin routes;
+  With ``GUARDRAILS`` set, api, stream and worker may also
+  bedrock:ApplyGuardrail on exactly those guardrails, and with
+  ``BUDGET_ALERTS_TOPIC`` sns:Publish on that topic (budget alerts);
 - auth (api_key_auth): GetItem on the keys table, nothing else;
 - worker (process_job): Bedrock InvokeModelWithResponseStream, usage/jobs/
   cache tables, and the queue actions of Lambda's SQS event source plus
@@ -48,6 +51,7 @@ if str(PROJECT_DIR) not in sys.path:  # run as a script: the registry lives besi
     sys.path.insert(0, str(PROJECT_DIR))
 
 from chalicelib.models.catalog import PROFILE_REGIONS  # noqa: E402
+from chalicelib.models.guardrails import parse_guardrail  # noqa: E402
 from chalicelib.models.registry import REGISTRY  # noqa: E402
 
 CHALICE_DIR = PROJECT_DIR / ".chalice"
@@ -108,6 +112,30 @@ def invoke_actions(model_ids: list[str]) -> list[str]:
     return actions
 
 
+def guardrail_statements(env: dict[str, str], models: list[str]) -> list[dict[str, Any]]:
+    """ApplyGuardrail on exactly the stage's GUARDRAILS (a call that names a
+    guardrail needs it on the guardrail, besides the model's own action), in
+    the stack's regions: a guardrail lives where the stack calls from."""
+    ids = sorted({parse_guardrail(t.strip()).id
+                  for t in env.get("GUARDRAILS", "").split(",") if t.strip()})
+    if not ids:
+        return []
+    regions = stack_regions(models)
+    return [statement("ApplyGuardrails", ["bedrock:ApplyGuardrail"],
+                      [f"arn:aws:bedrock:{r}:*:guardrail/{gid}" for gid in ids for r in regions])]
+
+
+def alert_statements(env: dict[str, str], models: list[str]) -> list[dict[str, Any]]:
+    """Publish to the stack's budget alerts topic (BUDGET_ALERTS_TOPIC), in
+    the stack's regions; its ARN's account comes from STS GetCallerIdentity,
+    which needs no permission."""
+    topic = env.get("BUDGET_ALERTS_TOPIC", "").strip()
+    if not topic:
+        return []
+    return [statement("BudgetAlerts", ["sns:Publish"],
+                      [f"arn:aws:sns:{r}:*:{topic}" for r in stack_regions(models)])]
+
+
 def table(name: str) -> str:
     return f"arn:aws:dynamodb:*:*:table/{name}"
 
@@ -135,10 +163,12 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
     ]
 
     counted = [m for m in models if REGISTRY[m].count_tokens]
+    guarded = guardrail_statements(env, models) + alert_statements(env, models)
 
     def api_role(function: str | None) -> list[dict[str, Any]]:
         return [
             statement("InvokeModels", invoke, bedrock_resources(models)),
+            *guarded,
             # POST /v1/messages/count_tokens, on the API function, for the
             # models CountTokens counts (their foundation models, by base id).
             *([statement("CountTokens", ["bedrock:CountTokens"], sorted({
@@ -174,6 +204,7 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
     ]
     worker = [
         statement("InvokeModels", invoke, bedrock_resources(models)),
+        *guarded,
         *shared_tables,
         statement("Jobs", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table(env["JOBS_TABLE"])]),
         statement("ConsumeJobs", ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage",

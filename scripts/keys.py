@@ -7,6 +7,7 @@
     python scripts/keys.py --stage dev set-limits key_0123abcd --rpm 120 --tpm none --tpd default
     python scripts/keys.py --local set-models key_0123abcd --models all
     python scripts/keys.py --local usage [--day 2026-11-25]   # per tenant: requests, tokens, cost
+    python scripts/keys.py --local set-guardrail key_0123abcd --guardrail gr1abc:1
 
 Limits take a whole number, ``none`` (unlimited) or ``default`` (the stage's
 default, the initial state). The secret is printed once, at creation, and is
@@ -42,6 +43,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from chalicelib.aws import session  # noqa: E402
 from chalicelib.dynamo import make_dynamodb_client  # noqa: E402
+from chalicelib.models.guardrails import parse_guardrail  # noqa: E402
 from chalicelib.tenancy.keys import (KeyAdminError, KeyRecord, KeyStore, Limits,  # noqa: E402
                                      usd_amount)
 from devstack import stack_state  # noqa: E402
@@ -58,6 +60,9 @@ examples:
     keys.py --local set-limits key_0123abcd --rpm 120 --tpd none --tpm default
     keys.py --local create --tenant acme \
         --models us.meta.llama3-1-8b-instruct-v1:0,amazon.titan-embed-text-v2:0
+    keys.py --local create --tenant acme --guardrail gr1abc:1   # one of the stage's GUARDRAILS
+    keys.py --local set-guardrail key_0123abcd --guardrail none  # the tenant's or stage's again
+    keys.py --local set-tenant-guardrail acme --guardrail gr1abc:DRAFT
     keys.py --local set-models key_0123abcd --models all
     keys.py --local set-tenant-limits acme --usd-month 5 --rpm 600   # shared by acme's keys
     keys.py --local tenant acme
@@ -176,6 +181,31 @@ def models_value(text: str) -> list[str] | None:
     return models
 
 
+def guardrail_value(text: str) -> str | None:
+    """``none`` or ``id:version`` (checked against the stage's list when used)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return str(parse_guardrail(text.strip()))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def stage_guardrail(stage: str, guardrail: str | None) -> str | None:
+    """``guardrail``, if the stage lists it in GUARDRAILS (all its IAM policy
+    lets it apply): a key naming any other could not be served."""
+    if guardrail is None:
+        return None
+    try:
+        listed = _stage_setting(stage, "GUARDRAILS")
+    except CliError:
+        listed = ""
+    if guardrail not in [t.strip() for t in listed.split(",")]:
+        raise CliError(f"{guardrail} is not one of stage {stage}'s GUARDRAILS "
+                       f"({listed or 'none'}): add it to .chalice/config.json first")
+    return guardrail
+
+
 def _when(epoch: int | None) -> str:
     if epoch is None:
         return "-"
@@ -195,8 +225,10 @@ def describe(record: KeyRecord) -> str:
     if record.enabled and record.expires_at is not None and record.expires_at <= time.time():
         state = "expired"
     models = "all" if record.models is None else ",".join(record.models)
+    guardrail = "-" if record.guardrail is None else str(record.guardrail)
     return (f"{record.key_id}  tenant={record.tenant}  {state}  created={_when(record.created_at)}"
-            f"  expires={_when(record.expires_at)}  {limits}  models={models}")
+            f"  expires={_when(record.expires_at)}  {limits}  models={models}"
+            f"  guardrail={guardrail}")
 
 
 def describe_limits(limits: Limits) -> str:
@@ -221,6 +253,20 @@ def parser() -> argparse.ArgumentParser:
                         help="the key stops working after DAYS (> 0; default: never)")
     create.add_argument("--models", type=models_value, metavar="ID,ID|all",
                         help="the models the key may use (default: all of the stage's)")
+    create.add_argument("--guardrail", type=guardrail_value, metavar="ID:VERSION",
+                        help="a Bedrock guardrail of the stage's GUARDRAILS (default: the "
+                             "tenant's, else the stage's DEFAULT_GUARDRAIL)")
+    guard = commands.add_parser("set-guardrail", help="change a key's own guardrail",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    guard.add_argument("key_id")
+    team_guard = commands.add_parser("set-tenant-guardrail",
+                                     help="change the guardrail of a tenant's keys that name none",
+                                     epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    team_guard.add_argument("tenant")
+    for sub in (guard, team_guard):
+        sub.add_argument("--guardrail", type=guardrail_value, metavar="ID:VERSION|none",
+                         required=True, help="one of the stage's GUARDRAILS, or none")
     models = commands.add_parser("set-models", help="change the models a key may use",
                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     models.add_argument("key_id")
@@ -283,7 +329,8 @@ def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> Non
         now = int(time.time())
         expires = None if args.expires_in_days is None else now + int(args.expires_in_days * 86400)
         secret, record = store.create(args.tenant, now=now, limits=limits, expires_at=expires,
-                                      models=args.models)
+                                      models=args.models,
+                                      guardrail=stage_guardrail(args.stage, args.guardrail))
         print(f"key:    {secret}", file=out)
         print(f"key id: {record.key_id}  (the key is shown only now; store it safely)", file=out)
         print(describe(record), file=out)
@@ -321,8 +368,18 @@ def run(args: argparse.Namespace, store: KeyStore, out: Any = sys.stdout) -> Non
         limits = store.set_tenant_limits(args.tenant, changes, reset)
         print(f"tenant {args.tenant}: {describe_limits(limits)}", file=out)
     elif args.command == "tenant":
-        print(f"tenant {args.tenant}: {describe_limits(store.tenant_limits(args.tenant))}",
+        limits, guardrail = store.tenant_policy(args.tenant)
+        print(f"tenant {args.tenant}: {describe_limits(limits)}  guardrail={guardrail or '-'}",
               file=out)
+    elif args.command == "set-guardrail":
+        store.set_guardrail(args.key_id, stage_guardrail(args.stage, args.guardrail))
+        print(f"{args.key_id}: guardrail {args.guardrail or 'of its tenant or stage'}", file=out)
+    elif args.command == "set-tenant-guardrail":
+        limits = store.tenant_limits(args.tenant)
+        store.set_tenant_limits(args.tenant, {}, (), guardrail=stage_guardrail(args.stage,
+                                                                               args.guardrail))
+        print(f"tenant {args.tenant}: {describe_limits(limits)}  "
+              f"guardrail={args.guardrail or '-'}", file=out)
     elif args.command == "set-models":
         store.set_models(args.key_id, args.models)
         shown = "all of the stage's" if args.models is None else ", ".join(args.models)

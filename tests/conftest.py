@@ -141,6 +141,8 @@ def _offline_aws(emulator_url: str, aws_url: str) -> Iterator[None]:
         patch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator_url)
         patch.setenv("AWS_ENDPOINT_URL_DYNAMODB", aws_url)
         patch.setenv("AWS_ENDPOINT_URL_SQS", aws_url)
+        patch.setenv("AWS_ENDPOINT_URL_SNS", aws_url)
+        patch.setenv("AWS_ENDPOINT_URL_STS", aws_url)
         patch.setenv("AWS_ACCESS_KEY_ID", "test")
         patch.setenv("AWS_SECRET_ACCESS_KEY", "test")
         patch.setenv("AWS_DEFAULT_REGION", "us-east-1")

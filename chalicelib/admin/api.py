@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.chat import Guardrail
 from chalicelib.errors import InvalidRequestError, NotFoundError
+from chalicelib.models.guardrails import parse_guardrail
 from chalicelib.tenancy.auth import Caller
 from chalicelib.tenancy.keys import (LIMIT_NAMES, USD_LIMITS, KeyAdminError, KeyRecord, KeyStore,
                                      Limits)
@@ -29,8 +31,8 @@ log = logging.getLogger("llm_endpoint.audit")
 
 DEFAULT_GRACE_S = 86_400  # a rotated secret keeps working a day: time to roll it out
 MAX_GRACE_S = 7 * 86_400
-KEY_FIELDS = ("tenant", "limits", "models", "expires_at")
-PATCH_FIELDS = ("limits", "models", "expires_at", "enabled")
+KEY_FIELDS = ("tenant", "limits", "models", "expires_at", "guardrail")
+PATCH_FIELDS = ("limits", "models", "expires_at", "enabled", "guardrail")
 
 
 def audit(actor: Caller, action: str, now: float, **what: Any) -> None:
@@ -64,7 +66,8 @@ def render_key(record: KeyRecord) -> dict[str, Any]:
             "enabled": record.enabled, "created_at": record.created_at,
             "expires_at": record.expires_at, "scope": record.scope,
             "limits": {k: _limit_json(k, v) for k, v in record.limits.items()},
-            "models": list(record.models) if record.models is not None else None}
+            "models": list(record.models) if record.models is not None else None,
+            "guardrail": None if record.guardrail is None else str(record.guardrail)}
 
 
 def render_limits(limits: Limits) -> dict[str, Any]:
@@ -89,6 +92,22 @@ def _expires_at(value: Any, now: float) -> int | None:
     return value
 
 
+def _guardrail(value: Any, allowed: tuple[Guardrail, ...]) -> str | None:
+    """A key's or tenant's guardrail: null, or one of the stage's GUARDRAILS
+    (the only ones its IAM policy lets it apply)."""
+    if value is None:
+        return None
+    try:
+        guardrail = parse_guardrail(value)
+    except ValueError as exc:
+        raise InvalidRequestError(f"'guardrail' must be null or {exc}.", param="guardrail") from None
+    if guardrail not in allowed:
+        offered = ", ".join(map(str, allowed)) or "none"
+        raise InvalidRequestError(f"The guardrail '{guardrail}' is not one of this stage's "
+                                  f"(GUARDRAILS: {offered}).", param="guardrail")
+    return str(guardrail)
+
+
 def _admin_error(exc: KeyAdminError) -> InvalidRequestError | NotFoundError:
     text = str(exc)
     if text.startswith("no key with id"):
@@ -96,9 +115,11 @@ def _admin_error(exc: KeyAdminError) -> InvalidRequestError | NotFoundError:
     return InvalidRequestError(text[0].upper() + text[1:] + ".")
 
 
-def create_key(store: KeyStore, actor: Caller, body: Any, now: float) -> dict[str, Any]:
+def create_key(store: KeyStore, actor: Caller, body: Any, now: float,
+               guardrails: tuple[Guardrail, ...] = ()) -> dict[str, Any]:
     body = _object(body)
     _only(body, KEY_FIELDS)
+    guardrail = _guardrail(body.get("guardrail"), guardrails)
     tenant = body.get("tenant")
     if not isinstance(tenant, str):
         raise InvalidRequestError("'tenant' is required: a tenant name.", param="tenant")
@@ -109,11 +130,12 @@ def create_key(store: KeyStore, actor: Caller, body: Any, now: float) -> dict[st
     try:
         secret, record = store.create(tenant, now=int(now), limits=changes,
                                       expires_at=_expires_at(body.get("expires_at"), now),
-                                      models=body.get("models"))
+                                      models=body.get("models"), guardrail=guardrail)
     except KeyAdminError as exc:
         raise _admin_error(exc) from None
     audit(actor, "create_key", now, key_id=record.key_id, tenant=tenant,
-          limits=record.limits, models=record.models, expires_at=record.expires_at)
+          limits=record.limits, models=record.models, expires_at=record.expires_at,
+          guardrail=guardrail)
     return {**render_key(record), "key": secret}
 
 
@@ -130,9 +152,10 @@ def get_key(store: KeyStore, key_id: str) -> dict[str, Any]:
 
 
 def update_key(store: KeyStore, actor: Caller, key_id: str, body: Any,
-               now: float) -> dict[str, Any]:
+               now: float, guardrails: tuple[Guardrail, ...] = ()) -> dict[str, Any]:
     body = _object(body)
     _only(body, PATCH_FIELDS)
+    guardrail = _guardrail(body.get("guardrail"), guardrails)
     if "enabled" in body and body["enabled"] is not False:
         raise InvalidRequestError("'enabled' can only be set to false (a revoked key stays "
                                   "revoked: make a new one).", param="enabled")
@@ -143,6 +166,8 @@ def update_key(store: KeyStore, actor: Caller, key_id: str, body: Any,
             store.set_limits(key_id, changes, reset)
         if "models" in body:
             store.set_models(key_id, body["models"])
+        if "guardrail" in body:
+            store.set_guardrail(key_id, guardrail)
         if "expires_at" in body:
             store.set_expiry(key_id, _expires_at(body["expires_at"], now))
         if body.get("enabled") is False:
@@ -183,27 +208,33 @@ def rotate_key(store: KeyStore, actor: Caller, key_id: str, body: Any,
     return {**render_key(record), "key": secret, "previous_key_expires_at": int(now) + grace}
 
 
+def render_tenant(tenant: str, limits: Limits, guardrail: Guardrail | str | None) -> dict[str, Any]:
+    return {"object": "tenant", "tenant": tenant, "limits": render_limits(limits),
+            "guardrail": None if guardrail is None else str(guardrail)}
+
+
 def get_tenant(store: KeyStore, tenant: str) -> dict[str, Any]:
     try:
-        return {"object": "tenant", "tenant": tenant, "limits": render_limits(
-            store.tenant_limits(tenant))}
+        return render_tenant(tenant, *store.tenant_policy(tenant))
     except KeyAdminError as exc:
         raise _admin_error(exc) from None
 
 
 def put_tenant(store: KeyStore, actor: Caller, tenant: str, body: Any,
-               now: float) -> dict[str, Any]:
-    """Replace a tenant's limits (a name left out, or null, is unlimited)."""
+               now: float, guardrails: tuple[Guardrail, ...] = ()) -> dict[str, Any]:
+    """Replace a tenant's limits (a name left out, or null, is unlimited) and
+    its guardrail (left out, or null: none of its own)."""
     body = _object(body)
-    _only(body, ("limits",))
+    _only(body, ("limits", "guardrail"))
+    guardrail = _guardrail(body.get("guardrail"), guardrails)
     changes, reset = _limits_change(body.get("limits", {}))
     if reset:
         raise InvalidRequestError("A tenant has no defaults: use null for unlimited.",
                                   param="limits")
     unset = tuple(n for n in LIMIT_NAMES if n not in changes)
     try:
-        limits = store.set_tenant_limits(tenant, changes, unset)
+        limits = store.set_tenant_limits(tenant, changes, unset, guardrail=guardrail)
     except KeyAdminError as exc:
         raise _admin_error(exc) from None
-    audit(actor, "put_tenant", now, tenant=tenant, limits=dict(changes))
-    return {"object": "tenant", "tenant": tenant, "limits": render_limits(limits)}
+    audit(actor, "put_tenant", now, tenant=tenant, limits=dict(changes), guardrail=guardrail)
+    return render_tenant(tenant, limits, guardrail)

@@ -22,8 +22,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.chat import ChatRequest, Message, ResponseFormat, Tool, ToolCall, ToolChoice
+from chalicelib.chat import (ChatRequest, Guardrail, Message, ResponseFormat, Tool, ToolCall,
+                             ToolChoice)
 from chalicelib.dynamo import decode_item, encode, encode_item
+from chalicelib.tenancy.alerts import watch_from_json
 from chalicelib.tenancy.limits import Reservation
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -64,7 +66,9 @@ def request_from_json(text: str) -> ChatRequest:
                        tools=tuple(Tool(**t) for t in data.get("tools", ())),
                        tool_choice=ToolChoice(**data.get("tool_choice", {})),
                        parallel_tool_calls=data.get("parallel_tool_calls", True),
-                       response_format=ResponseFormat(**data.get("response_format", {})))
+                       response_format=ResponseFormat(**data.get("response_format", {})),
+                       tools_cache_point=data.get("tools_cache_point", False),
+                       guardrail=Guardrail(**data["guardrail"]) if data.get("guardrail") else None)
 
 
 def reservation_from_json(text: str | None) -> Reservation | None:
@@ -75,7 +79,8 @@ def reservation_from_json(text: str | None) -> Reservation | None:
                        tokens=data["tokens"], held=data["held"], status=(),
                        stale=tuple(data.get("stale", ())), micros=data.get("micros", 0),
                        others=tuple((pk, kind, tuple(stale))
-                                    for pk, kind, stale in data.get("others", ())))
+                                    for pk, kind, stale in data.get("others", ())),
+                       watches=tuple(watch_from_json(w) for w in data.get("watches", ())))
 
 
 def reservation_to_json(reservation: Reservation | None) -> str:

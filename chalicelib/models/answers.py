@@ -155,6 +155,8 @@ def shape(request: ChatRequest, prompt: Prompt, generation: str, stop_reason: st
           make_id: Callable[[], str] = new_call_id) -> Shaped:
     """What the client gets for ``generation``, the text that followed ``prompt``."""
     text = prompt.prefix + generation
+    if stop_reason == "content_filter":  # the guardrail's text: nothing in it to read
+        return Shaped(without_python_tag(generation), stop_reason)
     if offers_tools(request):
         answer = _tool_answer(request, text, stop_reason, make_id)
         if answer is not None:

@@ -26,7 +26,9 @@ from urllib3.util.timeout import Timeout
 from chalicelib import deadline
 from chalicelib.observe import callstats
 from chalicelib.aws import session
+from chalicelib.chat import Guardrail
 from chalicelib.config import Settings
+from chalicelib.models.guardrails import invoke_params
 from chalicelib.errors import (ApiError, ContextWindowExceededError, DeadlineExceededError,
                                UpstreamError,
                                UpstreamMisconfiguredError, UpstreamRejectedError,
@@ -168,6 +170,9 @@ def translate_error(exc: Exception, retry_after: int) -> ApiError:
             if "context length" in message or "too long" in message:
                 return ContextWindowExceededError(
                     "The prompt is longer than the model's context window.", param="messages")
+            if "guardrail" in message.lower():  # the stage names one Bedrock does not have
+                return UpstreamMisconfiguredError("The guardrail this key uses is not "
+                                                  "reachable from this deployment.")
             return UpstreamRejectedError("The model rejected the request as invalid.")
         if code in _UPSTREAM_FAILURES:
             return UpstreamError("The model failed to answer.")
@@ -198,15 +203,17 @@ class BedrockGateway:
                     model_id, error.code, type(exc).__name__, exc)
         return error
 
-    def invoke_stream(self, model_id: str, body: dict[str, Any]) -> Iterator[Any]:
+    def invoke_stream(self, model_id: str, body: dict[str, Any],
+                      guardrail: Guardrail | None = None) -> Iterator[Any]:
         """The stream's chunks, JSON-decoded; errors before or inside the
-        stream raise the same domain errors (see ``_read``)."""
+        stream raise the same domain errors (see ``_read``). With a
+        ``guardrail``, Bedrock applies it to the prompt and every chunk."""
         def decode(event: dict[str, Any]) -> Any:
             chunk = event.get("chunk")
             return None if chunk is None else json.loads(chunk["bytes"])
         return self._read(model_id, lambda: self._client.invoke_model_with_response_stream(
             modelId=model_id, body=json.dumps(body), contentType="application/json",
-            accept="application/json"), "body", decode)
+            accept="application/json", **invoke_params(guardrail)), "body", decode)
 
     def _read(self, model_id: str, call: Callable[[], Any], key: str,
               decode: Callable[[dict[str, Any]], Any]) -> Iterator[Any]:

@@ -40,6 +40,7 @@ from chalicelib.models.answers import Shaped, shape
 from chalicelib.chat import (ChatRequest, Completion, Message, StreamEnd, StreamEvent, TextDelta,
                              ToolCall, ToolCallDelta, Usage)
 from chalicelib.errors import UpstreamError
+from chalicelib.models import guardrails
 from chalicelib.models.registry import get_model
 from chalicelib.models.prompting import Prompt, format_instruction, offers_tools
 from chalicelib.models.schemas import problems
@@ -167,8 +168,9 @@ def _tool_config(request: ChatRequest, takes_choice: bool) -> dict[str, Any]:
     return config
 
 
-def build_request(request: ChatRequest) -> dict[str, Any]:
-    """The Converse arguments (all but ``modelId``) for ``request``."""
+def build_request(request: ChatRequest, stream: bool = True) -> dict[str, Any]:
+    """The ConverseStream arguments (all but ``modelId``) for ``request``;
+    Converse's when not ``stream`` (its guardrail takes no stream mode)."""
     spec = get_model(request.model)
     offered = offers_tools(request)
     system: list[dict[str, Any]] = []
@@ -196,6 +198,7 @@ def build_request(request: ChatRequest) -> dict[str, Any]:
         body["system"] = system
     if offered:
         body["toolConfig"] = _tool_config(request, spec.tool_choice)
+    body.update(guardrails.converse_config(request.guardrail, stream))
     return body
 
 
@@ -257,6 +260,8 @@ def _call_problems(request: ChatRequest, calls: tuple[ToolCall, ...]) -> tuple[s
 
 def shape_answer(request: ChatRequest, answer: Answer) -> Shaped:
     """What the client gets, with the problem (if any) as ``answers.shape`` reports it."""
+    if answer.stop_reason == "content_filter":  # the guardrail's text: nothing in it to read
+        return Shaped(answer.text, answer.stop_reason)
     if answer.tool_calls and offers_tools(request):
         calls = answer.tool_calls if request.parallel_tool_calls else answer.tool_calls[:1]
         problem, strict = _call_problems(request, calls)

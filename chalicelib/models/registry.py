@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.models import guardrails
 from chalicelib.models.catalog import CHAT_MODELS, EMBEDDING_MODELS
 from chalicelib.chat import ChatRequest, Usage
 from chalicelib.errors import InvalidRequestError, ModelNotFoundError, UpstreamError
@@ -193,7 +194,8 @@ def parse_llama_body(payload: Any) -> RawCompletion:
         raise UpstreamError("The model returned a malformed answer.")
     return RawCompletion(
         text=payload["generation"].lstrip(),
-        stop_reason=_stop_reason(payload.get("stop_reason")),
+        stop_reason=("content_filter" if guardrails.intervened(payload)
+                     else _stop_reason(payload.get("stop_reason"))),
         usage=Usage(_int_field(payload, "prompt_token_count"),
                     _int_field(payload, "generation_token_count")),
     )
@@ -213,8 +215,12 @@ def parse_llama_chunk(payload: Any) -> RawChunk:
     if isinstance(metrics, dict):
         usage = Usage(_int_field(metrics, "inputTokenCount"),
                       _int_field(metrics, "outputTokenCount"))
+    if guardrails.intervened(payload):
+        reason = "content_filter"  # the guardrail's own message, or the answer masked
+    elif reason is not None:
+        reason = _stop_reason(reason)
     return RawChunk(text=payload.get("generation") or "",
-                    stop_reason=None if reason is None else _stop_reason(reason),
+                    stop_reason=reason,
                     usage=usage, prompt_tokens=_optional_count(payload, "prompt_token_count"),
                     generated_tokens=_optional_count(payload, "generation_token_count"))
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.chat import Guardrail
 from chalicelib.errors import AuthUnavailableError, PermissionDeniedError
+from chalicelib.models.guardrails import parse_guardrail
 from chalicelib.tenancy.keys import LIMIT_NAMES, USD_LIMITS, KeyStore, Limits, well_formed
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class Caller:
     models: tuple[str, ...] | None = None  # the models the key may use; None: all the stage's
     tenant_limits: Limits = Limits()  # the tenant's own, shared by all its keys
     scope: str = "model"  # "admin": the /admin routes only
+    guardrail: Guardrail | None = None  # the key's own, else its tenant's; None: the stage's
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -53,13 +56,14 @@ def authenticate(header: str | None, store: KeyStore, now: float, defaults: Limi
     if record is None or not record.usable_at(now):
         return None
     try:
-        shared = store.tenant_limits(record.tenant)
+        shared, tenant_guardrail = store.tenant_policy(record.tenant)
     except Exception as exc:  # as for the key: fail closed, retryable
         log.exception("tenant lookup failed")
         raise AuthUnavailableError("API keys cannot be checked right now; retry shortly.") from exc
     return Caller(tenant=record.tenant, key_id=record.key_id,
                   limits=record.effective_limits(defaults), models=record.models,
-                  tenant_limits=shared, scope=record.scope)
+                  tenant_limits=shared, scope=record.scope,
+                  guardrail=record.guardrail or tenant_guardrail)
 
 
 # API Gateway passes the authorizer's context to the route as strings.
@@ -67,7 +71,8 @@ def authenticate(header: str | None, store: KeyStore, now: float, defaults: Limi
 def caller_to_context(caller: Caller) -> dict[str, str]:
     # Model ids hold no comma; "" is a key without a list (every model of the stage).
     context = {"tenant": caller.tenant, "key_id": caller.key_id, "scope": caller.scope,
-               "models": ",".join(caller.models) if caller.models is not None else ""}
+               "models": ",".join(caller.models) if caller.models is not None else "",
+               "guardrail": "" if caller.guardrail is None else str(caller.guardrail)}
     for name in LIMIT_NAMES:
         value = getattr(caller.limits, name)
         context[name] = "" if value is None else str(value)
@@ -84,7 +89,9 @@ def caller_from_context(context: Mapping[str, Any]) -> Caller:
     models = str(context.get("models") or "")
     return Caller(tenant=str(context["tenant"]), key_id=str(context["key_id"]),
                   limits=limits(""), models=tuple(models.split(",")) if models else None,
-                  tenant_limits=limits("tenant_"), scope=str(context.get("scope") or "model"))
+                  tenant_limits=limits("tenant_"), scope=str(context.get("scope") or "model"),
+                  guardrail=parse_guardrail(context["guardrail"]) if context.get("guardrail")
+                  else None)
 
 
 def for_models(caller: Caller) -> Caller:

@@ -11,6 +11,12 @@ A tenant (team) may have limits of its own, shared by all its keys: they are
 stored in the same table under ``tenant#<name>`` (no key's hash looks like
 that: hashes are hex), so the authorizer reads them with one more GetItem. A
 tenant's absent limit is unlimited (stage defaults are per key).
+
+A key or a tenant may name a Bedrock guardrail (``guardrail``, ``id:version``);
+the key's wins, then the tenant's, then the stage's default
+(``chalicelib.tenancy.access``). Which guardrails a stage may use is the
+stage's business (``GUARDRAILS``): the admin API checks that, the store only
+the shape.
 """
 from __future__ import annotations
 
@@ -22,7 +28,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from chalicelib.chat import Guardrail
 from chalicelib.dynamo import decode_item, encode, encode_item
+from chalicelib.models.guardrails import parse_guardrail
 from chalicelib.models.registry import REGISTRY
 
 KEY_PREFIX = "llm_"
@@ -35,6 +43,7 @@ TOKEN_LIMITS = ("requests_per_minute", "tokens_per_minute", "tokens_per_day")
 USD_LIMITS = ("usd_per_day", "usd_per_month")
 LIMIT_NAMES = TOKEN_LIMITS + USD_LIMITS
 MICROS = Decimal(1_000_000)
+KEEP: Any = object()  # an argument left as stored
 
 
 class KeyAdminError(Exception):
@@ -65,6 +74,7 @@ class KeyRecord:
     models: tuple[str, ...] | None = None  # the models it may use; None: all the stage's
     scope: str = "model"  # "model": the model routes | "admin": /admin only (keys.py makes them)
     superseded: bool = False  # rotated away: works until ``expires_at``, no longer listed
+    guardrail: Guardrail | None = None  # the key's own; None: its tenant's or the stage's
 
     def effective_limits(self, defaults: Limits) -> Limits:
         return _limits({name: self.limits[name] if name in self.limits else getattr(defaults, name)
@@ -105,7 +115,22 @@ def _record(item: Mapping[str, Any]) -> KeyRecord:
                      created_at=int(data["created_at"]), expires_at=data.get("expires_at"),
                      limits=data.get("limits") or {},
                      models=tuple(data["models"]) if data.get("models") else None,
-                     scope=data.get("scope", "model"), superseded=bool(data.get("superseded")))
+                     scope=data.get("scope", "model"), superseded=bool(data.get("superseded")),
+                     guardrail=_stored_guardrail(data))
+
+
+def _stored_guardrail(data: Mapping[str, Any]) -> Guardrail | None:
+    return parse_guardrail(data["guardrail"]) if data.get("guardrail") else None
+
+
+def check_guardrail(value: Any) -> Guardrail | None:
+    """A key's or tenant's guardrail: None, or ``id:version``."""
+    if value is None:
+        return None
+    try:
+        return parse_guardrail(value)
+    except ValueError as exc:
+        raise KeyAdminError(f"guardrail: {exc}, or None for none of its own") from None
 
 
 def check_models(models: Any) -> tuple[str, ...] | None:
@@ -168,7 +193,8 @@ class KeyStore:
 
     def create(self, tenant: str, *, now: int, limits: Mapping[str, int | None] | None = None,
                expires_at: int | None = None, secret: str | None = None,
-               models: Any = None, scope: str = "model") -> tuple[str, KeyRecord]:
+               models: Any = None, scope: str = "model",
+               guardrail: Any = None) -> tuple[str, KeyRecord]:
         """Store a new key; returns the secret (never stored) and the record."""
         if TENANT_PATTERN.fullmatch(tenant) is None:
             raise KeyAdminError("tenant must be 1-64 letters, digits, '.', '_' or '-'")
@@ -182,7 +208,7 @@ class KeyStore:
         record = KeyRecord(key_id="key_" + secrets.token_hex(8), tenant=tenant, enabled=True,
                            created_at=now, expires_at=expires_at,
                            limits=check_limits(limits or {}), models=check_models(models),
-                           scope=scope)
+                           scope=scope, guardrail=check_guardrail(guardrail))
         item = {"key_hash": hash_secret(secret), "key_id": record.key_id, "tenant": tenant,
                 "enabled": True, "created_at": now, "limits": dict(record.limits),
                 "scope": scope}
@@ -190,6 +216,8 @@ class KeyStore:
             item["expires_at"] = expires_at
         if record.models is not None:
             item["models"] = list(record.models)
+        if record.guardrail is not None:
+            item["guardrail"] = str(record.guardrail)
         self._client.put_item(TableName=self._table, Item=encode_item(item),
                               ConditionExpression="attribute_not_exists(key_hash)")
         return secret, record
@@ -209,26 +237,36 @@ class KeyStore:
 
     def tenant_limits(self, tenant: str) -> Limits:
         """A tenant's own limits (unlimited where unset). One GetItem."""
-        return _limits(self._tenant_stored(tenant))
+        return self.tenant_policy(tenant)[0]
+
+    def tenant_policy(self, tenant: str) -> tuple[Limits, Guardrail | None]:
+        """A tenant's own limits and guardrail. One GetItem."""
+        stored = self._tenant_stored(tenant)
+        return _limits(stored.get("limits") or {}), _stored_guardrail(stored)
 
     def _tenant_stored(self, tenant: str) -> dict[str, Any]:
-        """A tenant's limits as stored (absent: none set)."""
+        """A tenant's item as stored (absent: {}, nothing set)."""
         if TENANT_PATTERN.fullmatch(tenant) is None:
             raise KeyAdminError("tenant must be 1-64 letters, digits, '.', '_' or '-'")
         item = self._client.get_item(TableName=self._table,
                                      Key={"key_hash": {"S": tenant_item(tenant)}}).get("Item")
-        return (decode_item(item).get("limits") or {}) if item else {}
+        return decode_item(item) if item else {}
 
     def set_tenant_limits(self, tenant: str, changes: Mapping[str, Any],
-                          reset: tuple[str, ...] = ()) -> Limits:
-        """Set a tenant's limits (None or a name in ``reset``: unlimited)."""
+                          reset: tuple[str, ...] = (), guardrail: Any = KEEP) -> Limits:
+        """Set a tenant's limits (None or a name in ``reset``: unlimited), and
+        its guardrail unless ``KEEP`` (None: none of its own)."""
         changes = check_limits(changes)
         check_limits({name: 1 for name in reset})
         stored = self._tenant_stored(tenant)
-        limits = {k: v for k, v in {**stored, **changes}.items()
+        limits = {k: v for k, v in {**(stored.get("limits") or {}), **changes}.items()
                   if k not in reset and v is not None}
-        self._client.put_item(TableName=self._table, Item=encode_item(
-            {"key_hash": tenant_item(tenant), "tenant": tenant, "limits": limits}))
+        item: dict[str, Any] = {"key_hash": tenant_item(tenant), "tenant": tenant,
+                                "limits": limits}
+        chosen = _stored_guardrail(stored) if guardrail is KEEP else check_guardrail(guardrail)
+        if chosen is not None:
+            item["guardrail"] = str(chosen)
+        self._client.put_item(TableName=self._table, Item=encode_item(item))
         return _limits(limits)
 
     def list(self) -> list[KeyRecord]:
@@ -302,6 +340,18 @@ class KeyStore:
             self._client.update_item(TableName=self._table, Key=key,
                                      UpdateExpression="SET models = :models",
                                      ExpressionAttributeValues={":models": encode(list(checked))})
+
+    def set_guardrail(self, key_id: str, guardrail: Any) -> None:
+        """The key's own guardrail (None: its tenant's or the stage's again)."""
+        checked = check_guardrail(guardrail)
+        key = {"key_hash": {"S": self._hash_of(key_id)}}
+        if checked is None:
+            self._client.update_item(TableName=self._table, Key=key,
+                                     UpdateExpression="REMOVE guardrail")
+        else:
+            self._client.update_item(TableName=self._table, Key=key,
+                                     UpdateExpression="SET guardrail = :g",
+                                     ExpressionAttributeValues={":g": encode(str(checked))})
 
     def _get(self, key_hash: str) -> KeyRecord:
         item = self._client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}})["Item"]

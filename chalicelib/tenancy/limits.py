@@ -32,6 +32,10 @@ TransactWriteItems over both items (all conditions hold or nothing is
 written) and so is the settle, still two round trips. Every settle adds
 ``usd`` to the day item, so a day budget set mid-day counts the whole day; a
 month item that does not exist yet starts from the month's day items.
+
+Beside ``usd`` (reserved and settled), a budget's items count ``spent``: the
+settled micro-dollars alone, from which ``alerts.BudgetAlerts`` sends one
+notification per window at 80% and at 100% of a budget.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.tenancy.alerts import BudgetAlerts, Watch
 from chalicelib.tenancy.auth import Caller
 from chalicelib.chat import ChatRequest, LimitStatus
 from chalicelib.errors import (InvalidRequestError, LimiterUnavailableError,
@@ -132,6 +137,8 @@ class Reservation:
     # The other items that hold this reservation: (pk, "day" | "month", stale
     # minute counters of a day item), for the tenant's limits and month budgets.
     others: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    # The dollar budgets it counts against, for their alerts (alerts.py).
+    watches: tuple[Watch, ...] = ()
 
 
 def day_pk(key_id: str, day: int) -> str:
@@ -203,11 +210,12 @@ def _need(size: Size) -> Need:
 
 class Limiter:
     def __init__(self, client: Any, table: str, clock: Callable[[], float],
-                 prices: Prices = DEFAULT_PRICES) -> None:
+                 prices: Prices = DEFAULT_PRICES, alerts: BudgetAlerts | None = None) -> None:
         self._client = client
         self._table = table
         self._clock = clock
         self._prices = prices
+        self._alerts = alerts
 
     def admit(self, caller: Caller, size: Size) -> Reservation:
         """Reserve ``size`` (tokens, or a ``Need``, which a dollar budget
@@ -234,12 +242,12 @@ class Limiter:
         cost = self._worst_cost(need, caller)
         month, month_reset = utc_month(now)
         buckets = _buckets(caller, day, month)
-        found = self._reserve(buckets, minute, tokens, cost, now)
+        found = self._reserve(buckets, minute, tokens, cost, now, month)
         for _ in buckets:  # a month item that did not exist: start it, then once more
             if not isinstance(found, Bucket):
                 break
             self._start_month(found, month, day)
-            found = self._reserve(buckets, minute, tokens, cost, now)
+            found = self._reserve(buckets, minute, tokens, cost, now, month)
         if isinstance(found, Bucket):
             raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.")
         minute_reset = max(1, math.ceil((minute + 1) * MINUTE - now))
@@ -271,8 +279,10 @@ class Limiter:
         # The key's day item is the reservation's own; the others hold it too.
         others = tuple((b.pk, b.kind, _stale(new, minute) if b.kind == "day" else ())
                        for b, new in zip(buckets[1:], found[1:]))
+        watches = tuple(w for b, new in zip(buckets, found)
+                        for w in _watches(b, day, month, _count(new, "usd")))
         return Reservation(key, pk, minute, tokens, True, tuple(status), _stale(found[0], minute),
-                           micros=cost, others=others)
+                           micros=cost, others=others, watches=watches)
 
     def _worst_cost(self, need: Need, caller: Caller) -> int:
         """The micro-dollars to reserve: 0 without a dollar budget (the key's
@@ -343,7 +353,7 @@ class Limiter:
         return update
 
     def _reserve(self, buckets: tuple[Bucket, ...], minute: int, tokens: int, cost: int,
-                 now: float) -> list[dict[str, Any]] | Bucket:
+                 now: float, month: str) -> list[dict[str, Any]] | Bucket:
         """Each bucket's item after the reservation, in one conditional write;
         or the month bucket whose item does not exist yet."""
         updates = [self._bucket_update(b, minute, tokens, cost, now) for b in buckets]
@@ -360,7 +370,8 @@ class Limiter:
         except ClientError as exc:
             code = _code(exc)
             if code == "ConditionalCheckFailedException":
-                raise self._tripped(buckets[0], exc.response.get("Item"), tokens, now) from None
+                raise self._refused(buckets[0], exc.response.get("Item"), tokens, now,
+                                    month) from None
             if code == "TransactionCanceledException":
                 reasons = list(exc.response.get("CancellationReasons") or [])
                 for bucket, reason in zip(buckets, reasons):
@@ -368,7 +379,7 @@ class Limiter:
                         continue
                     if bucket.kind == "month" and "Item" not in reason:
                         return bucket
-                    raise self._tripped(bucket, reason.get("Item"), tokens, now) from None
+                    raise self._refused(bucket, reason.get("Item"), tokens, now, month) from None
             log.error("limiter unavailable: %s", exc)
             raise LimiterUnavailableError("Rate limits cannot be checked right now; retry shortly.") from exc
         except BotoCoreError as exc:
@@ -397,6 +408,17 @@ class Limiter:
                 log.error("could not start the month of %s: %s", owner, exc)
         except BotoCoreError as exc:
             log.error("could not start the month of %s: %s", owner, exc)
+
+    def _refused(self, bucket: Bucket, old: dict[str, Any] | None, tokens: int, now: float,
+                 month: str) -> RateLimitExceededError:
+        """``_tripped``'s error; a spent budget's 100% alert goes out (once)."""
+        error = self._tripped(bucket, old, tokens, now)
+        if error.code == "budget_exceeded" and self._alerts is not None:
+            window = "usd_per_month" if bucket.kind == "month" else "usd_per_day"
+            for watch in _watches(bucket, int(now // DAY), month, _count(old, "usd")):
+                if watch.budget == window:
+                    self._alerts.refused(watch, old)
+        return error
 
     def _tripped(self, bucket: Bucket, old: dict[str, Any] | None, tokens: int,
                  now: float) -> RateLimitExceededError:
@@ -429,10 +451,11 @@ class Limiter:
             if kind == "day":
                 writes.append(self._day_write(reservation, pk, requests=requests, tokens=tokens,
                                               cost=cost, usd=usd, remove=stale if prune else ()))
-            elif cost:
+            elif cost or usd:
                 writes.append({"TableName": self._table, "Key": {"pk": {"S": pk}},
-                               "UpdateExpression": "ADD usd :u",
-                               "ExpressionAttributeValues": {":u": _n(cost)}})
+                               "UpdateExpression": "ADD usd :u, spent :s",
+                               "ExpressionAttributeValues": {":u": _n(cost),
+                                                             ":s": _n(micros(usd))}})
         return writes
 
     def _day_write(self, reservation: Reservation, pk: str, *, requests: int, tokens: int,
@@ -450,6 +473,8 @@ class Limiter:
             adds.append("cost_usd :c")
             # Plain digits: str(Decimal) may write "2E-7", which moto cannot read.
             values[":c"] = {"N": format(usd, "f")}
+            adds.append("spent :s")  # settled micro-dollars: the budget alerts' measure
+            values[":s"] = _n(micros(usd))
         if cost:
             adds.append("usd :u")
             values[":u"] = _n(cost)
@@ -506,6 +531,12 @@ class Limiter:
                              usd=cost)
         except (ClientError, BotoCoreError):
             log.error("could not settle usage of %s on %s", reservation.key_id, reservation.day_pk)
+            return
+        self._watch(reservation)
+
+    def _watch(self, reservation: Reservation) -> None:
+        if self._alerts is not None and reservation.watches:
+            self._alerts.settled(reservation.watches)
 
     def charge(self, reservation: Reservation, tokens: int, cost: Decimal | None = None) -> None:
         """Add tokens a failed attempt generated, leaving the reservation held
@@ -514,6 +545,8 @@ class Limiter:
             self._update(reservation, requests=0, tokens=tokens, cost=micros(cost), usd=cost)
         except (ClientError, BotoCoreError):
             log.error("could not charge %s tokens to %s", tokens, reservation.key_id)
+            return
+        self._watch(reservation)
 
     def release(self, reservation: Reservation) -> None:
         """Give back the tokens (and dollars) of a request that failed; it
@@ -581,6 +614,19 @@ def _buckets(caller: Caller, day: int, month: str) -> tuple[Bucket, ...]:
     if caller.limits.usd_per_month is not None:
         buckets.append(Bucket(month_pk(caller.key_id, month), "month", caller.limits, "key"))
     return tuple(buckets)
+
+
+def _watches(bucket: Bucket, day: int, month: str, seen: int) -> tuple[Watch, ...]:
+    """The dollar budgets of ``bucket``'s item, for their alerts."""
+    owner = bucket.pk.rsplit("#", 2)[0].removeprefix("tenant:")
+    if bucket.kind == "month":
+        amount, name, window = bucket.limits.usd_per_month, "usd_per_month", month
+    else:
+        amount, name = bucket.limits.usd_per_day, "usd_per_day"
+        window = datetime.fromtimestamp(day * DAY, timezone.utc).strftime("%Y-%m-%d")
+    if amount is None:
+        return ()
+    return (Watch(bucket.pk, bucket.whose, owner, name, window, int(amount * MICROS), seen),)
 
 
 def _whose(whose: str) -> tuple[str, str]:

@@ -81,7 +81,8 @@ def parse_completions_request(payload: Mapping[str, Any],
     prompt = _prompt(payload["prompt"])
     limit = get_model(model).max_output_tokens
     request = ChatRequest(
-        messages=check_conversation([Message("user", prompt)], settings), model=model,
+        messages=check_conversation([Message("user", prompt)], settings),
+        guardrail=settings.guardrail, model=model,
         max_tokens=int_field(payload, "max_tokens", 1, limit, DEFAULT_MAX_TOKENS),
         temperature=number_field(payload, "temperature", 0, 2, 1.0) * TEMPERATURE_SCALE,
         top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),

@@ -537,7 +537,8 @@ def parse_messages_request(payload: Mapping[str, Any], settings: Settings, *,
     if stop is not None and not isinstance(stop, list):
         raise _invalid("'stop_sequences' must be a list of strings.", "stop_sequences")
     request = ChatRequest(
-        messages=check_conversation(messages, settings), model=model, max_tokens=max_tokens,
+        messages=check_conversation(messages, settings),
+        guardrail=settings.guardrail, model=model, max_tokens=max_tokens,
         temperature=number_field(payload, "temperature", 0, 1, DEFAULT_TEMPERATURE),
         top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
         stop=stop_field(stop, "stop_sequences"), tools=tools, tool_choice=choice,

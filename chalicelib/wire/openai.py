@@ -247,7 +247,8 @@ def parse_openai_request(payload: Mapping[str, Any],
         raise InvalidRequestError("'parallel_tool_calls' must be true or false.",
                                   param="parallel_tool_calls")
     request = ChatRequest(
-        messages=check_conversation(messages, settings), model=model, max_tokens=max_tokens,
+        messages=check_conversation(messages, settings),
+        guardrail=settings.guardrail, model=model, max_tokens=max_tokens,
         temperature=temperature, top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
         stop=stop_field(payload.get("stop")), tools=tools,
         tool_choice=tool_choice,

@@ -6,7 +6,8 @@ part (``annotations: []``) when the model wrote text, then a
 ``arguments``) for each call, or a ``custom_tool_call`` (``input`` text) for
 a call of a custom tool. An answer cut by ``max_output_tokens`` (or the
 deadline) is ``incomplete`` with ``incomplete_details.reason``
-``max_output_tokens``. ``usage`` names OpenAI's counters (cached tokens: a
+``max_output_tokens``; one a guardrail intervened in, ``incomplete`` with
+``content_filter`` (OpenAI's reason for its own filter). ``usage`` names OpenAI's counters (cached tokens: a
 response-cache hit, which costs nothing; reasoning tokens: always 0) plus our
 ``cost_usd``. Item ids come from ``ItemIds`` so that a stream's events and its
 final response name the same items.
@@ -61,8 +62,17 @@ def call_item(item_id: str, call: ToolCall, custom: bool, status: str) -> dict[s
             "arguments": call.arguments, "status": status}
 
 
+INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
 def status_of(completion: Completion) -> str:
-    return "incomplete" if completion.stop_reason == "length" else "completed"
+    return "incomplete" if completion.stop_reason in INCOMPLETE else "completed"
+
+
+def incomplete_details(completion: Completion | None) -> dict[str, str] | None:
+    """Why an answer is incomplete (None: it is not, or there is none yet)."""
+    reason = None if completion is None else INCOMPLETE.get(completion.stop_reason)
+    return None if reason is None else {"reason": reason}
 
 
 def output_items(completion: Completion, custom: frozenset[str], ids: ItemIds) -> list[dict[str, Any]]:
@@ -96,7 +106,8 @@ def response_object(call: ParsedCall, response_id: str, created_at: int, status:
         "id": response_id, "object": "response", "created_at": created_at, "status": status,
         "background": echo["background"],
         "error": dict(error) if error is not None else None,
-        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "incomplete_details": ({"reason": "max_output_tokens"} if status == "incomplete"
+                               else None),
         "instructions": echo["instructions"], "max_output_tokens": echo["max_output_tokens"],
         "max_tool_calls": echo["max_tool_calls"], "model": call.model, "output": output or [],
         "parallel_tool_calls": echo["parallel_tool_calls"],
@@ -115,8 +126,7 @@ def answered(response: Mapping[str, Any], completion: Completion, custom: frozen
     """``response`` (queued or in progress) with its answer."""
     status = status_of(completion)
     return {**response, "status": status,
-            "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete"
-            else None,
+            "incomplete_details": incomplete_details(completion),
             "output": output_items(completion, custom, ids or ItemIds()),
             "usage": usage_field(completion)}
 

@@ -502,7 +502,8 @@ def chat_request(call: ParsedCall, items: tuple[Mapping[str, Any], ...],
         raise _invalid("'input' must hold at least one message or tool output.", "input")
     messages = _merge_leading_system(messages)
     request = ChatRequest(
-        messages=check_conversation(messages, settings), model=call.model,
+        messages=check_conversation(messages, settings),
+        guardrail=settings.guardrail, model=call.model,
         max_tokens=call.max_tokens, temperature=call.temperature, top_p=call.top_p,
         tools=call.tools, tool_choice=call.tool_choice,
         parallel_tool_calls=call.parallel_tool_calls, response_format=call.text_format)

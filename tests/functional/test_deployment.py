@@ -88,6 +88,9 @@ def test_each_role_grants_only_what_its_function_calls(packaged: dict[str, Path]
                     assert arn.rsplit("/", 1)[-1].rsplit(":", 1)[-1] in own, arn
                 elif service == "logs":
                     assert f"/aws/lambda/llm-endpoint-{stage}" in arn
+                elif service == "sns":  # budget alerts, to the stack's own topic
+                    assert arn.endswith(f":{env['BUDGET_ALERTS_TOPIC']}"), arn
+                    assert actions == ["sns:Publish"], statement
                 else:
                     raise AssertionError(f"unexpected service {service}")
     assert actions_by_role["ApiKeyAuthRole"] == {"dynamodb:GetItem", "logs:CreateLogGroup",

@@ -237,3 +237,21 @@ def test_usage_per_tenant_and_day(key_store: KeyStore, dynamodb: Any) -> None:
     day = time.strftime("%Y-%m-%d", time.gmtime(now))
     out = run(key_store, "usage", "--day", day)
     assert f"{day}  tenant={tenant}  requests=2  tokens=240  cost_usd=0.000053" in out
+
+
+def test_guardrails_of_the_stages_list(key_store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARDRAILS", "gr1abc:1,gr2def:DRAFT")
+    out = run(key_store, "create", "--tenant", "acme-g", "--guardrail", "gr1abc:1")
+    key_id = re.search(r"key id: (\S+)", out).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"key:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    assert "guardrail=gr1abc:1" in out
+    assert str(key_store.lookup(secret).guardrail) == "gr1abc:1"  # type: ignore[union-attr]
+    run(key_store, "set-guardrail", key_id, "--guardrail", "none")
+    assert key_store.lookup(secret).guardrail is None  # type: ignore[union-attr]
+    out = run(key_store, "set-tenant-guardrail", "acme-g", "--guardrail", "gr2def:DRAFT")
+    assert "guardrail=gr2def:DRAFT" in run(key_store, "tenant", "acme-g")
+    assert str(key_store.tenant_policy("acme-g")[1]) == "gr2def:DRAFT"
+    with pytest.raises(cli.CliError, match="not one of stage dev's GUARDRAILS"):
+        run(key_store, "set-guardrail", key_id, "--guardrail", "zzz9:1")
+    with pytest.raises(SystemExit):
+        run(key_store, "set-guardrail", key_id, "--guardrail", "GR1:1")

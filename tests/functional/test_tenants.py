@@ -157,7 +157,7 @@ def test_the_cli_sets_and_shows_a_tenants_limits(key_store: KeyStore) -> None:
     assert "usd-month=5" in run("set-tenant-limits", "cli-team", "--usd-month", "5", "--rpm", "9")
     shown = run("tenant", "cli-team")
     assert shown.strip() == ("tenant cli-team: rpm=9 tpm=none tpd=none usd-day=none "
-                             "usd-month=5")
+                             "usd-month=5  guardrail=-")
 
 
 def test_a_tenant_budget_through_the_app(make_api: ApiFactory, key_store: KeyStore,

@@ -97,7 +97,8 @@ class FakeGateway:
         self.generations = list(generations)
         self.prompts: list[str] = []
 
-    def invoke_stream(self, model_id: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def invoke_stream(self, model_id: str, body: dict[str, Any],
+                      guardrail: Any = None) -> Iterator[dict[str, Any]]:
         """Every call reads Bedrock's stream (completion.py): one chunk, the last."""
         self.prompts.append(body["prompt"])
         yield {"generation": self.generations.pop(0), "prompt_token_count": 10,

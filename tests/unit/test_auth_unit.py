@@ -38,8 +38,8 @@ class FakeStore:
         self.looked_up.append(secret)
         return self.record
 
-    def tenant_limits(self, tenant: str) -> Limits:
-        return self.shared
+    def tenant_policy(self, tenant: str) -> tuple[Limits, Any]:
+        return self.shared, None
 
     shared = Limits()
 

@@ -122,7 +122,7 @@ def test_the_apps_session_reads_only_its_own_data() -> None:
     loader = aws.session().get_component("data_loader")
     assert loader.search_paths == [str(aws.DATA_DIR)]
     assert set(loader.list_available_services("service-2")) == {
-        "bedrock-runtime", "dynamodb", "sqs", "sts", "sso", "sso-oidc", "signin"}
+        "bedrock-runtime", "dynamodb", "sns", "sqs", "sts", "sso", "sso-oidc", "signin"}
     # A service nobody shipped fails at once, by name, not with a wrong model.
     with pytest.raises(botocore.exceptions.UnknownServiceError):
         aws.session().create_client("s3", region_name="us-east-1")

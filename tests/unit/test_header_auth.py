@@ -29,8 +29,8 @@ class FakeStore:
             return None
         return KeyRecord("key-1", "acme", self.enabled, 0, None, {})
 
-    def tenant_limits(self, tenant: str) -> Limits:
-        return Limits()
+    def tenant_policy(self, tenant: str) -> tuple[Limits, None]:
+        return Limits(), None
 
 
 @pytest.mark.parametrize("headers, key", [

@@ -144,7 +144,8 @@ class ScriptedGateway:
         self.pieces = pieces
         self.read = 0
 
-    def invoke_stream(self, model_id: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def invoke_stream(self, model_id: str, body: dict[str, Any],
+                      guardrail: Any = None) -> Iterator[dict[str, Any]]:
         for index, piece in enumerate(self.pieces):
             self.read += 1
             last = index == len(self.pieces) - 1
