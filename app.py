@@ -387,7 +387,7 @@ def open_stream(request: ChatRequest, caller: Caller) -> LiveStream:
     are HTTP errors); the reservation is settled when the stream ends."""
     runtime = get_runtime()
     return LiveStream.open(runtime.limiter, caller, lambda: need_of(request),
-                           lambda: runtime.service.stream(request))
+                           lambda: runtime.service.stream(request), request.model)
 
 
 def buffered(live: LiveStream, body: Iterator[str], anthropic: bool = False) -> Response:
@@ -454,7 +454,7 @@ def openai_answer(route: str) -> Response:
                                             options.include_usage))
     completion, reservation = runtime.limiter.run(
         caller, lambda: need_of(request),
-        lambda: runtime.service.complete(request, caller.tenant), billable)
+        lambda: runtime.service.complete(request, caller.tenant), billable, request.model)
     return json_response(render(completion, completion_id, created),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
 
@@ -513,7 +513,7 @@ def create_message() -> Response:
             live.events(), msg_id, request.model, current_request_id()), anthropic=True)
     completion, reservation = runtime.limiter.run(
         caller, need_of(request),
-        lambda: runtime.service.complete(request, caller.tenant), billable)
+        lambda: runtime.service.complete(request, caller.tenant), billable, request.model)
     return json_response(messages_wire.render_message(completion, msg_id),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
 
@@ -548,7 +548,7 @@ def create_response() -> Response:
         return buffered(live, responses_api.streamed(runtime, caller, prepared, live.events()))
     completion, reservation = runtime.limiter.run(
         caller, need_of(request),
-        lambda: runtime.service.complete(request, caller.tenant), billable)
+        lambda: runtime.service.complete(request, caller.tenant), billable, request.model)
     return json_response(responses_api.answered(runtime, caller, prepared, completion),
                          {**limit_headers(reservation.status), **cache_header(request, completion)})
 
@@ -585,7 +585,8 @@ def create_embeddings() -> Response:
                                        settings_for(runtime.settings, caller).allowed_models)
     result, reservation = runtime.limiter.run(
         caller, Need(request.model, embeddings.reservation_size(request), 0),
-        lambda: runtime.embeddings.embed(request, caller.tenant), embeddings.billable)
+        lambda: runtime.embeddings.embed(request, caller.tenant), embeddings.billable,
+        request.model)
     # The service says whether this answer could be cached (it must fit an item).
     cached = callstats.current().cache
     cache = {"x-cache": cached} if cached else {}

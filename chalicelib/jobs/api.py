@@ -64,7 +64,7 @@ def submit(runtime: Runtime, caller: Caller, request: ChatRequest) -> Job:
     travels with the job and is settled (or released) by the worker."""
     check_size(request, runtime.settings.jobs_max_request_bytes)
     return enqueue(runtime, caller, request,
-                   runtime.limiter.admit(caller, lambda: need_of(request)))
+                   runtime.limiter.admit(caller, lambda: need_of(request), request.model))
 
 
 def enqueue(runtime: Runtime, caller: Caller, request: ChatRequest,
@@ -105,7 +105,7 @@ def answer_or_defer(runtime: Runtime, caller: Caller, request: ChatRequest,
     """``/chat``: answer now; if Bedrock is overloaded and the client sent
     ``Prefer: respond-async``, queue the request as a job that keeps this
     request's reservation, so that it counts once against the key's limits."""
-    reservation = runtime.limiter.admit(caller, lambda: need_of(request))
+    reservation = runtime.limiter.admit(caller, lambda: need_of(request), request.model)
     try:
         completion = runtime.service.complete(request, caller.tenant)
     except UpstreamThrottledError as exc:

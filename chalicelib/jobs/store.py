@@ -80,7 +80,8 @@ def reservation_from_json(text: str | None) -> Reservation | None:
                        stale=tuple(data.get("stale", ())), micros=data.get("micros", 0),
                        others=tuple((pk, kind, tuple(stale))
                                     for pk, kind, stale in data.get("others", ())),
-                       watches=tuple(watch_from_json(w) for w in data.get("watches", ())))
+                       watches=tuple(watch_from_json(w) for w in data.get("watches", ())),
+                       model=data.get("model", ""))
 
 
 def reservation_to_json(reservation: Reservation | None) -> str:

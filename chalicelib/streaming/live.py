@@ -43,8 +43,8 @@ class LiveStream:
 
     @classmethod
     def open(cls, limiter: Limiter, caller: Caller, tokens: Size,
-             start: Callable[[], Iterator[StreamEvent]]) -> LiveStream:
-        reservation = limiter.admit(caller, tokens)
+             start: Callable[[], Iterator[StreamEvent]], model: str = "") -> LiveStream:
+        reservation = limiter.admit(caller, tokens, model)
         try:
             events = start()
             first = next(events)

@@ -139,6 +139,7 @@ class Reservation:
     others: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     # The dollar budgets it counts against, for their alerts (alerts.py).
     watches: tuple[Watch, ...] = ()
+    model: str = ""  # the model asked for: its settled usage is counted per model too
 
 
 def day_pk(key_id: str, day: int) -> str:
@@ -217,18 +218,21 @@ class Limiter:
         self._prices = prices
         self._alerts = alerts
 
-    def admit(self, caller: Caller, size: Size) -> Reservation:
+    def admit(self, caller: Caller, size: Size, model: str = "") -> Reservation:
         """Reserve ``size`` (tokens, or a ``Need``, which a dollar budget
         prices) for one request under the key's limits and its tenant's, or
         raise the limit that trips. ``size`` may be a function (``lambda:
         need_of(r)``): it is called only when there are limits, so a key
-        without them never pays for counting (nothing is reserved for it)."""
+        without them never pays for counting (nothing is reserved for it).
+        ``model`` names what the request asked for: the settle counts its
+        usage per model on the key's day item (``GET /admin/usage?group_by=model``)."""
         now = self._clock()
         minute, day = int(now // MINUTE), int(now // DAY)
         key = caller.key_id
         pk = day_pk(key, day)
         if caller.limits.unlimited and caller.tenant_limits.unlimited:
-            return Reservation(key, pk, minute, size if isinstance(size, int) else 0, False, ())
+            return Reservation(key, pk, minute, size if isinstance(size, int) else 0, False, (),
+                               model=model)
         need = _need(size)
         tokens = need.tokens
         for whose, limits in (("key", caller.limits), ("tenant", caller.tenant_limits)):
@@ -282,7 +286,7 @@ class Limiter:
         watches = tuple(w for b, new in zip(buckets, found)
                         for w in _watches(b, day, month, _count(new, "usd")))
         return Reservation(key, pk, minute, tokens, True, tuple(status), _stale(found[0], minute),
-                           micros=cost, others=others, watches=watches)
+                           micros=cost, others=others, watches=watches, model=model)
 
     def _worst_cost(self, need: Need, caller: Caller) -> int:
         """The micro-dollars to reserve: 0 without a dollar budget (the key's
@@ -442,11 +446,14 @@ class Limiter:
 
     def _writes(self, reservation: Reservation, *, requests: int, tokens: int,
                 cost: int = 0, usd: Decimal | None = None, remove: tuple[str, ...] = (),
-                prune: bool = False) -> list[dict[str, Any]]:
+                prune: bool = False,
+                used: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """The updates that settle, charge or release: the key's day item's,
-        and those of the other items that hold the reservation."""
+        and those of the other items that hold the reservation. ``used``
+        (requests, tokens) is what the model's own counters on the key's day
+        item get, with ``usd``."""
         writes = [self._day_write(reservation, reservation.day_pk, requests=requests,
-                                  tokens=tokens, cost=cost, usd=usd, remove=remove)]
+                                  tokens=tokens, cost=cost, usd=usd, remove=remove, used=used)]
         for pk, kind, stale in reservation.others:
             if kind == "day":
                 writes.append(self._day_write(reservation, pk, requests=requests, tokens=tokens,
@@ -459,10 +466,21 @@ class Limiter:
         return writes
 
     def _day_write(self, reservation: Reservation, pk: str, *, requests: int, tokens: int,
-                   cost: int, usd: Decimal | None, remove: tuple[str, ...]) -> dict[str, Any]:
+                   cost: int, usd: Decimal | None, remove: tuple[str, ...],
+                   used: tuple[int, int] | None = None) -> dict[str, Any]:
         adds = ["tokens :t"]
         values: dict[str, Any] = {":t": _n(tokens)}
         names: dict[str, str] = {}
+        if used is not None and reservation.model:
+            # Per model, on the key's own day item: m#<model>#n|t|c (requests,
+            # tokens, dollars), what /admin/usage?group_by=model sums.
+            prefix = f"m#{reservation.model}#"
+            names.update({"#pn": prefix + "n", "#pt": prefix + "t"})
+            adds += ["#pn :pn", "#pt :pt"]
+            values.update({":pn": _n(used[0]), ":pt": _n(used[1])})
+            if usd:
+                names["#pc"] = prefix + "c"
+                adds.append("#pc :c")
         if requests:
             adds.append("requests :r")
             values[":r"] = _n(requests)
@@ -525,10 +543,10 @@ class Limiter:
             if reservation.held:
                 self._update(reservation, requests=0, tokens=used_tokens - reservation.tokens,
                              cost=micros(cost) - reservation.micros, usd=cost,
-                             remove=reservation.stale, prune=True)
+                             remove=reservation.stale, prune=True, used=(1, used_tokens))
             else:  # unlimited key: nothing reserved, usage still counted per day
                 self._update(reservation, requests=1, tokens=used_tokens, cost=micros(cost),
-                             usd=cost)
+                             usd=cost, used=(1, used_tokens))
         except (ClientError, BotoCoreError):
             log.error("could not settle usage of %s on %s", reservation.key_id, reservation.day_pk)
             return
@@ -542,7 +560,8 @@ class Limiter:
         """Add tokens a failed attempt generated, leaving the reservation held
         (a job that is retried keeps its reservation for the next attempt)."""
         try:
-            self._update(reservation, requests=0, tokens=tokens, cost=micros(cost), usd=cost)
+            self._update(reservation, requests=0, tokens=tokens, cost=micros(cost), usd=cost,
+                         used=(0, tokens))
         except (ClientError, BotoCoreError):
             log.error("could not charge %s tokens to %s", tokens, reservation.key_id)
             return
@@ -570,12 +589,13 @@ class Limiter:
             self.release(reservation)
 
     def run(self, caller: Caller, tokens: Size, call: Callable[[], T],
-            used: Callable[[T], tuple[int, Decimal | None]]) -> tuple[T, Reservation]:
+            used: Callable[[T], tuple[int, Decimal | None]],
+            model: str = "") -> tuple[T, Reservation]:
         """Admit, call, settle to ``used(result)`` (tokens, cost). A call that
         fails after Bedrock generated tokens (cut at its deadline, broken off,
         an unusable answer) is settled to those; any other failure releases
         the reservation."""
-        reservation = self.admit(caller, tokens)
+        reservation = self.admit(caller, tokens, model)
         try:
             result = call()
         except BaseException as exc:

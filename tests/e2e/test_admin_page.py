@@ -343,8 +343,13 @@ def test_spend_as_a_chart_a_table_and_a_csv(session: Session, admin_key: str) ->
     key_row = page.locator(f'#spend-table tbody tr[data-label="{made["key_id"]}"]')
     key_row.wait_for()
     assert key_row.locator("td").all_text_contents()[:3] == [made["key_id"], tenant, "2"]
-    # Per model is offered as not available, and never asked for.
-    assert page.locator('#spend-group option[value="model"]').is_disabled()
+    # Per model: the key's one model, with its two requests.
+    page.select_option("#spend-group", "model")
+    model_row = page.locator(f'#spend-table tbody tr[data-label="{MODEL}"]')
+    model_row.wait_for()
+    assert model_row.locator("td").all_text_contents()[0] == MODEL
+    assert int(model_row.locator("td").all_text_contents()[1]) >= 2
+    page.select_option("#spend-group", "key")
     # The CSV: fetched with the key, saved from a blob: URL (the CSP needs no change).
     with page.expect_download() as downloaded:
         page.click("#download-csv")

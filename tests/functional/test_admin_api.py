@@ -138,6 +138,31 @@ def test_spend_by_tenant_key_and_day_as_json_and_csv(acme: str, admin: Api,
     assert next(r for r in table if r["tenant"] == acme)["cost_usd"].startswith("0.0000")
 
 
+def test_spend_by_model_counts_what_each_model_was_billed(acme: str, admin: Api) -> None:
+    def by_model() -> dict[str, dict[str, Any]]:
+        return {r["model"]: r for r in call(admin, "GET", "/admin/usage?group_by=model")[1]["data"]}
+    before = by_model()
+    secret = call(admin, "POST", "/admin/keys", {"tenant": acme})[1]["key"]
+    spent: dict[str, list[Any]] = {MODEL: [0, 0, 0.0], CLAUDE: [0, 0, 0.0]}
+    for model in (MODEL, MODEL, CLAUDE):
+        status, answer = call(admin, "POST", "/v1/chat/completions", {**HELLO, "model": model},
+                              key=secret)
+        assert status == 200
+        spent[model][0] += 1
+        spent[model][1] += answer["usage"]["total_tokens"]
+        spent[model][2] += answer["usage"]["cost_usd"]
+    after = by_model()
+    for model, (requests, tokens, cost) in spent.items():
+        old = before.get(model, {"requests": 0, "tokens": 0, "cost_usd": 0.0})
+        assert after[model]["requests"] - old["requests"] == requests
+        assert after[model]["tokens"] - old["tokens"] == tokens
+        assert after[model]["cost_usd"] - old["cost_usd"] == pytest.approx(cost, abs=1e-8)
+    status, text = call(admin, "GET", "/admin/usage?group_by=model&format=csv")
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert list(table[0]) == ["model", "requests", "tokens", "cost_usd"]
+    assert {MODEL, CLAUDE} <= {r["model"] for r in table}
+
+
 @pytest.mark.parametrize("method,path,body", [
     ("POST", "/admin/keys", {"tenant": "bad name!"}),
     ("POST", "/admin/keys", {"tenant": "a", "limits": {"usd_per_day": 0}}),
@@ -150,7 +175,7 @@ def test_spend_by_tenant_key_and_day_as_json_and_csv(acme: str, admin: Api,
     ("POST", "/admin/keys/{id}/rotate", {"grace_seconds": -1}),
     ("POST", "/admin/keys/{id}/rotate", {"grace_seconds": 10**9}),
     ("PUT", "/admin/tenants/acme", {"limits": {"usd_per_month": "default"}}),
-    ("GET", "/admin/usage?group_by=model", None),
+    ("GET", "/admin/usage?group_by=colour", None),
     ("GET", "/admin/usage?from=2026-02-30", None),
     ("GET", "/admin/usage?from=2026-01-01&to=2026-03-01", None),
     ("GET", "/admin/usage?format=xml", None),

@@ -19,7 +19,7 @@
   ];
   const GRACE = [[0, "none: the old secret stops now"], [3600, "1 hour"], [86400, "1 day"],
     [604800, "7 days"]];
-  const GROUP_LABEL = { tenant: "tenant", key: "key", day: "UTC day" };
+  const GROUP_LABEL = { tenant: "tenant", key: "key", model: "model", day: "UTC day" };
   const METRIC_LABEL = { cost_usd: "US dollars", tokens: "tokens", requests: "requests" };
   const state = { keys: [], loaded: false, report: null };
 
@@ -521,7 +521,8 @@
   // --- spend --------------------------------------------------------------
 
   function labelOf(group, row) {
-    return group === "day" ? row.date : group === "key" ? row.key_id : row.tenant;
+    return group === "day" ? row.date : group === "key" ? row.key_id
+      : group === "model" ? row.model : row.tenant;
   }
 
   // Every day of the report, those without spend as zeros (the API lists only days with some).
@@ -625,7 +626,8 @@
     const report = state.report;
     if (!report) return;
     const group = report.group_by;
-    const labels = { tenant: ["Tenant"], key: ["Key id", "Tenant"], day: ["UTC day"] }[group];
+    const labels = { tenant: ["Tenant"], key: ["Key id", "Tenant"], model: ["Model"],
+      day: ["UTC day"] }[group];
     const header = node("tr");
     for (const title of labels.concat(["Requests", "Tokens", "US dollars"])) {
       const th = node("th", "", title);
