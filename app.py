@@ -244,10 +244,20 @@ def request_id_and_envelope(event: Request, get_response: Callable[[Request], Re
         if allow:
             response.headers["Allow"] = allow
     response.headers["x-request-id"] = request_id
+    if response.status_code < 400:
+        response.headers.update(served_headers(stats))
     if is_messages_route(event.path):
         response.headers["request-id"] = request_id  # where Anthropic's SDKs read it
     record(event, response, stats, started)
     return response
+
+
+def served_headers(stats: callstats.CallStats) -> dict[str, str]:
+    """What answered: the model (a fallback link's, or the one asked for)
+    and the Bedrock region it was called in; none when no model answered."""
+    if not stats.served_model:
+        return {}
+    return {"x-served-model": stats.served_model, "x-served-region": stats.served_region or ""}
 
 
 @app.authorizer(ttl_seconds=AUTH_CACHE_TTL_S)
@@ -813,7 +823,7 @@ def serve_stream(event: dict[str, Any], context: Any, payload: dict[str, Any]) -
                 finish(200, "client_disconnected" if live.abandoned else None)
 
     return StreamedResponse(200, {**SSE_HEADERS, **limit_headers(live.reservation.status),
-                                  "x-request-id": request_id,
+                                  **served_headers(stats), "x-request-id": request_id,
                                   **({"request-id": request_id} if anthropic else {})}, body())
 
 

@@ -59,7 +59,9 @@ def _to_json(completion: Completion) -> str:
                        "stop_sequence": completion.stop_sequence,
                        # Usage's four counts (entries written before 2026-12 hold two).
                        "usage": list(astuple(completion.usage)),
-                       "tool_calls": [[c.name, c.arguments] for c in completion.tool_calls]})
+                       "tool_calls": [[c.name, c.arguments] for c in completion.tool_calls],
+                       # What answered (a fallback link), so a hit says so too.
+                       "served": [completion.served_model, completion.served_region]})
 
 
 def _from_json(text: str) -> Completion:
@@ -69,7 +71,9 @@ def _from_json(text: str) -> Completion:
                   for name, arguments in data.get("tool_calls", []))
     return Completion(model=data["model"], text=data["text"], stop_reason=data["stop_reason"],
                       usage=Usage(*data["usage"]), tool_calls=calls, cached=True,
-                      stop_sequence=data.get("stop_sequence"))
+                      stop_sequence=data.get("stop_sequence"),
+                      served_model=data.get("served", [None, None])[0],
+                      served_region=data.get("served", [None, None])[1])
 
 
 def poll_delay_s(base_s: float, attempt: int) -> float:

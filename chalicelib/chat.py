@@ -98,6 +98,9 @@ class ChatRequest:
     # The caller's guardrail (its key's, its tenant's or the stage's), applied
     # by Bedrock to the prompt and the answer; part of the cache key too.
     guardrail: Guardrail | None = None
+    # Where to go when this model fails (throttled, 5xx, timeouts): the stage's
+    # fallback chain for it, links as "model" or "model@region" (resilience/).
+    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,13 @@ class Completion:
     cost_usd: Decimal | None = None  # None: no price configured for the model
     # The stop sequence that ended the answer (``stop_reason`` "stop"), when known.
     stop_sequence: str | None = None
+    # What answered, when a fallback link did rather than ``model`` (the model
+    # asked for, which clients see): its model id and Bedrock region.
+    served_model: str | None = None
+    served_region: str | None = None
+    # Tokens and dollars of failed attempts before the one that answered
+    # (billed with it: billable()).
+    spent_before: tuple[int, Decimal | None] = (0, None)
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,15 @@ from chalicelib.cache import ResponseCache, cacheable
 from chalicelib.chat import (ChatRequest, Completion, StreamEnd, StreamEvent, StreamedCompletion,
                              TextDelta, Usage)
 from chalicelib.errors import (ApiError, ContentFilteredError, DeadlineExceededError,
-                               UnusableAnswerError, UpstreamError)
-from chalicelib.models.registry import RawChunk, adapter_for, get_model
+                               InvalidRequestError, UnusableAnswerError, UpstreamError)
+from chalicelib.models.registry import RawChunk, adapter_for, check_capabilities, get_model
 from chalicelib.models.prompting import may_repair, offers_tools, render
 from chalicelib.models.tool_stream import completion_events, detect_calls
 from chalicelib.models.tool_parser import PYTHON_TAG, without_python_tag
 from chalicelib.models.pricing import DEFAULT_PRICES, Prices, cost_usd
+from chalicelib.resilience.cooldowns import Cooldowns
+from chalicelib.resilience.links import Link, chain
+from chalicelib.resilience.routing import Spent, first_answer, first_stream, ordered
 from chalicelib.tenancy.limits import prompt_estimate
 
 log = logging.getLogger(__name__)
@@ -56,9 +59,16 @@ T = TypeVar("T")
 def billable(answer: Completion | StreamedCompletion) -> tuple[int, Decimal | None]:
     """What an answer costs its key: (tokens, dollars). A cache hit costs nothing."""
     completion = answer.completion if isinstance(answer, StreamedCompletion) else answer
+    before_tokens, before_cost = completion.spent_before
     if completion.cached:
-        return 0, None
-    return completion.usage.total_tokens, completion.cost_usd
+        return before_tokens, before_cost
+    tokens = completion.usage.total_tokens + before_tokens
+    return tokens, add_costs(completion.cost_usd, before_cost)
+
+
+def add_costs(first: Decimal | None, second: Decimal | None) -> Decimal | None:
+    """Two costs, either of which may be unknown (None: no price)."""
+    return None if first is None and second is None else (first or Decimal(0)) + (second or 0)
 
 
 __all__ = ["ChatService", "billable"]
@@ -66,11 +76,18 @@ __all__ = ["ChatService", "billable"]
 
 class ChatService:
     def __init__(self, gateway: BedrockGateway, cache: ResponseCache | None = None,
-                 prices: Prices = DEFAULT_PRICES, call_deadline_s: float = 30.0) -> None:
+                 prices: Prices = DEFAULT_PRICES, call_deadline_s: float = 30.0, *,
+                 regional: Callable[[str], BedrockGateway] | None = None,
+                 cooldowns: Cooldowns | None = None) -> None:
         self._gateway = gateway
         self._cache = cache
         self._prices = prices
         self._call_deadline_s = call_deadline_s
+        # Fallback chains (resilience/): a gateway per other region, and the
+        # cooldowns every process shares.
+        self._regional = regional
+        self._cooldowns = cooldowns
+        self._regions: dict[str, ChatService] = {}
 
     @property
     def gateway(self) -> BedrockGateway:
@@ -92,18 +109,22 @@ class ChatService:
             left = deadline.current().remaining()
             own = left if math.isfinite(left) else self._call_deadline_s
             completion = self._cache.get_or_compute(
-                request, tenant, lambda: self._invoke(request), lease_s=own,
+                request, tenant, lambda: self._routed(request), lease_s=own,
                 wait_s=own if wait_s is None else min(wait_s, own))
         else:
-            completion = self._invoke(request)
+            completion = self._routed(request)
         return self._priced(request, completion, "hit" if completion.cached else
                             ("miss" if use_cache else None))
 
     def _priced(self, request: ChatRequest, completion: Completion, cache: str | None) -> Completion:
+        """``completion`` at the prices of the model that served it."""
         completion = dataclasses.replace(completion, cost_usd=cost_usd(
-            self._prices, completion.model, completion.usage, completion.cached))
+            self._prices, completion.served_model or completion.model, completion.usage,
+            completion.cached))
         stats = callstats.current()
         stats.model, stats.cache, stats.cost_usd = completion.model, cache, completion.cost_usd
+        stats.served_model = completion.served_model or completion.model
+        stats.served_region = completion.served_region or self.gateway.region
         stats.input_tokens = completion.usage.input_tokens
         stats.output_tokens = completion.usage.output_tokens
         stats.messages, stats.answer = request.messages, completion.text
@@ -122,6 +143,49 @@ class ChatService:
         except ApiError as error:
             raise self._charged(request, error, meter) from error.__cause__
         return "".join(pieces).lstrip(), meter.reason or "stop", meter.usage()
+
+    # --- fallback chains (resilience/): each link is this same path
+
+    def _via(self, link: Link) -> ChatService:
+        """The service that calls through ``link``'s region (this one for its own)."""
+        if link.region is None or self._regional is None:
+            return self
+        if link.region not in self._regions:
+            self._regions[link.region] = ChatService(self._regional(link.region), None,
+                                                     self._prices, self._call_deadline_s)
+        return self._regions[link.region]
+
+    def _links(self, request: ChatRequest) -> list[Link]:
+        """The chain's links that can take this request (a link whose model
+        lacks a feature it uses is left out), cooling ones last."""
+        links = tuple(k for k in chain(request.model, request.fallbacks)
+                      if k.model == request.model or _capable(_for_link(request, k)))
+        cooling = self._cooldowns.cooling(map(str, links)) if self._cooldowns else set()
+        return ordered(links, cooling)
+
+    def _failed(self, link: Link, error: ApiError) -> None:
+        log.warning("link %s failed (%s); trying the next", link, error.code)
+        callstats.current().fallbacks += 1
+        if self._cooldowns is not None:
+            self._cooldowns.failed(str(link), getattr(error, "retry_after", None))
+
+    def _as_served(self, request: ChatRequest, link: Link, completion: Completion,
+                   spent: Spent) -> Completion:
+        """``completion`` of ``link``, as the answer to ``request``: the model
+        asked for stays ``model``; what answered is ``served_*``."""
+        return dataclasses.replace(completion, model=request.model, served_model=link.model,
+                                   served_region=self._via(link).gateway.region,
+                                   spent_before=spent)
+
+    def _routed(self, request: ChatRequest) -> Completion:
+        """``_invoke`` through the request's fallback chain (none: its model)."""
+        if not request.fallbacks:
+            return self._invoke(request)
+        link, completion, spent = first_answer(
+            self._links(request), lambda k: self._via(k)._invoke(_for_link(request, k)),
+            self._failed)
+        assert isinstance(completion, Completion)
+        return self._as_served(request, link, completion, spent)
 
     def _invoke(self, request: ChatRequest) -> Completion:
         if get_model(request.model).api == "converse":
@@ -312,7 +376,27 @@ class ChatService:
         that must be read whole before any of it may be sent (a forced call,
         a JSON format: it may need a repair) is made as a plain call, under
         the same deadline, and sent as events once done."""
-        callstats.current().model = request.model  # failures count under it too
+        stats = callstats.current()
+        stats.model = request.model  # failures count under it too
+        if not request.fallbacks:
+            stats.served_model, stats.served_region = request.model, self.gateway.region
+            yield from self._link_events(request)
+            return
+
+        def opened(link: Link) -> None:
+            # Known before the response's headers go out (x-served-*).
+            stats.served_model, stats.served_region = link.model, self._via(link).gateway.region
+
+        def finish(link: Link, end: StreamEnd, spent: Spent) -> StreamEnd:
+            served = self._as_served(request, link, end.completion, spent)
+            stats.model, stats.served_model = served.model, served.served_model
+            stats.served_region = served.served_region
+            return StreamEnd(served)
+        yield from first_stream(self._links(request),
+                                lambda k: self._via(k)._link_events(_for_link(request, k)),
+                                self._failed, finish, opened)
+
+    def _link_events(self, request: ChatRequest) -> Iterator[StreamEvent]:
         events = self._events(request)
         yield from events if request.guardrail is None else self._guarded(request, events)
 
@@ -420,6 +504,19 @@ class ChatService:
         completion = Completion(model=request.model, text="".join(texts), stop_reason="length",
                                 usage=self._so_far(request, meter))
         yield StreamEnd(self._priced(request, completion, None))
+
+
+def _capable(request: ChatRequest) -> bool:
+    try:
+        check_capabilities(request)
+    except InvalidRequestError:
+        return False
+    return True
+
+
+def _for_link(request: ChatRequest, link: Link) -> ChatRequest:
+    """``request`` as one link makes it: that link's model, no chain of its own."""
+    return dataclasses.replace(request, model=link.model, fallbacks=())
 
 
 def _calls_stream_live(request: ChatRequest) -> bool:

@@ -15,9 +15,11 @@ from decimal import Decimal, InvalidOperation
 
 from chalicelib.chat import Guardrail
 from chalicelib.models.guardrails import parse_guardrail
+from chalicelib.resilience.links import parse_link
 from chalicelib.tenancy.keys import KeyAdminError, Limits, usd_amount
 from chalicelib.models.registry import REGISTRY
 from chalicelib.models.pricing import DEFAULT_PRICES
+from chalicelib.models.catalog import PROFILE_REGIONS
 
 DEFAULT_MODEL = "DEFAULT_MODEL"
 ALLOWED_MODELS = "ALLOWED_MODELS"
@@ -52,6 +54,11 @@ GUARDRAILS = "GUARDRAILS"
 # The stack's SNS topic (its name) for budget alerts; empty: none are sent.
 BUDGET_ALERTS_TOPIC = "BUDGET_ALERTS_TOPIC"
 DEFAULT_GUARDRAIL = "DEFAULT_GUARDRAIL"
+# Fallback chains: {"<model>": ["<model>[@region]", ...]} (resilience/links.py),
+# and the cooldowns that skip a failing link (resilience/cooldowns.py).
+FALLBACKS = "FALLBACKS"
+COOLDOWN_FAILURES = "COOLDOWN_FAILURES"
+COOLDOWN_STEPS_S = "COOLDOWN_STEPS_S"
 DEFAULT_LIMITS = {
     "requests_per_minute": "DEFAULT_REQUESTS_PER_MINUTE",
     "tokens_per_minute": "DEFAULT_TOKENS_PER_MINUTE",
@@ -122,6 +129,11 @@ class Settings:
     guardrail: Guardrail | None = None
     # The SNS topic budget alerts go to (tenancy/alerts.py); "" sends none.
     budget_alerts_topic: str = ""
+    # Per model, the links tried after it (resilience/); a link's model is
+    # one of the stage's allowed models, of the same kind.
+    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    cooldown_failures: int = 3  # failures within two 30 s windows that open a cooldown
+    cooldown_steps_s: tuple[int, ...] = (30, 60, 300)
 
 
 def call_deadline_s(settings: Settings, read_timeout_s: float | None = None) -> float:
@@ -198,6 +210,55 @@ def _guardrails(env: Mapping[str, str]) -> tuple[tuple[Guardrail, ...], Guardrai
     if default not in listed:
         raise ConfigError(f"{DEFAULT_GUARDRAIL} {default} is not in {GUARDRAILS}")
     return tuple(listed), default
+
+
+def _fallbacks(env: Mapping[str, str], allowed: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    raw = (env.get(FALLBACKS) or "").strip()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data.values()):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f'{FALLBACKS} must be {{"<model>": ["<model>[@region]", ...]}}') from None
+    chains: dict[str, tuple[str, ...]] = {}
+    for model, links in data.items():
+        if model not in allowed:
+            raise ConfigError(f"{FALLBACKS}: {model[:80]} is not in {ALLOWED_MODELS}")
+        for text in links:
+            try:
+                link = parse_link(text)
+            except ValueError as exc:
+                raise ConfigError(f"{FALLBACKS}: {exc}") from None
+            if link.model not in allowed:
+                raise ConfigError(f"{FALLBACKS}: {link.model[:80]} (a link of {model}) is not in "
+                                  f"{ALLOWED_MODELS}: the policies grant only those")
+            profile = REGISTRY[link.model].profile
+            if link.region and profile and link.region not in PROFILE_REGIONS.get(profile, ()) \
+                    and profile != "global":
+                raise ConfigError(f"{FALLBACKS}: {link} cannot be called: a {profile}. profile "
+                                  f"is called from {', '.join(PROFILE_REGIONS[profile])}")
+            if REGISTRY[link.model].kind != REGISTRY[model].kind:
+                raise ConfigError(f"{FALLBACKS}: {link.model} cannot stand in for {model} "
+                                  "(a chat model and an embedding model)")
+        chains[model] = tuple(str(parse_link(t)) for t in links)
+    return chains
+
+
+def _steps(env: Mapping[str, str]) -> tuple[int, ...]:
+    raw = (env.get(COOLDOWN_STEPS_S) or "").strip()
+    if not raw:
+        return Settings().cooldown_steps_s
+    try:
+        steps = tuple(int(t) for t in raw.split(","))
+        if not steps or any(s < 1 for s in steps):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{COOLDOWN_STEPS_S} must be seconds > 0, comma separated "
+                          "(30,60,300)") from None
+    return steps
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -279,4 +340,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         guardrails=guardrails,
         guardrail=default_guardrail,
         budget_alerts_topic=(env.get(BUDGET_ALERTS_TOPIC) or "").strip(),
+        fallbacks=_fallbacks(env, allowed),
+        cooldown_failures=_int(env, COOLDOWN_FAILURES, base.cooldown_failures, 1),
+        cooldown_steps_s=_steps(env),
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.aws import make_sns_client, make_sqs_client, make_sts_client
+from chalicelib.resilience.cooldowns import Cooldowns
 from chalicelib.tenancy.alerts import BudgetAlerts, SnsNotifier
 from chalicelib.models.bedrock import BedrockGateway, make_client
 from chalicelib.cache import ResponseCache
@@ -77,7 +78,30 @@ class Runtime:
         return self._once("service", lambda: ChatService(BedrockGateway(
             self._bedrock_client or make_client(self.settings),
             retry_after=self.settings.throttle_retry_after_s), self.cache,
-            self.settings.model_prices, call_deadline_s(self.settings)))
+            self.settings.model_prices, call_deadline_s(self.settings),
+            regional=self._regional(None), cooldowns=self.cooldowns))
+
+    def _regional(self, read_timeout_s: float | None) -> Callable[[str], BedrockGateway]:
+        """A Bedrock gateway per other region (fallback links ``model@region``):
+        a client of that region's endpoint, even when tests inject the
+        function's own (the emulator tells regions apart by their signature)."""
+        def gateway(region: str) -> BedrockGateway:
+            client = make_client(self.settings, read_timeout_s, region)
+            return BedrockGateway(client, retry_after=self.settings.throttle_retry_after_s)
+        return gateway
+
+    @property
+    def cooldowns(self) -> Cooldowns | None:
+        """The cooldowns of fallback links (None: the stage has no chains)."""
+        if not self.settings.fallbacks:
+            return None
+
+        def opened(link: str, seconds: int) -> None:
+            self.telemetry.cooldown_opened(link, seconds)
+        return self._once("cooldowns", lambda: Cooldowns(
+            self.dynamodb, self.settings.usage_table, self.clock,
+            threshold=self.settings.cooldown_failures, steps_s=self.settings.cooldown_steps_s,
+            opened=opened))
 
     @property
     def embeddings(self) -> EmbeddingService:
@@ -93,7 +117,9 @@ class Runtime:
                 self.settings, read_timeout_s=self.settings.jobs_read_timeout_s)
             return ChatService(BedrockGateway(client, retry_after=self.settings.throttle_retry_after_s),
                                self.cache, self.settings.model_prices,
-                               call_deadline_s(self.settings, self.settings.jobs_read_timeout_s))
+                               call_deadline_s(self.settings, self.settings.jobs_read_timeout_s),
+                               regional=self._regional(self.settings.jobs_read_timeout_s),
+                               cooldowns=self.cooldowns)
         return self._once("job_service", build)
 
     @property

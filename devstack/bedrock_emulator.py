@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import socket
 import struct
 import sys
@@ -46,6 +47,7 @@ from devstack.generator import count_tokens, generate, scripted
 from devstack.prompt_tokens import count_prompt_tokens
 
 CHUNKS_BEFORE_CONNECTION_FAULT = 2
+CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,]+/[0-9]{8}/([a-z0-9-]+)/")
 OPERATIONS = {
     "invoke": "InvokeModel",
     "invoke-with-response-stream": "InvokeModelWithResponseStream",
@@ -181,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
             recorded = raw.decode("utf-8", "replace")
         state.record(operation, model_id, recorded,
                      {k: v for k, v in self.headers.items()
-                      if k.lower().startswith("x-amzn-bedrock-guardrail")})
+                      if k.lower().startswith("x-amzn-bedrock-guardrail")}, self._region())
         if operation == "CountTokens":
             self._count_tokens(model_id, recorded)
             return
@@ -214,9 +216,12 @@ class Handler(BaseHTTPRequestHandler):
             state.count_error(err.name)
             self._error(err)
             return
-        injected, cfg, admitted = state.admit(str(body["prompt"]))
+        injected, cfg, admitted = state.admit(str(body["prompt"]), model_id, self._region())
         streaming = operation in STREAM_EXCEPTIONS
-        in_stream = streaming and cfg.fail_in_stream and injected in STREAM_EXCEPTIONS[operation]
+        # Only an admitted fault may come mid-stream (a throttle or an outage
+        # refuses the call before its first byte).
+        in_stream = (admitted and streaming and cfg.fail_in_stream
+                     and injected in STREAM_EXCEPTIONS[operation])
         if injected is not None and not in_stream:
             if admitted:
                 state.release()
@@ -274,6 +279,12 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             release()
 
+    def _region(self) -> str:
+        """The region the caller signed for (its SigV4 credential scope), as
+        Bedrock's regional endpoint is chosen; "" when unsigned."""
+        found = CREDENTIAL_SCOPE.search(self.headers.get("Authorization", ""))
+        return found.group(1) if found else ""
+
     def _count_tokens(self, model_id: str, body: Any) -> None:
         """CountTokens of a Converse input: the input tokens Converse would
         report for it, for the models Bedrock counts; no inference, no faults."""
@@ -311,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
             state.count_error(err.name)
             self._error(err)
             return
-        injected, cfg, admitted = state.admit()
+        injected, cfg, admitted = state.admit(model_id=model_id, region=self._region())
         try:
             if injected is not None:
                 self._error(BedrockError(injected))

@@ -41,6 +41,11 @@ class Config:
     respond_next: list[Any] = field(default_factory=list)
     # Bedrock guardrails by id (devstack/guardrail_filter.py).
     guardrails: dict[str, Any] = field(default_factory=dict)
+    # Outages: every invocation of a model id (as sent: a profile's id for a
+    # profile) or through a region (its SigV4 credential scope) fails with
+    # the named error before its first byte, until cleared ({}).
+    fail_models: dict[str, str] = field(default_factory=dict)
+    fail_regions: dict[str, str] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         return {"latency_ms": self.latency_ms, "tokens_per_second": self.tokens_per_second,
@@ -50,7 +55,8 @@ class Config:
                 "reset_in_stream": self.reset_in_stream,
                 "malformed_in_stream": self.malformed_in_stream,
                 "respond_next": [dict(v) if isinstance(v, dict) else v for v in self.respond_next],
-                "guardrails": {k: dict(v) for k, v in self.guardrails.items()}}
+                "guardrails": {k: dict(v) for k, v in self.guardrails.items()},
+                "fail_models": dict(self.fail_models), "fail_regions": dict(self.fail_regions)}
 
 
 def _number(key: str, value: Any, low: float, integer: bool) -> float:
@@ -116,6 +122,11 @@ def apply_config(config: Config, changes: Any) -> None:
                 new[key] = parse_guardrails(value)
             except GuardrailConfigError as exc:
                 raise ControlError(str(exc)) from None
+        elif key in ("fail_models", "fail_regions"):
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                what = "model ids" if key == "fail_models" else "regions"
+                raise ControlError(f"{key} must map {what} to error names ({{}}: none fail)")
+            new[key] = {k: _error_name(f"{key}.{k}", v) for k, v in value.items()}
         elif key == "fault_rate":
             if not isinstance(value, dict):
                 raise ControlError("fault_rate must map error names to probabilities")
@@ -181,12 +192,15 @@ class State:
                     "errors": dict(self.errors)}
 
     def record(self, operation: str, model_id: str, body: Any,
-               headers: dict[str, str] | None = None) -> None:
-        """One invocation as it arrived: its body, and the Bedrock headers
-        that change its meaning (InvokeModel's guardrail), when there are any."""
+               headers: dict[str, str] | None = None, region: str = "") -> None:
+        """One invocation as it arrived: its body, the region it was signed
+        for, and the Bedrock headers that change its meaning (InvokeModel's
+        guardrail), when there are any."""
         with self.lock:
             self.invocations += 1
             entry = {"operation": operation, "modelId": model_id, "body": body}
+            if region:
+                entry["region"] = region
             if headers:
                 entry["headers"] = headers
             self.requests.append(entry)
@@ -195,7 +209,8 @@ class State:
         with self.lock:
             self.errors[name] += 1
 
-    def admit(self, request_text: str = "") -> tuple[str | None, Config, bool]:
+    def admit(self, request_text: str = "", model_id: str = "",
+              region: str = "") -> tuple[str | None, Config, bool]:
         """Decide an invocation's fate: an injected error or admission.
 
         Returns ``(error, config snapshot, admitted)``. Injected errors of ``fail_next``
@@ -205,10 +220,16 @@ class State:
         under the lock, so scripted texts go out in arrival order; the
         snapshot's ``respond_next`` holds that one text (or nothing). A text
         with a ``match`` goes only to a request whose body (``request_text``)
-        holds it; plain texts go to any.
+        holds it; plain texts go to any. A model or region in an outage
+        (``fail_models``, ``fail_regions``) fails first, never admitted, and
+        takes nothing from the other faults or the script.
         """
         with self.lock:
             cfg = Config(**self.config.public())
+            outage = self.config.fail_models.get(model_id) or self.config.fail_regions.get(region)
+            if outage:
+                self.errors[outage] += 1
+                return outage, cfg, False
             injected = self.config.fail_next.pop(0) if self.config.fail_next else None
             if injected is None:
                 for name, rate in self.config.fault_rate.items():

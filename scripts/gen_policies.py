@@ -207,6 +207,9 @@ def policies(config: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
         *guarded,
         *shared_tables,
         statement("Jobs", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table(env["JOBS_TABLE"])]),
+        # A stage with fallback chains reads its links' cooldowns (usage items).
+        *([statement("ReadCooldowns", ["dynamodb:BatchGetItem"], [table(env["USAGE_TABLE"])])]
+          if env.get("FALLBACKS", "").strip() else []),
         statement("ConsumeJobs", ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
                                   "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
                   [queue]),

@@ -311,9 +311,10 @@ def usage_by_tenant(store: KeyStore, client: Any, usage_table: str,
     totals: dict[str, dict[str, Any]] = {}
     for page in client.get_paginator("scan").paginate(TableName=usage_table):
         for item in page.get("Items", []):
-            key_id, kind, index = item["pk"]["S"].rsplit("#", 2)
-            # A tenant's own items (its shared limits) would count its keys twice.
-            if kind != "d" or int(index) != day_index or not key_id.startswith("key_"):
+            key_id, kind, index = (item["pk"]["S"].rsplit("#", 2) + ["", ""])[:3]
+            # A tenant's own items (its shared limits) would count its keys
+            # twice; other items (a link's cooldown) are not usage.
+            if kind != "d" or index != str(day_index) or not key_id.startswith("key_"):
                 continue
             row = totals.setdefault(tenants.get(key_id, "?"), {"requests": 0, "tokens": 0,
                                                                "cost_usd": Decimal(0)})

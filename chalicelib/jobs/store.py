@@ -68,7 +68,8 @@ def request_from_json(text: str) -> ChatRequest:
                        parallel_tool_calls=data.get("parallel_tool_calls", True),
                        response_format=ResponseFormat(**data.get("response_format", {})),
                        tools_cache_point=data.get("tools_cache_point", False),
-                       guardrail=Guardrail(**data["guardrail"]) if data.get("guardrail") else None)
+                       guardrail=Guardrail(**data["guardrail"]) if data.get("guardrail") else None,
+                       fallbacks=tuple(data.get("fallbacks", ())))
 
 
 def reservation_from_json(text: str | None) -> Reservation | None:

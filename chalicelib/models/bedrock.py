@@ -124,15 +124,17 @@ def _socket_of(stream: Any) -> Any:
     return getattr(connection, "sock", None)
 
 
-def make_client(settings: Settings, read_timeout_s: float | None = None) -> Any:
+def make_client(settings: Settings, read_timeout_s: float | None = None,
+                region: str | None = None) -> Any:
     """A bedrock-runtime client with explicit retries and timeouts.
 
     Endpoint, region and credentials come from the environment as usual
     (``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` points it at the emulator locally).
-    The jobs worker passes its longer ``read_timeout_s``.
+    The jobs worker passes its longer ``read_timeout_s``; a fallback link in
+    another region its ``region``.
     """
     read_s = read_timeout_s or settings.bedrock_read_timeout_s
-    client = session().create_client("bedrock-runtime", config=Config(
+    client = session().create_client("bedrock-runtime", region_name=region, config=Config(
         retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
         connect_timeout=settings.bedrock_connect_timeout_s,
         read_timeout=read_s,
@@ -190,6 +192,11 @@ class BedrockGateway:
     def __init__(self, client: Any, *, retry_after: int = 2) -> None:
         self._client = client
         self._retry_after = retry_after
+
+    @property
+    def region(self) -> str:
+        """The Bedrock region this gateway calls."""
+        return str(getattr(self._client.meta, "region_name", "") or "")
 
     def _fail(self, exc: Exception, model_id: str) -> ApiError:
         error = translate_error(exc, self._retry_after)

@@ -23,6 +23,11 @@ class CallStats:
     output_tokens: int = 0
     cost_usd: Decimal | None = None
     cache: str | None = None  # "hit" | "miss" | None (not cacheable)
+    # What answered, on a fallback chain (resilience/): its model and region,
+    # and how many links failed before it.
+    served_model: str | None = None
+    served_region: str | None = None
+    fallbacks: int = 0
     messages: tuple[Message, ...] = field(default_factory=tuple)
     answer: str | None = None
 

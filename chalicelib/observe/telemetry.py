@@ -33,7 +33,7 @@ NAMESPACE = "LLMEndpoint"
 
 FIELDS = ("kind", "request_id", "stage", "route", "tenant", "model", "status", "error_code",
           "latency_ms", "bedrock_ms", "input_tokens", "output_tokens", "cost_usd", "cache",
-          "retries", "bedrock_throttles")
+          "retries", "bedrock_throttles", "served_model", "served_region", "fallbacks")
 
 
 class _EveryFieldFormatter(LambdaPowertoolsFormatter):
@@ -72,6 +72,10 @@ class Telemetry:
             "input_tokens": stats.input_tokens, "output_tokens": stats.output_tokens,
             "cost_usd": _number(stats.cost_usd), "cache": stats.cache,
             "retries": stats.retries, "bedrock_throttles": stats.throttles,
+            # What answered on a fallback chain (None: the model asked for,
+            # in the function's region) and how many links failed first.
+            "served_model": stats.served_model, "served_region": stats.served_region,
+            "fallbacks": stats.fallbacks,
         }
         if self._log_prompts:
             fields["prompt"] = [{"role": m.role, "content": m.content} for m in stats.messages]
@@ -108,13 +112,28 @@ class Telemetry:
             if stats.cost_usd is not None:
                 metrics.append(("CostUSD", "None", float(stats.cost_usd)))
         metrics += [("BedrockThrottles", "Count", stats.throttles),
-                    ("Retries", "Count", stats.retries)]
+                    ("Retries", "Count", stats.retries), ("Fallbacks", "Count", stats.fallbacks)]
         if stats.cache is not None:
             metrics.append(("CacheHits", "Count", int(stats.cache == "hit")))
         server_error = isinstance(outcome.status, int) and outcome.status >= 500
         metrics.append(("ServerErrors", "Count", int(server_error)))
         records = [self._record({"stage": self._stage, "model": model}, metrics)]
+        if stats.fallbacks or (stats.served_model or stats.model) != stats.model:
+            # Per what answered, so a dashboard shows the traffic a fallback took.
+            records.append(self._record(
+                {"stage": self._stage, "served_model": stats.served_model or "none",
+                 "served_region": stats.served_region or "none"}, [("ServedRequests", "Count", 1)]))
         if outcome.error_code:
             records.append(self._record({"stage": self._stage, "error_code": outcome.error_code},
                                         [("Errors", "Count", 1)]))
         return records
+
+    def cooldown_opened(self, link: str, seconds: int) -> None:
+        """One EMF record when this process opens a link's cooldown (the
+        conditional write makes it one per cooldown, whichever Lambda wins);
+        the stage's CooldownAlarm watches it."""
+        self._logger.warning("cooldown_opened", extra={"link": link, "seconds": seconds})
+        self._stream.write(json.dumps(self._record(
+            {"stage": self._stage, "link": link}, [("CooldownOpened", "Count", 1)]),
+            separators=(",", ":")) + "\n")
+        self._stream.flush()

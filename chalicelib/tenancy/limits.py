@@ -39,6 +39,7 @@ notification per window at 80% and at 100% of a budget.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -83,6 +84,9 @@ class Need:
     model: str
     input_tokens: int
     output_tokens: int
+    # The models of its fallback chain: it may be served by any, so it is
+    # priced at the dearest (worst_micros).
+    alternatives: tuple[str, ...] = ()
 
     @property
     def tokens(self) -> int:
@@ -95,15 +99,18 @@ def worst_micros(need: Need, prices: Prices,
     price): every input token at the higher of the input and cache-write
     prices (a prompt cache write costs more than plain input), every output
     token at the output price. Prices are per million tokens, so a token costs
-    its price in micro-dollars."""
-    base = base_model(need.model)
-    price = prices.get(base)
-    if price is None:
-        return None
-    input_price, output_price = price
-    write_price = cache_prices.get(base, (input_price, input_price))[0]
-    return math.ceil(need.input_tokens * max(input_price, write_price)
-                     + need.output_tokens * output_price)
+    its price in micro-dollars. With alternatives, the dearest of them."""
+    worst = 0
+    for model in (need.model, *need.alternatives):
+        base = base_model(model)
+        price = prices.get(base)
+        if price is None:
+            return None
+        input_price, output_price = price
+        write_price = cache_prices.get(base, (input_price, input_price))[0]
+        worst = max(worst, math.ceil(need.input_tokens * max(input_price, write_price)
+                                     + need.output_tokens * output_price))
+    return worst
 
 
 def micros(cost: Decimal | None) -> int:
@@ -166,11 +173,17 @@ def prompt_estimate(request: ChatRequest) -> int:
 def need_of(request: ChatRequest) -> Need:
     """The worst case: the prompt (tool definitions and schemas included)
     plus every token asked for, twice when the answer may need a repair
-    attempt (a second call with the first prompt and answer in its prompt)."""
-    prompt, answer = prompt_estimate(request), request.max_tokens
+    attempt (a second call with the first prompt and answer in its prompt).
+    On a fallback chain, the largest prompt of any link's model (their
+    tokenizers differ), priced at the dearest (``Need.alternatives``)."""
+    models = tuple(dict.fromkeys(link.split("@")[0] for link in request.fallbacks))
+    prompt = max(prompt_estimate(dataclasses.replace(request, model=m, fallbacks=()))
+                 for m in (request.model, *models))
+    answer = request.max_tokens
+    others = tuple(m for m in models if m != request.model)
     if may_repair(request):
-        return Need(request.model, 2 * prompt + answer, 2 * answer)
-    return Need(request.model, prompt, answer)
+        return Need(request.model, 2 * prompt + answer, 2 * answer, others)
+    return Need(request.model, prompt, answer, others)
 
 
 def reservation_size(request: ChatRequest) -> int:

@@ -82,7 +82,7 @@ def parse_completions_request(payload: Mapping[str, Any],
     limit = get_model(model).max_output_tokens
     request = ChatRequest(
         messages=check_conversation([Message("user", prompt)], settings),
-        guardrail=settings.guardrail, model=model,
+        guardrail=settings.guardrail, fallbacks=settings.fallbacks.get(model, ()), model=model,
         max_tokens=int_field(payload, "max_tokens", 1, limit, DEFAULT_MAX_TOKENS),
         temperature=number_field(payload, "temperature", 0, 2, 1.0) * TEMPERATURE_SCALE,
         top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),

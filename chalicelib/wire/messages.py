@@ -538,7 +538,8 @@ def parse_messages_request(payload: Mapping[str, Any], settings: Settings, *,
         raise _invalid("'stop_sequences' must be a list of strings.", "stop_sequences")
     request = ChatRequest(
         messages=check_conversation(messages, settings),
-        guardrail=settings.guardrail, model=model, max_tokens=max_tokens,
+        guardrail=settings.guardrail, fallbacks=settings.fallbacks.get(model, ()),
+        model=model, max_tokens=max_tokens,
         temperature=number_field(payload, "temperature", 0, 1, DEFAULT_TEMPERATURE),
         top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
         stop=stop_field(stop, "stop_sequences"), tools=tools, tool_choice=choice,

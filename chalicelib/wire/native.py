@@ -103,7 +103,7 @@ def parse_chat_request(payload: Mapping[str, Any], settings: Settings) -> ChatRe
                                   param="parallel_tool_calls")
     return check_capabilities(ChatRequest(
         messages=check_conversation(messages, settings),
-        guardrail=settings.guardrail,
+        guardrail=settings.guardrail, fallbacks=settings.fallbacks.get(model, ()),
         model=model,
         max_tokens=int_field(payload, "max_tokens", 1, limit, DEFAULT_MAX_TOKENS),
         temperature=number_field(payload, "temperature", 0, 1, DEFAULT_TEMPERATURE),

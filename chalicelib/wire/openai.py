@@ -248,7 +248,8 @@ def parse_openai_request(payload: Mapping[str, Any],
                                   param="parallel_tool_calls")
     request = ChatRequest(
         messages=check_conversation(messages, settings),
-        guardrail=settings.guardrail, model=model, max_tokens=max_tokens,
+        guardrail=settings.guardrail, fallbacks=settings.fallbacks.get(model, ()),
+        model=model, max_tokens=max_tokens,
         temperature=temperature, top_p=number_field(payload, "top_p", 0, 1, DEFAULT_TOP_P),
         stop=stop_field(payload.get("stop")), tools=tools,
         tool_choice=tool_choice,

@@ -503,7 +503,7 @@ def chat_request(call: ParsedCall, items: tuple[Mapping[str, Any], ...],
     messages = _merge_leading_system(messages)
     request = ChatRequest(
         messages=check_conversation(messages, settings),
-        guardrail=settings.guardrail, model=call.model,
+        guardrail=settings.guardrail, fallbacks=settings.fallbacks.get(call.model, ()), model=call.model,
         max_tokens=call.max_tokens, temperature=call.temperature, top_p=call.top_p,
         tools=call.tools, tool_choice=call.tool_choice,
         parallel_tool_calls=call.parallel_tool_calls, response_format=call.text_format)

@@ -37,7 +37,7 @@ def test_the_original_curl(api: Api, emulator: EmulatorControl) -> None:
     assert sent == [{"operation": "InvokeModelWithResponseStream", "modelId": MODEL, "body": {
         "prompt": "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
                   "Hello, how are you?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
-        "max_gen_len": 512, "temperature": 0.5, "top_p": 0.9}}]
+        "max_gen_len": 512, "temperature": 0.5, "top_p": 0.9}, "region": "us-east-1"}]
     assert set(body) == {"id", "model", "text", "stop_reason", "usage"}
     assert body["model"] == MODEL and body["text"] and body["stop_reason"] == "stop"
     usage = body["usage"]

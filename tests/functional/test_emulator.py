@@ -41,7 +41,8 @@ def test_invoke_model(runtime: Any, emulator: EmulatorControl, model: str) -> No
     # The prompt as Bedrock counts it, with Meta's tokenizer (special tokens one each).
     assert answer["prompt_token_count"] == count_prompt_tokens(BODY["prompt"])
     assert answer["generation_token_count"] == -(-len(answer["generation"]) // 4)
-    assert emulator.requests() == [{"operation": "InvokeModel", "modelId": model, "body": BODY}]
+    assert emulator.requests() == [{"operation": "InvokeModel", "modelId": model, "body": BODY,
+                                   "region": "us-east-1"}]
 
 
 def test_invoke_model_is_deterministic_and_honours_max_gen_len(runtime: Any) -> None:

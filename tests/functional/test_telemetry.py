@@ -222,6 +222,17 @@ def test_alarms_watch_what_the_app_emits() -> None:
     assert f"SCHEMA({NAMESPACE}, {', '.join(sorted(emitted_dims))})" in query
     assert "CostUSD" in emitted_metrics and alarms["HourlyCostAlarm"]["AlarmActions"] == [
         {"Ref": "AlarmTopic"}]
+    # One alarm for any link's cooldown opening, on the record Telemetry writes for it.
+    stream = io.StringIO()
+    Telemetry("dev", stream=stream).cooldown_opened("us.amazon.nova-lite-v1:0@us-west-2", 30)
+    opened = next(json.loads(line) for line in stream.getvalue().splitlines()
+                  if "CooldownOpened" in line)
+    (query,) = alarms["CooldownAlarm"]["Metrics"]
+    dims = sorted(opened["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0])
+    assert f"SELECT SUM(CooldownOpened) FROM SCHEMA({NAMESPACE}, {', '.join(dims)})" in query[
+        "Expression"]["Fn::Sub"]
+    assert opened["link"] == "us.amazon.nova-lite-v1:0@us-west-2"
+    assert alarms["CooldownAlarm"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     assert template["Parameters"]["AppName"]["Default"] == SERVICE
     body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
     assert json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]

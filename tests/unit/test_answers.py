@@ -93,6 +93,8 @@ def test_the_repair_request_says_what_was_wrong() -> None:
 class FakeGateway:
     """Answers with the given generations in order and keeps the prompts it got."""
 
+    region = "us-east-1"
+
     def __init__(self, *generations: str) -> None:
         self.generations = list(generations)
         self.prompts: list[str] = []

@@ -140,6 +140,8 @@ def test_held_back(text: str, stops: tuple[str, ...], held: int) -> None:
 class ScriptedGateway:
     """Bedrock's stream as Llama chunks of the given pieces."""
 
+    region = "us-east-1"
+
     def __init__(self, pieces: list[str]) -> None:
         self.pieces = pieces
         self.read = 0

@@ -1,0 +1,1 @@
+"""Fallback chains across models and regions, and the cooldowns every Lambda shares."""
