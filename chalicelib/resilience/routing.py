@@ -41,6 +41,20 @@ def _give_up(error: ApiError, spent: Spent) -> ApiError:
     return error
 
 
+def _moved_on(error: ApiError, link: Link, spent: Spent, last: bool,
+              failed: Callable[[Link, ApiError], None]) -> Spent:
+    """What the chain has spent once ``link`` failed with ``error``, when the
+    request goes on to the next link; otherwise ``error`` is raised, carrying
+    everything the chain generated."""
+    if not moves_on(error):
+        raise _give_up(error, _add(spent, error.spent)) from error.__cause__
+    failed(link, error)
+    spent = _add(spent, error.spent)
+    if last or deadline.current().expired:
+        raise _give_up(error, spent) from error.__cause__
+    return spent
+
+
 def first_answer(links: list[Link], attempt: Callable[[Link], object],
                  failed: Callable[[Link, ApiError], None]) -> tuple[Link, object, Spent]:
     """The first link that answers, its answer, and what the failed ones spent."""
@@ -49,12 +63,7 @@ def first_answer(links: list[Link], attempt: Callable[[Link], object],
         try:
             return link, attempt(link), spent
         except ApiError as error:
-            if not moves_on(error):
-                raise _give_up(error, _add(spent, error.spent)) from error.__cause__
-            failed(link, error)
-            spent = _add(spent, error.spent)
-            if index == len(links) - 1 or deadline.current().expired:
-                raise _give_up(error, spent) from error.__cause__
+            spent = _moved_on(error, link, spent, index == len(links) - 1, failed)
     raise AssertionError("a chain has at least one link")
 
 
@@ -74,12 +83,7 @@ def first_stream(links: list[Link], start: Callable[[Link], Iterator[StreamEvent
         except StopIteration:
             return
         except ApiError as error:
-            if not moves_on(error):
-                raise _give_up(error, _add(spent, error.spent)) from error.__cause__
-            failed(link, error)
-            spent = _add(spent, error.spent)
-            if index == len(links) - 1 or deadline.current().expired:
-                raise _give_up(error, spent) from error.__cause__
+            spent = _moved_on(error, link, spent, index == len(links) - 1, failed)
             continue
         opened(link)
         try:

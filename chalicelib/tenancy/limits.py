@@ -61,6 +61,7 @@ from chalicelib.models import converse, tokens
 from chalicelib.models.prompting import may_repair, render
 from chalicelib.models.pricing import DEFAULT_CACHE_PRICES, DEFAULT_PRICES, Prices, base_model
 from chalicelib.models.registry import get_model
+from chalicelib.resilience.links import parse_link
 from chalicelib.tenancy.keys import MICROS, Limits
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def need_of(request: ChatRequest) -> Need:
     attempt (a second call with the first prompt and answer in its prompt).
     On a fallback chain, the largest prompt of any link's model (their
     tokenizers differ), priced at the dearest (``Need.alternatives``)."""
-    models = tuple(dict.fromkeys(link.split("@")[0] for link in request.fallbacks))
+    models = tuple(dict.fromkeys(parse_link(link).model for link in request.fallbacks))
     prompt = max(prompt_estimate(dataclasses.replace(request, model=m, fallbacks=()))
                  for m in (request.model, *models))
     answer = request.max_tokens
